@@ -1,0 +1,19 @@
+// Which SIMD level the CPU kernels run at. Detected once from CPUID (and the
+// OS's saved-register mask); RECA_CPU_ISA=scalar|avx2|avx512 or set_active_isa()
+// can lower it, so every path can be tested on one machine.
+#pragma once
+
+namespace reca {
+
+enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2 };
+
+const char* isa_name(Isa isa);            // "scalar" | "avx2" | "avx512"
+bool parse_isa(const char* name, Isa* out);
+Isa detected_isa();                       // best level this CPU + OS supports
+Isa active_isa();                         // level the dispatchers use now
+// Throws E_INVALID_ARGUMENT when `isa` is above detected_isa().
+void set_active_isa(Isa isa);
+// Set when RECA_CPU_ISA asked for something unusable; empty otherwise.
+const char* isa_env_warning();
+
+}  // namespace reca

@@ -1,0 +1,139 @@
+#include "core/threadpool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+
+namespace reca {
+namespace {
+
+thread_local bool t_inside_pool_task = false;
+
+class ThreadPool {
+ public:
+  ThreadPool() : threads_(std::max(1, std::min(hardware_threads(), 256))) { start(threads_); }
+  ~ThreadPool() { stop(); }
+
+  int threads() const { return threads_; }
+
+  void resize(int n) {
+    std::lock_guard<std::mutex> run_lock(run_mutex_);
+    stop();
+    threads_ = n;
+    start(n);
+  }
+
+  void run(int64_t n, int64_t grain, RangeFn fn, void* ctx) {
+    if (n <= 0) return;
+    grain = std::max<int64_t>(grain, 1);
+    const int64_t max_ranges = (n + grain - 1) / grain;
+    const int ranges = static_cast<int>(std::min<int64_t>(threads_, max_ranges));
+    if (ranges <= 1 || t_inside_pool_task) {
+      fn(ctx, 0, n);
+      return;
+    }
+    std::lock_guard<std::mutex> run_lock(run_mutex_);  // one parallel region at a time
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      job_ = Job{n, ranges, fn, ctx};
+      pending_.store(ranges - 1, std::memory_order_relaxed);
+      ++generation_;
+    }
+    wake_.notify_all();
+    run_range(0);
+    // Short spin, then sleep until the workers finish.
+    for (int spin = 0; spin < 20000 && pending_.load(std::memory_order_acquire) > 0; ++spin) {
+    }
+    std::unique_lock<std::mutex> lk(mutex_);
+    done_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+  }
+
+ private:
+  struct Job {
+    int64_t n = 0;
+    int ranges = 0;
+    RangeFn fn = nullptr;
+    void* ctx = nullptr;
+  };
+
+  void run_range(int r) {
+    const int64_t b = job_.n * r / job_.ranges, e = job_.n * (r + 1) / job_.ranges;
+    const bool was = t_inside_pool_task;
+    t_inside_pool_task = true;
+    job_.fn(job_.ctx, b, e);
+    t_inside_pool_task = was;
+  }
+
+  void worker(int index) {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(mutex_);
+        wake_.wait(lk, [&] { return quit_ || generation_ != seen; });
+        if (quit_) return;
+        seen = generation_;
+        if (index >= job_.ranges) continue;
+      }
+      run_range(index);
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lk(mutex_);
+        done_.notify_all();
+      }
+    }
+  }
+
+  void start(int n) {
+    quit_ = false;
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker(i); });
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      quit_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  int threads_;
+  std::mutex run_mutex_, mutex_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  Job job_;
+  std::atomic<int> pending_{0};
+  uint64_t generation_ = 0;
+  bool quit_ = false;
+};
+
+ThreadPool& pool() {
+  static ThreadPool p;
+  return p;
+}
+
+}  // namespace
+
+int hardware_threads() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+int num_threads() { return pool().threads(); }
+
+void set_num_threads(int n) {
+  RECA_CHECK(n >= 1 && n <= 256, InvalidArgument,
+             "thread count must be between 1 and 256, got %d", n);
+  if (n != pool().threads()) pool().resize(n);
+}
+
+void parallel_for_raw(int64_t n, int64_t grain, RangeFn fn, void* ctx) {
+  pool().run(n, grain, fn, ctx);
+}
+
+}  // namespace reca

@@ -1,0 +1,103 @@
+#include "cpu/gelu.h"
+
+#include "core/threadpool.h"
+#include "cpu/simd.h"
+
+namespace reca::cpu::RECA_ISA_NS {
+namespace {
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kCubic = 0.044715f;
+// Columns per backward task: every task owns whole columns, so the bias
+// reduction over rows has one fixed order whatever the thread count.
+constexpr int64_t kColBlock = 64;
+}  // namespace
+
+void gelu_forward(float* y, const float* x, const float* bias, int64_t rows, int64_t cols) {
+  parallel_for(rows, imax(1, 16384 / imax(cols, 1)), [&](int64_t r0, int64_t r1) {
+    const Vec half = Vec::set1(0.5f), one = Vec::set1(1.0f);
+    const Vec k0 = Vec::set1(kSqrt2OverPi), k1 = Vec::set1(kCubic);
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = x + r * cols;
+      float* yr = y + r * cols;
+      for (int64_t c = 0; c < cols; c += Vec::W) {
+        const int n = static_cast<int>(imin(Vec::W, cols - c));
+        Vec v = Vec::load_tail(xr + c, n);
+        if (bias) v = v + Vec::load_tail(bias + c, n);
+        const Vec inner = k0 * fmadd(k1 * v * v, v, v);
+        (half * v * (one + vtanh(inner))).store_tail(yr + c, n);
+      }
+    }
+  });
+}
+
+void gelu_backward(float* dx, float* dbias, const float* x, const float* bias, const float* dy,
+                   int64_t rows, int64_t cols) {
+  const int64_t blocks = (cols + kColBlock - 1) / kColBlock;
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    const Vec half = Vec::set1(0.5f), one = Vec::set1(1.0f);
+    const Vec k0 = Vec::set1(kSqrt2OverPi), k1 = Vec::set1(kCubic), k3 = Vec::set1(3.0f * kCubic);
+    for (int64_t c0 = b0 * kColBlock; c0 < imin(b1 * kColBlock, cols); c0 += Vec::W) {
+      const int n = static_cast<int>(imin(Vec::W, cols - c0));
+      const Vec b = bias ? Vec::load_tail(bias + c0, n) : Vec::zero();
+      Vec acc = Vec::zero();
+      for (int64_t r = 0; r < rows; ++r) {
+        const Vec v = Vec::load_tail(x + r * cols + c0, n) + b;
+        const Vec t = vtanh(k0 * fmadd(k1 * v * v, v, v));
+        // d/dv [0.5 v (1 + t)] = 0.5 (1 + t) + 0.5 v (1 - t²) k0 (1 + 3 k1 v²)
+        const Vec dt = (one - t * t) * k0 * fmadd(k3, v * v, one);
+        const Vec grad = half * fmadd(v, dt, one + t);
+        const Vec g = grad * Vec::load_tail(dy + r * cols + c0, n);
+        (Vec::load_tail(dx + r * cols + c0, n) + g).store_tail(dx + r * cols + c0, n);
+        acc = acc + g;
+      }
+      if (dbias) (Vec::load_tail(dbias + c0, n) + acc).store_tail(dbias + c0, n);
+    }
+  });
+}
+
+}  // namespace reca::cpu::RECA_ISA_NS
+
+#if RECA_ISA_LEVEL == 0
+#include <cmath>
+
+namespace reca::cpu::ref {
+
+template <class T>
+void gelu_forward(T* y, const T* x, const T* bias, int64_t rows, int64_t cols) {
+  const T k0 = T(0.7978845608028654), k1 = T(0.044715);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const T v = x[r * cols + c] + (bias ? bias[c] : T(0));
+      y[r * cols + c] = T(0.5) * v * (T(1) + std::tanh(k0 * (v + k1 * v * v * v)));
+    }
+}
+
+template <class T>
+void gelu_backward(T* dx, T* dbias, const T* x, const T* bias, const T* dy, int64_t rows,
+                   int64_t cols) {
+  const T k0 = T(0.7978845608028654), k1 = T(0.044715);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const T v = x[r * cols + c] + (bias ? bias[c] : T(0));
+      const T t = std::tanh(k0 * (v + k1 * v * v * v));
+      const T grad = T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * k0 * (T(1) + T(3) * k1 * v * v);
+      const T g = grad * dy[r * cols + c];
+      dx[r * cols + c] += g;
+      if (dbias) dbias[c] += g;
+    }
+}
+
+}  // namespace reca::cpu::ref
+
+RECA_INSTANTIATE_REF(RECA_GELU_FNS)
+
+namespace reca::cpu {
+void gelu_forward(float* y, const float* x, const float* bias, int64_t rows, int64_t cols) {
+  RECA_DISPATCH(gelu_forward, y, x, bias, rows, cols);
+}
+void gelu_backward(float* dx, float* dbias, const float* x, const float* bias, const float* dy,
+                   int64_t rows, int64_t cols) {
+  RECA_DISPATCH(gelu_backward, dx, dbias, x, bias, dy, rows, cols);
+}
+}  // namespace reca::cpu
+#endif

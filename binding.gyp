@@ -31,6 +31,7 @@
         "<!@(node tools/gyp-sources.js native/core)",
         "<!@(node tools/gyp-sources.js native/cpu)",
         "<!@(node tools/gyp-sources.js native/model)",
+        "<!@(node tools/gyp-sources.js native/bench)",
         "<!@(node tools/gyp-sources.js native/addon)",
         "native/cuda/cuda_absent.cpp"
       ],

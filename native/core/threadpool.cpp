@@ -69,8 +69,9 @@ class ThreadPool {
     t_inside_pool_task = was;
   }
 
-  void worker(int index) {
-    uint64_t seen = 0;
+  // `seen` starts at the generation current when the worker was created, so a
+  // worker started by resize() never re-runs the job that finished before it.
+  void worker(int index, uint64_t seen) {
     for (;;) {
       {
         std::unique_lock<std::mutex> lk(mutex_);
@@ -89,7 +90,8 @@ class ThreadPool {
 
   void start(int n) {
     quit_ = false;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker(i); });
+    const uint64_t gen = generation_;
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, gen] { worker(i, gen); });
   }
 
   void stop() {

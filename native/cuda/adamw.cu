@@ -1,0 +1,84 @@
+// Fused AdamW update on the device (SPEC §6); the semantics of
+// reca::cpu::adamw_step: clip scale, decay flag and optional EMA in one pass.
+#include <cmath>
+
+#include "cuda/cuda_check.cuh"
+#include "cuda/cuda_ops.h"
+
+namespace reca::cuda {
+namespace {
+
+// The per-step scalars, computed in double on the host and rounded to float
+// once, exactly as the CPU kernel does.
+struct AdamWScalars {
+  float gs, b1, omb1, b2, omb2, decay_mul, step_size, bc2_sqrt, eps, d, omd;
+};
+
+__device__ __forceinline__ void update_one(float& p, float& m, float& v, float* ema, float g,
+                                           bool decay, const AdamWScalars& k) {
+  const float gp = g * k.gs;
+  m = k.b1 * m + k.omb1 * gp;
+  v = k.b2 * v + k.omb2 * (gp * gp);
+  if (decay) p = p * k.decay_mul;
+  p = p - k.step_size * (m / (sqrtf(v) / k.bc2_sqrt + k.eps));
+  if (ema) *ema = k.d * *ema + k.omd * p;
+}
+
+// p, m, v, g, ema: [n]; one element per thread, grid-stride; 4 per thread
+// when every pointer is 16-byte aligned (then n4 = n / 4 and the scalar tail
+// [4·n4, n) is done by the same kernel).
+__global__ void adamw_kernel(float* p, float* m, float* v, float* ema, const float* g, int64_t n,
+                             bool decay, AdamWScalars k, bool vec) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  const int64_t start = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  int64_t done = 0;
+  if (vec) {
+    const int64_t n4 = n / 4;
+    for (int64_t i = start; i < n4; i += stride) {
+      float4 pp = reinterpret_cast<float4*>(p)[i], mm = reinterpret_cast<float4*>(m)[i];
+      float4 vv = reinterpret_cast<float4*>(v)[i];
+      const float4 gg = reinterpret_cast<const float4*>(g)[i];
+      float4 ee;
+      if (ema) ee = reinterpret_cast<float4*>(ema)[i];
+      update_one(pp.x, mm.x, vv.x, ema ? &ee.x : nullptr, gg.x, decay, k);
+      update_one(pp.y, mm.y, vv.y, ema ? &ee.y : nullptr, gg.y, decay, k);
+      update_one(pp.z, mm.z, vv.z, ema ? &ee.z : nullptr, gg.z, decay, k);
+      update_one(pp.w, mm.w, vv.w, ema ? &ee.w : nullptr, gg.w, decay, k);
+      reinterpret_cast<float4*>(p)[i] = pp;
+      reinterpret_cast<float4*>(m)[i] = mm;
+      reinterpret_cast<float4*>(v)[i] = vv;
+      if (ema) reinterpret_cast<float4*>(ema)[i] = ee;
+    }
+    done = n4 * 4;
+  }
+  for (int64_t i = done + start; i < n; i += stride)
+    update_one(p[i], m[i], v[i], ema ? ema + i : nullptr, g[i], decay, k);
+}
+
+bool aligned16(const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; }
+
+}  // namespace
+
+void adamw_step(float* p, float* m, float* v, float* ema, const float* g, int64_t n, bool decay,
+                const cpu::AdamWConfig& cfg, Stream stream) {
+  if (n <= 0) return;
+  const double t = static_cast<double>(cfg.step);
+  const double bc1 = 1.0 - std::pow(cfg.beta1, t), bc2 = 1.0 - std::pow(cfg.beta2, t);
+  AdamWScalars k;
+  k.gs = static_cast<float>(cfg.grad_scale);
+  k.b1 = static_cast<float>(cfg.beta1);
+  k.omb1 = static_cast<float>(1.0 - cfg.beta1);
+  k.b2 = static_cast<float>(cfg.beta2);
+  k.omb2 = static_cast<float>(1.0 - cfg.beta2);
+  k.decay_mul = static_cast<float>(1.0 - cfg.lr * cfg.weight_decay);
+  k.step_size = static_cast<float>(cfg.lr / bc1);
+  k.bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+  k.eps = static_cast<float>(cfg.eps);
+  k.d = static_cast<float>(cfg.ema_decay);
+  k.omd = static_cast<float>(1.0 - cfg.ema_decay);
+  const bool vec = aligned16(p) && aligned16(m) && aligned16(v) && aligned16(g) && (!ema || aligned16(ema));
+  adamw_kernel<<<detail::grid_1d(vec ? (n + 3) / 4 : n, 256), 256, 0, stream>>>(p, m, v, ema, g, n, decay, k, vec);
+  RECA_CUDA_LAUNCHED("adamw_step");
+}
+
+}  // namespace reca::cuda

@@ -1,0 +1,404 @@
+// SGEMM in the BLIS/GotoBLAS structure:
+//   jc over N in NC columns   -> pack op(B)[KC, NC] into NR-wide micro-panels (L2/L3)
+//   pc over K in KC steps     (each C element sums its K blocks in order)
+//   ic over M in MC rows      -> pack op(A)[MC, KC] into MR-tall micro-panels (L2)
+//   jr over NR, ir over MR    -> microkernel: an MR x NR tile of C held in registers
+// Packing absorbs the transposes and zero-pads the edges, so the microkernel
+// never branches; only the final store is masked. Bias and accumulate are fused
+// into that store. Threads own disjoint rectangles of C and run the full K loop
+// there, so every element is computed by one task in a fixed order whatever the
+// thread count.
+#include "cpu/matmul.h"
+
+#include <stdlib.h>
+
+#include "core/threadpool.h"
+#include "cpu/simd.h"
+
+namespace reca::cpu::RECA_ISA_NS {
+namespace {
+
+// Microkernel shape: MR rows x NV vectors. Accumulators + NV B vectors + one
+// broadcast must fit the register file (32 zmm / 16 ymm).
+#if RECA_ISA_LEVEL == 2
+constexpr int kMR = 14, kNV = 2;
+#elif RECA_ISA_LEVEL == 1
+constexpr int kMR = 6, kNV = 2;
+#else
+constexpr int kMR = 4, kNV = 4;
+#endif
+constexpr int kW = Vec::W;
+constexpr int kNR = kNV * kW;
+// Cache blocking: a KC x NR B micro-panel stays in L1 while the MC x KC A block
+// streams from L2; the KC x NC B panel is reused across every A block.
+// Measured on Zen 5 (48 KB L1D, 1 MB L2): KC 256 (a 32 KB B micro-panel), MC
+// 336 (a 344 KB A block); a larger MC beat 168 by about 5%.
+constexpr int64_t kKC = 256;
+constexpr int64_t kMC = kMR * 24;
+constexpr int64_t kNC = kNR * 32;
+// Below this many multiply-adds the packing does not pay: plain loops.
+constexpr int64_t kDirectFlops = 32768;
+
+// Per-thread packing scratch, 64-byte aligned, kept between calls.
+struct Scratch {
+  float* p = nullptr;
+  int64_t cap = 0;
+  ~Scratch() { free(p); }
+  float* get(int64_t n) {
+    if (n > cap) {
+      free(p);
+      const int64_t bytes = (n * 4 + 63) / 64 * 64;
+      p = static_cast<float*>(aligned_alloc(64, static_cast<size_t>(bytes)));
+      cap = p ? n : 0;
+    }
+    return p;
+  }
+};
+thread_local Scratch t_pack_a, t_pack_b;
+
+// In-register transpose of a W x W block: r[i] lane j  ->  r[j] lane i.
+#if RECA_ISA_LEVEL == 2
+// GCC 12's unpack/shuffle intrinsics start from an "undefined" register it then
+// warns about.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+inline void transpose(Vec* r) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i].v, r[i + 1].v);
+    t[i + 1] = _mm512_unpackhi_ps(r[i].v, r[i + 1].v);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int h = 0; h < 16; h += 8)
+    for (int i = 0; i < 4; ++i) {
+      t[h + i] = _mm512_shuffle_f32x4(u[h + i], u[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_f32x4(u[h + i], u[h + i + 4], 0xDD);
+    }
+  for (int i = 0; i < 8; ++i) {
+    r[i].v = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8].v = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+  }
+}
+#pragma GCC diagnostic pop
+#elif RECA_ISA_LEVEL == 1
+inline void transpose(Vec* r) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i].v, r[i + 1].v);
+    t[i + 1] = _mm256_unpackhi_ps(r[i].v, r[i + 1].v);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i].v = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4].v = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+#else
+inline void transpose(Vec*) {}
+#endif
+
+// Transposing copy of one block: rows i < rows of src (stride ld), kn <= W
+// floats each, become dst[k * stride + i] for k < kn; lanes i in [rows, lanes)
+// are written as zero.
+inline void transpose_block(float* dst, int64_t stride, int lanes, const float* src, int64_t ld,
+                            int rows, int kn) {
+  Vec r[kW];
+#pragma GCC unroll 16
+  for (int i = 0; i < kW; ++i) r[i] = i < rows ? Vec::load_tail(src + i * ld, kn) : Vec::zero();
+  transpose(r);
+  for (int k = 0; k < kn; ++k) r[k].store_tail(dst + k * stride, lanes);
+}
+
+// Pack op(A) rows [i0, i0+mc), k [p0, p0+kc) as ceil(mc/MR) panels, each [kc][MR],
+// rows past mc zero. A is [M,K] (lda = K) or, transposed, [K,M] (lda = M).
+void pack_a(float* dst, const float* A, int64_t lda, bool trans, int64_t i0, int64_t mc,
+            int64_t p0, int64_t kc) {
+  for (int64_t ip = 0; ip < mc; ip += kMR, dst += kc * kMR) {
+    const int mr = static_cast<int>(imin(kMR, mc - ip));
+    if (trans) {
+      const float* s = A + p0 * lda + i0 + ip;
+      for (int64_t k = 0; k < kc; ++k, s += lda) {
+        float* d = dst + k * kMR;
+        if (kMR <= kW) {
+          Vec::load_tail(s, mr).store_tail(d, kMR);  // load_tail zero-fills rows past mr
+        } else {
+          int r = 0;
+          for (; r < mr; ++r) d[r] = s[r];
+          for (; r < kMR; ++r) d[r] = 0.0f;
+        }
+      }
+    } else {
+      // MR <= W: one transposed block per W values of k.
+      static_assert(kMR <= kW || kW == 1, "A panel taller than a vector");
+      const float* s = A + (i0 + ip) * lda + p0;
+      if (kW == 1) {
+        for (int r = 0; r < kMR; ++r)
+          for (int64_t k = 0; k < kc; ++k) dst[k * kMR + r] = r < mr ? s[r * lda + k] : 0.0f;
+      } else {
+        for (int64_t k = 0; k < kc; k += kW)
+          transpose_block(dst + k * kMR, kMR, kMR, s + k, lda, mr, static_cast<int>(imin(kW, kc - k)));
+      }
+    }
+  }
+}
+
+// Pack op(B) k [p0, p0+kc), columns [j0, j0+nc) as ceil(nc/NR) panels, each
+// [kc][NR], columns past nc zero. B is [K,N] (ldb = N) or, transposed, [N,K] (ldb = K).
+void pack_b(float* dst, const float* B, int64_t ldb, bool trans, int64_t p0, int64_t kc,
+            int64_t j0, int64_t nc) {
+  for (int64_t jp = 0; jp < nc; jp += kNR, dst += kc * kNR) {
+    const int nr = static_cast<int>(imin(kNR, nc - jp));
+    if (!trans) {
+      const float* s = B + p0 * ldb + j0 + jp;
+      for (int64_t k = 0; k < kc; ++k, s += ldb) {
+        float* d = dst + k * kNR;
+#pragma GCC unroll 8
+        for (int v = 0; v < kNV; ++v) {
+          const int n = static_cast<int>(imax(0, imin(kW, nr - v * kW)));
+          Vec::load_tail(s + v * kW, n).store(d + v * kW);  // load_tail zero-fills
+        }
+      }
+    } else {
+      // Each group of W columns is W rows of B: transpose W x W blocks.
+      for (int v = 0; v < kNV; ++v) {
+        const int rows = static_cast<int>(imax(0, imin(kW, nr - v * kW)));
+        const float* s = B + (j0 + jp + v * kW) * ldb + p0;
+        for (int64_t k = 0; k < kc; k += kW)
+          transpose_block(dst + k * kNR + v * kW, kNR, kW, s + k, ldb, rows,
+                          static_cast<int>(imin(kW, kc - k)));
+      }
+    }
+  }
+}
+
+// C[mr, nr] tile (row stride ldc) = (add ? C : 0) + Ap[kc][MR] · Bp[kc][NR] (+ bias[nr]).
+// Ap, Bp are packed panels; mr <= MR, nr <= NR.
+void microkernel(int64_t kc, const float* __restrict Ap, const float* __restrict Bp,
+                 float* C, int64_t ldc, int mr, int nr, bool add, const float* bias) {
+  Vec acc[kMR][kNV];
+#pragma GCC unroll 16
+  for (int r = 0; r < kMR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < kNV; ++v) acc[r][v] = Vec::zero();
+  for (int r = 0; r < mr; ++r) __builtin_prefetch(C + r * ldc, 1, 3);
+  for (int64_t k = 0; k < kc; ++k) {
+    Vec b[kNV];
+#pragma GCC unroll 8
+    for (int v = 0; v < kNV; ++v) b[v] = Vec::load(Bp + v * kW);
+#pragma GCC unroll 16
+    for (int r = 0; r < kMR; ++r) {
+      const Vec a = Vec::set1(Ap[r]);
+#pragma GCC unroll 8
+      for (int v = 0; v < kNV; ++v) acc[r][v] = fmadd(a, b[v], acc[r][v]);
+    }
+    Ap += kMR;
+    Bp += kNR;
+  }
+  if (mr == kMR && nr == kNR) {
+    Vec bv[kNV];
+#pragma GCC unroll 8
+    for (int v = 0; v < kNV; ++v) bv[v] = bias ? Vec::load(bias + v * kW) : Vec::zero();
+#pragma GCC unroll 16
+    for (int r = 0; r < kMR; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < kNV; ++v) {
+        float* c = C + r * ldc + v * kW;
+        Vec out = acc[r][v];
+        if (add) out = Vec::load(c) + out;
+        if (bias) out = out + bv[v];
+        out.store(c);
+      }
+    return;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < kMR; ++r) {
+    if (r >= mr) break;
+#pragma GCC unroll 8
+    for (int v = 0; v < kNV; ++v) {
+      const int n = static_cast<int>(imax(0, imin(kW, nr - v * kW)));
+      if (n == 0) break;
+      float* c = C + r * ldc + v * kW;
+      Vec out = acc[r][v];
+      if (add) out = Vec::load_tail(c, n) + out;
+      if (bias) out = out + Vec::load_tail(bias + v * kW, n);
+      out.store_tail(c, n);
+    }
+  }
+}
+
+struct Problem {
+  float* C;
+  const float* A;
+  const float* B;
+  const float* bias;
+  int64_t M, N, K;
+  bool trans_a, trans_b, accumulate;
+};
+
+// The blocked product over the rectangle rows [m0, m1) x columns [n0, n1) of C.
+void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  if (m0 >= m1 || n0 >= n1) return;
+  const int64_t lda = p.trans_a ? p.M : p.K, ldb = p.trans_b ? p.K : p.N, ldc = p.N;
+  // K blocks of equal depth (1056 = 5 x ~212, not 4 x 256 + 32): a thin last
+  // block would pay the C tile load/store for little work.
+  const int64_t k_blocks = (p.K + kKC - 1) / kKC;
+  const int64_t kc_max = (p.K + k_blocks - 1) / k_blocks;
+  const int64_t nc_max = (imin(kNC, n1 - n0) + kNR - 1) / kNR * kNR;
+  const int64_t mc_max = (imin(kMC, m1 - m0) + kMR - 1) / kMR * kMR;
+  float* Bp = t_pack_b.get(kc_max * nc_max);
+  float* Ap = t_pack_a.get(kc_max * mc_max);
+  for (int64_t jc = n0; jc < n1; jc += kNC) {
+    const int64_t nc = imin(kNC, n1 - jc);
+    for (int64_t pc = 0; pc < p.K; pc += kc_max) {
+      const int64_t kc = imin(kc_max, p.K - pc);
+      const bool add = p.accumulate || pc > 0;
+      const bool last = pc + kc == p.K;
+      pack_b(Bp, p.B, ldb, p.trans_b, pc, kc, jc, nc);
+      for (int64_t ic = m0; ic < m1; ic += kMC) {
+        const int64_t mc = imin(kMC, m1 - ic);
+        pack_a(Ap, p.A, lda, p.trans_a, ic, mc, pc, kc);
+        for (int64_t jr = 0; jr < nc; jr += kNR) {
+          const int nr = static_cast<int>(imin(kNR, nc - jr));
+          const float* bias = last && p.bias ? p.bias + jc + jr : nullptr;
+          for (int64_t ir = 0; ir < mc; ir += kMR) {
+            const int mr = static_cast<int>(imin(kMR, mc - ir));
+            microkernel(kc, Ap + ir * kc, Bp + jr * kc, p.C + (ic + ir) * ldc + jc + jr, ldc,
+                        mr, nr, add, bias);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Small problems: C[i][j] summed over k in order, no packing.
+void gemm_direct(const Problem& p) {
+  for (int64_t i = 0; i < p.M; ++i)
+    for (int64_t j = 0; j < p.N; ++j) {
+      float s = 0.0f;
+      for (int64_t k = 0; k < p.K; ++k) {
+        const float a = p.trans_a ? p.A[k * p.M + i] : p.A[i * p.K + k];
+        const float b = p.trans_b ? p.B[j * p.K + k] : p.B[k * p.N + j];
+        s += a * b;
+      }
+      float& c = p.C[i * p.N + j];
+      c = (p.accumulate ? c + s : s) + (p.bias ? p.bias[j] : 0.0f);
+    }
+}
+
+}  // namespace
+
+// C[M,N] = (accumulate ? C : 0) + op(A)[M,K] · op(B)[K,N] + bias[N]
+void matmul(float* C, const float* A, const float* B, const float* bias, int64_t M, int64_t N,
+            int64_t K, bool trans_a, bool trans_b, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  const Problem p{C, A, B, bias, M, N, K, trans_a, trans_b, accumulate};
+  if (K <= 0 || M * N * K < kDirectFlops) {
+    gemm_direct(p);
+    return;
+  }
+  // Split C into a tm x tn grid of rectangles, one per thread; split columns
+  // first (each thread packs only its own B panel, and A packing is cheap).
+  const int threads = num_threads();
+  const int64_t col_tiles = (N + kNR - 1) / kNR, row_tiles = (M + kMR - 1) / kMR;
+  int64_t tn = imin(threads, imax(1, col_tiles / 2));
+  int64_t tm = imin(threads / tn, imax(1, row_tiles / 2));
+  if (M * N * K < (int64_t(1) << 21)) tn = tm = 1;  // not worth waking the pool
+  parallel_for(tn * tm, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t ti = t / tn, tj = t % tn;
+      const int64_t m0 = row_tiles * ti / tm * kMR, m1 = imin(M, row_tiles * (ti + 1) / tm * kMR);
+      const int64_t n0 = col_tiles * tj / tn * kNR, n1 = imin(N, col_tiles * (tj + 1) / tn * kNR);
+      gemm_region(p, m0, m1, n0, n1);
+    }
+  });
+}
+
+// y[M,out] = x[M,in] · W[out,in]ᵀ + b[out]
+void linear_forward(float* y, const float* x, const float* W, const float* b, int64_t M,
+                    int64_t in, int64_t out) {
+  matmul(y, x, W, b, M, out, in, false, true, false);
+}
+
+// dx[M,in] += dy[M,out]·W[out,in] ; dW[out,in] += dyᵀ·x[M,in] ; db[out] += Σ_rows dy
+void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
+                     const float* W, int64_t M, int64_t in, int64_t out) {
+  if (dx) matmul(dx, dy, W, nullptr, M, in, out, false, false, true);
+  if (dW) matmul(dW, dy, x, nullptr, out, in, M, true, false, true);
+  if (db) {
+    // Each task owns whole columns, so the row sum has one fixed order.
+    constexpr int64_t kColBlock = 64;
+    const int64_t blocks = (out + kColBlock - 1) / kColBlock;
+    parallel_for(blocks, imax(1, 65536 / imax(1, M * kColBlock)), [&](int64_t b0, int64_t b1) {
+      for (int64_t c0 = b0 * kColBlock; c0 < imin(b1 * kColBlock, out); c0 += kW) {
+        const int n = static_cast<int>(imin(kW, out - c0));
+        Vec acc = Vec::zero();
+        for (int64_t r = 0; r < M; ++r) acc = acc + Vec::load_tail(dy + r * out + c0, n);
+        (Vec::load_tail(db + c0, n) + acc).store_tail(db + c0, n);
+      }
+    });
+  }
+}
+
+}  // namespace reca::cpu::RECA_ISA_NS
+
+#if RECA_ISA_LEVEL == 0
+namespace reca::cpu::ref {
+
+template <class T>
+void matmul(T* C, const T* A, const T* B, const T* bias, int64_t M, int64_t N, int64_t K,
+            bool trans_a, bool trans_b, bool accumulate) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      T s = T(0);
+      for (int64_t k = 0; k < K; ++k)
+        s += (trans_a ? A[k * M + i] : A[i * K + k]) * (trans_b ? B[j * K + k] : B[k * N + j]);
+      T& c = C[i * N + j];
+      c = (accumulate ? c : T(0)) + s + (bias ? bias[j] : T(0));
+    }
+}
+
+template <class T>
+void linear_forward(T* y, const T* x, const T* W, const T* b, int64_t M, int64_t in, int64_t out) {
+  matmul(y, x, W, b, M, out, in, false, true, false);
+}
+
+template <class T>
+void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, int64_t M,
+                     int64_t in, int64_t out) {
+  if (dx) matmul(dx, dy, W, static_cast<const T*>(nullptr), M, in, out, false, false, true);
+  if (dW) matmul(dW, dy, x, static_cast<const T*>(nullptr), out, in, M, true, false, true);
+  if (db)
+    for (int64_t r = 0; r < M; ++r)
+      for (int64_t c = 0; c < out; ++c) db[c] += dy[r * out + c];
+}
+
+}  // namespace reca::cpu::ref
+
+RECA_INSTANTIATE_REF(RECA_MATMUL_FNS)
+
+namespace reca::cpu {
+void matmul(float* C, const float* A, const float* B, const float* bias, int64_t M, int64_t N,
+            int64_t K, bool trans_a, bool trans_b, bool accumulate) {
+  RECA_DISPATCH(matmul, C, A, B, bias, M, N, K, trans_a, trans_b, accumulate);
+}
+void linear_forward(float* y, const float* x, const float* W, const float* b, int64_t M,
+                    int64_t in, int64_t out) {
+  RECA_DISPATCH(linear_forward, y, x, W, b, M, in, out);
+}
+void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
+                     const float* W, int64_t M, int64_t in, int64_t out) {
+  RECA_DISPATCH(linear_backward, dx, dW, db, dy, x, W, M, in, out);
+}
+}  // namespace reca::cpu
+#endif

@@ -1,0 +1,118 @@
+// The one interface every compute backend implements (CPU now; CUDA later).
+// The model calls only these ops, on pointers the backend allocated, so it
+// never branches on the device. A backend that lacks an op throws E_DEVICE
+// naming it; nothing silently round-trips through the CPU.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+#include "cpu/adamw.h"
+
+namespace reca::model {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+
+  // Memory (device memory for a GPU backend).
+  virtual void* alloc(int64_t bytes) = 0;
+  virtual void release(void* p) = 0;
+  virtual void zero(void* p, int64_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, int64_t bytes) = 0;       // device → device
+  virtual void upload(void* dst, const void* host, int64_t bytes) = 0;    // host → device
+  virtual void download(void* host, const void* src, int64_t bytes) = 0; // device → host
+
+  // Linear / matmul (SPEC §0 layout).
+  virtual void linear_forward(float* y, const float* x, const float* W, const float* b, int64_t M,
+                              int64_t in, int64_t out) = 0;
+  virtual void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
+                               const float* W, int64_t M, int64_t in, int64_t out) = 0;
+  // LayerNorm, GELU, residual.
+  virtual void layernorm_forward(float* y, float* mean, float* rstd, const float* x,
+                                 const float* w, const float* b, int64_t rows, int64_t C) = 0;
+  virtual void layernorm_backward(float* dx, float* dw, float* db, const float* dy,
+                                  const float* x, const float* w, const float* mean,
+                                  const float* rstd, int64_t rows, int64_t C) = 0;
+  virtual void gelu_forward(float* y, const float* x, int64_t rows, int64_t cols) = 0;
+  virtual void gelu_backward(float* dx, const float* x, const float* dy, int64_t rows,
+                             int64_t cols) = 0;
+  virtual void add(float* out, const float* a, const float* b, int64_t n) = 0;
+  virtual void axpy(float* y, float alpha, const float* x, int64_t n) = 0;
+  virtual void scale(float* x, float s, int64_t n) = 0;
+  // Attention (SPEC §4 visibility).
+  virtual void attention_forward(float* out, float* att, const float* qkv,
+                                 const uint8_t* key_pad, int64_t B, int64_t L, int64_t heads,
+                                 int64_t width, int64_t cond_len, bool target_causal) = 0;
+  virtual void attention_backward(float* dqkv, const float* dout, const float* qkv,
+                                  const float* att, const uint8_t* key_pad, int64_t B, int64_t L,
+                                  int64_t heads, int64_t width, int64_t cond_len,
+                                  bool target_causal) = 0;
+  // Embeddings and positions.
+  virtual void embedding_forward(float* out, const float* table, const int32_t* ids, int64_t N,
+                                 int64_t D) = 0;
+  virtual void embedding_backward(float* dtable, const float* dout, const int32_t* ids,
+                                  int64_t N, int64_t D) = 0;
+  virtual void pos_add_forward(float* x, const float* pos, int64_t B, int64_t seq_len,
+                               int64_t L, int64_t D) = 0;
+  virtual void pos_add_backward(float* dpos, const float* dout, int64_t B, int64_t seq_len,
+                                int64_t L, int64_t D) = 0;
+  // Strided row copies between a [B, Ls, D] sequence and a [B, Lb, D] block:
+  // seq[b, row0 + i, :] (+)= block[b, i, :] for i < Lb.
+  virtual void rows_to_seq(float* seq, const float* block, int64_t B, int64_t Ls, int64_t row0,
+                           int64_t Lb, int64_t D, bool accumulate) = 0;
+  virtual void rows_from_seq(float* block, const float* seq, int64_t B, int64_t Ls, int64_t row0,
+                             int64_t Lb, int64_t D, bool accumulate) = 0;
+  // Images.
+  virtual void image_from_bytes(float* out, const uint8_t* in, int64_t n) = 0;
+  virtual void image_to_bytes(uint8_t* out, const float* in, int64_t n) = 0;
+  virtual void patchify_forward(float* tokens, const float* img, int64_t B, int64_t S,
+                                int64_t P) = 0;
+  virtual void unpatchify_forward(float* img, const float* tokens, int64_t B, int64_t S,
+                                  int64_t P) = 0;
+  virtual void avgpool_forward(float* out, const float* img, int64_t B, int64_t S,
+                               int64_t f) = 0;
+  // Losses.
+  virtual double cross_entropy_forward_backward(float* losses, float* dlogits,
+                                                const float* logits, const int32_t* targets,
+                                                float scale, int64_t rows, int64_t V) = 0;
+  virtual double cross_entropy_forward(float* losses, const float* logits,
+                                       const int32_t* targets, int64_t rows, int64_t V) = 0;
+  virtual float mse_forward(const float* pred, const float* target, int64_t n) = 0;
+  virtual void mse_backward(float* dpred, const float* pred, const float* target, float scale,
+                            int64_t n) = 0;
+  // VQ.
+  virtual void vq_nearest(int32_t* codes, const float* z, const float* codebook, int64_t n,
+                          int64_t K, int64_t C) = 0;
+  virtual void vq_gather(float* out, const int32_t* codes, const float* codebook, int64_t n,
+                         int64_t C) = 0;
+  virtual void vq_loss_forward(float* loss_codebook, float* loss_commit, const float* z,
+                               const float* codebook, const int32_t* codes, int64_t n,
+                               int64_t C) = 0;
+  virtual void vq_loss_backward(float* dz, float* dcodebook, const float* dz_q, const float* z,
+                                const float* codebook, const int32_t* codes,
+                                float scale_codebook, float scale_commit, int64_t n, int64_t K,
+                                int64_t C) = 0;
+  // Flow.
+  virtual void time_embed_forward(float* out, const float* t, int64_t B) = 0;
+  // z_t = (1 − t_b)·x0 + t_b·ε and v = ε − x0 over [B, n] per sample.
+  virtual void flow_noise(float* zt, float* v, const float* x0, const float* eps,
+                          const float* t, int64_t B, int64_t n) = 0;
+  // Optimizer.
+  virtual float grad_norm_segments(const float* const* ptrs, const int64_t* sizes,
+                                   int64_t count, bool* nonfinite) = 0;
+  virtual void adamw_step_segments(const cpu::AdamWSegment<float>* segs, int64_t count,
+                                   const cpu::AdamWConfig& cfg) = 0;
+  // Sampling.
+  virtual void sample_categorical(int32_t* ids, float* probs, const float* logits,
+                                  const float* u, float temperature, int64_t top_k, int64_t rows,
+                                  int64_t V) = 0;
+  virtual void cfg_combine(float* out, const float* cond, const float* uncond, float scale,
+                           int64_t n) = 0;
+  virtual void euler_step(float* z, const float* v, float dt, int64_t n) = 0;
+};
+
+// The CPU backend (host memory, SIMD kernels, the engine's thread pool).
+Backend& cpu_backend();
+
+}  // namespace reca::model

@@ -1,0 +1,220 @@
+// The CPU backend: host memory and the runtime-dispatched SIMD kernels.
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "core/error.h"
+#include "core/threadpool.h"
+#include "cpu/attention.h"
+#include "cpu/cross_entropy.h"
+#include "cpu/embedding.h"
+#include "cpu/gelu.h"
+#include "cpu/grad_norm.h"
+#include "cpu/image.h"
+#include "cpu/layernorm.h"
+#include "cpu/matmul.h"
+#include "cpu/mse.h"
+#include "cpu/residual.h"
+#include "cpu/sampling.h"
+#include "cpu/time_embed.h"
+#include "cpu/vq.h"
+#include "model/backend.h"
+
+namespace reca::model {
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  const char* name() const override { return "cpu"; }
+
+  void* alloc(int64_t bytes) override {
+    if (bytes <= 0) return nullptr;
+    const size_t rounded = (static_cast<size_t>(bytes) + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded);
+    if (!p)
+      fail(ErrorCode::OutOfMemory, "could not allocate %lld bytes of host memory; use a smaller "
+           "batch or model", static_cast<long long>(bytes));
+    return p;
+  }
+  void release(void* p) override { std::free(p); }
+  void zero(void* p, int64_t bytes) override {
+    if (bytes > 0) std::memset(p, 0, static_cast<size_t>(bytes));
+  }
+  void copy(void* dst, const void* src, int64_t bytes) override {
+    if (bytes > 0) std::memcpy(dst, src, static_cast<size_t>(bytes));
+  }
+  void upload(void* dst, const void* host, int64_t bytes) override { copy(dst, host, bytes); }
+  void download(void* host, const void* src, int64_t bytes) override { copy(host, src, bytes); }
+
+  void linear_forward(float* y, const float* x, const float* W, const float* b, int64_t M,
+                      int64_t in, int64_t out) override {
+    cpu::linear_forward(y, x, W, b, M, in, out);
+  }
+  void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
+                       const float* W, int64_t M, int64_t in, int64_t out) override {
+    cpu::linear_backward(dx, dW, db, dy, x, W, M, in, out);
+  }
+  void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
+                         const float* b, int64_t rows, int64_t C) override {
+    cpu::layernorm_forward(y, mean, rstd, x, w, b, rows, C);
+  }
+  void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+                          const float* w, const float* mean, const float* rstd, int64_t rows,
+                          int64_t C) override {
+    cpu::layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, rows, C);
+  }
+  void gelu_forward(float* y, const float* x, int64_t rows, int64_t cols) override {
+    cpu::gelu_forward(y, x, nullptr, rows, cols);
+  }
+  void gelu_backward(float* dx, const float* x, const float* dy, int64_t rows,
+                     int64_t cols) override {
+    cpu::gelu_backward(dx, nullptr, x, nullptr, dy, rows, cols);
+  }
+  void add(float* out, const float* a, const float* b, int64_t n) override {
+    cpu::residual_add(out, a, b, n);
+  }
+  void axpy(float* y, float alpha, const float* x, int64_t n) override {
+    cpu::residual_axpy(y, alpha, x, n);
+  }
+  void scale(float* x, float s, int64_t n) override { cpu::residual_scale(x, s, n); }
+  void attention_forward(float* out, float* att, const float* qkv, const uint8_t* key_pad,
+                         int64_t B, int64_t L, int64_t heads, int64_t width, int64_t cond_len,
+                         bool target_causal) override {
+    cpu::attention_forward(out, att, qkv, key_pad, B, L, heads, width, cond_len, target_causal);
+  }
+  void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
+                          const uint8_t* key_pad, int64_t B, int64_t L, int64_t heads,
+                          int64_t width, int64_t cond_len, bool target_causal) override {
+    cpu::attention_backward(dqkv, dout, qkv, att, key_pad, B, L, heads, width, cond_len,
+                            target_causal);
+  }
+  void embedding_forward(float* out, const float* table, const int32_t* ids, int64_t N,
+                         int64_t D) override {
+    cpu::embedding_forward(out, table, ids, N, D);
+  }
+  void embedding_backward(float* dtable, const float* dout, const int32_t* ids, int64_t N,
+                          int64_t D) override {
+    cpu::embedding_backward(dtable, dout, ids, N, D);
+  }
+  void pos_add_forward(float* x, const float* pos, int64_t B, int64_t seq_len, int64_t L,
+                       int64_t D) override {
+    cpu::pos_add_forward(x, pos, B, seq_len, L, D);
+  }
+  void pos_add_backward(float* dpos, const float* dout, int64_t B, int64_t seq_len, int64_t L,
+                        int64_t D) override {
+    cpu::pos_add_backward(dpos, dout, B, seq_len, L, D);
+  }
+  void rows_to_seq(float* seq, const float* block, int64_t B, int64_t Ls, int64_t row0,
+                   int64_t Lb, int64_t D, bool accumulate) override {
+    for (int64_t b = 0; b < B; ++b) {
+      float* dst = seq + (b * Ls + row0) * D;
+      const float* src = block + b * Lb * D;
+      if (accumulate) cpu::residual_axpy(dst, 1.0f, src, Lb * D);
+      else std::memcpy(dst, src, sizeof(float) * Lb * D);
+    }
+  }
+  void rows_from_seq(float* block, const float* seq, int64_t B, int64_t Ls, int64_t row0,
+                     int64_t Lb, int64_t D, bool accumulate) override {
+    for (int64_t b = 0; b < B; ++b) {
+      float* dst = block + b * Lb * D;
+      const float* src = seq + (b * Ls + row0) * D;
+      if (accumulate) cpu::residual_axpy(dst, 1.0f, src, Lb * D);
+      else std::memcpy(dst, src, sizeof(float) * Lb * D);
+    }
+  }
+  void image_from_bytes(float* out, const uint8_t* in, int64_t n) override {
+    cpu::image_from_bytes(out, in, n);
+  }
+  void image_to_bytes(uint8_t* out, const float* in, int64_t n) override {
+    cpu::image_to_bytes(out, in, n);
+  }
+  void patchify_forward(float* tokens, const float* img, int64_t B, int64_t S,
+                        int64_t P) override {
+    cpu::patchify_forward(tokens, img, B, S, P);
+  }
+  void unpatchify_forward(float* img, const float* tokens, int64_t B, int64_t S,
+                          int64_t P) override {
+    cpu::unpatchify_forward(img, tokens, B, S, P);
+  }
+  void avgpool_forward(float* out, const float* img, int64_t B, int64_t S, int64_t f) override {
+    cpu::avgpool_forward(out, img, B, S, f);
+  }
+  double cross_entropy_forward_backward(float* losses, float* dlogits, const float* logits,
+                                        const int32_t* targets, float scale, int64_t rows,
+                                        int64_t V) override {
+    return cpu::cross_entropy_forward_backward(losses, dlogits, logits, targets, scale, rows, V);
+  }
+  double cross_entropy_forward(float* losses, const float* logits, const int32_t* targets,
+                               int64_t rows, int64_t V) override {
+    return cpu::cross_entropy_forward(losses, logits, targets, rows, V);
+  }
+  float mse_forward(const float* pred, const float* target, int64_t n) override {
+    return cpu::mse_forward(pred, target, n);
+  }
+  void mse_backward(float* dpred, const float* pred, const float* target, float scale,
+                    int64_t n) override {
+    cpu::mse_backward(dpred, pred, target, scale, n);
+  }
+  void vq_nearest(int32_t* codes, const float* z, const float* codebook, int64_t n, int64_t K,
+                  int64_t C) override {
+    cpu::vq_nearest(codes, z, codebook, n, K, C);
+  }
+  void vq_gather(float* out, const int32_t* codes, const float* codebook, int64_t n,
+                 int64_t C) override {
+    cpu::vq_gather(out, codes, codebook, n, C);
+  }
+  void vq_loss_forward(float* loss_codebook, float* loss_commit, const float* z,
+                       const float* codebook, const int32_t* codes, int64_t n,
+                       int64_t C) override {
+    cpu::vq_loss_forward(loss_codebook, loss_commit, z, codebook, codes, n, C);
+  }
+  void vq_loss_backward(float* dz, float* dcodebook, const float* dz_q, const float* z,
+                        const float* codebook, const int32_t* codes, float scale_codebook,
+                        float scale_commit, int64_t n, int64_t K, int64_t C) override {
+    cpu::vq_loss_backward(dz, dcodebook, dz_q, z, codebook, codes, scale_codebook, scale_commit,
+                          n, K, C);
+  }
+  void time_embed_forward(float* out, const float* t, int64_t B) override {
+    cpu::time_embed_forward(out, t, B);
+  }
+  void flow_noise(float* zt, float* v, const float* x0, const float* eps, const float* t,
+                  int64_t B, int64_t n) override {
+    parallel_for(B, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const float tb = t[b], keep = 1.0f - tb;
+        for (int64_t i = b * n; i < (b + 1) * n; ++i) {
+          zt[i] = keep * x0[i] + tb * eps[i];
+          v[i] = eps[i] - x0[i];
+        }
+      }
+    });
+  }
+  float grad_norm_segments(const float* const* ptrs, const int64_t* sizes, int64_t count,
+                           bool* nonfinite) override {
+    return cpu::grad_norm_segments(ptrs, sizes, count, nonfinite);
+  }
+  void adamw_step_segments(const cpu::AdamWSegment<float>* segs, int64_t count,
+                           const cpu::AdamWConfig& cfg) override {
+    cpu::adamw_step_segments(segs, count, cfg);
+  }
+  void sample_categorical(int32_t* ids, float* probs, const float* logits, const float* u,
+                          float temperature, int64_t top_k, int64_t rows, int64_t V) override {
+    cpu::sample_categorical(ids, probs, logits, u, temperature, top_k, rows, V);
+  }
+  void cfg_combine(float* out, const float* cond, const float* uncond, float s,
+                   int64_t n) override {
+    cpu::cfg_combine(out, cond, uncond, s, n);
+  }
+  void euler_step(float* z, const float* v, float dt, int64_t n) override {
+    cpu::euler_step(z, v, dt, n);
+  }
+};
+
+}  // namespace
+
+Backend& cpu_backend() {
+  static CpuBackend backend;
+  return backend;
+}
+
+}  // namespace reca::model

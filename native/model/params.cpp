@@ -1,0 +1,127 @@
+#include "model/params.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "core/philox.h"
+
+namespace reca::model {
+
+ParamLayout::ParamLayout(const ModelConfig& c) {
+  const float std = 0.02f;
+  const int64_t N = c.num_image_tokens(), Nu = c.num_und_tokens(), W = c.width;
+
+  // Understanding encoder.
+  add_linear("und.patch_embed", c.und_patch_dim(), c.und_width, std);
+  add("und.pos_embed", {Nu, c.und_width}, ParamKind::PosTable, std);
+  add_blocks("und.blocks", c.und_depth, c.und_width, c.mlp_ratio);
+  // Connector.
+  add_norm("conn.ln", c.und_width);
+  add_linear("conn.fc1", c.und_width, W, std);
+  add_linear("conn.fc2", W, W, std);
+  // VQ tokenizer (discrete modes).
+  if (c.discrete()) {
+    add_linear("vq.enc", c.patch_dim(), c.code_dim, std);
+    add("vq.codebook", {c.codebook_size, c.code_dim}, ParamKind::Codebook);
+    add_linear("vq.dec", c.code_dim, c.patch_dim(), std);
+  }
+  // Generator.
+  add("gen.tok_embed", {tok::kVocab, W}, ParamKind::Embedding, std);
+  if (c.discrete()) {
+    add("gen.img_embed", {c.codebook_size + 1, W}, ParamKind::Embedding, std);
+  } else {
+    add_linear("gen.img_in", c.patch_dim(), W, std);
+    add_linear("gen.t_embed.fc1", 256, W, std);
+    add_linear("gen.t_embed.fc2", W, W, std);
+  }
+  add("gen.pos_cond", {c.pos_cond_rows(), W}, ParamKind::PosTable, std);
+  add("gen.pos_img", {N + 1, W}, ParamKind::PosTable, std);
+  add("gen.pos_txt", {1 + c.max_text_len, W}, ParamKind::PosTable, std);
+  add_blocks("gen.blocks", c.depth, W, c.mlp_ratio);
+  add_norm("gen.ln_f", W);
+  add_linear("gen.head_img", W, c.img_out_dim(), std);
+  add_linear("gen.head_txt", W, tok::kVocab, std);
+}
+
+void ParamLayout::add(const std::string& name, std::vector<int64_t> shape, ParamKind kind,
+                      float std) {
+  ParamInfo p;
+  p.name = name;
+  p.numel = 1;
+  for (int64_t d : shape) p.numel *= d;
+  p.shape = std::move(shape);
+  p.offset = total_;
+  p.kind = kind;
+  p.init_std = std;
+  // Keep every tensor 16-float (64-byte) aligned inside the flat buffer.
+  total_ += (p.numel + 15) / 16 * 16;
+  index_[name] = params_.size();
+  params_.push_back(std::move(p));
+}
+
+void ParamLayout::add_linear(const std::string& prefix, int64_t in, int64_t out, float std) {
+  add(prefix + ".weight", {out, in}, ParamKind::LinearWeight, std);
+  add(prefix + ".bias", {out}, ParamKind::Bias);
+}
+
+void ParamLayout::add_norm(const std::string& prefix, int64_t dim) {
+  add(prefix + ".weight", {dim}, ParamKind::NormWeight);
+  add(prefix + ".bias", {dim}, ParamKind::NormBias);
+}
+
+void ParamLayout::add_blocks(const std::string& prefix, int64_t depth, int64_t width,
+                             int64_t mlp_ratio) {
+  // Residual-branch outputs get the depth-scaled init (SPEC §8).
+  const float std = 0.02f, out_std = 0.02f / std::sqrt(2.0f * static_cast<float>(depth));
+  for (int64_t i = 0; i < depth; ++i) {
+    const std::string b = prefix + "." + std::to_string(i);
+    add_norm(b + ".ln1", width);
+    add_linear(b + ".attn.qkv", width, 3 * width, std);
+    add_linear(b + ".attn.proj", width, width, out_std);
+    add_norm(b + ".ln2", width);
+    add_linear(b + ".mlp.fc1", width, mlp_ratio * width, std);
+    add_linear(b + ".mlp.fc2", mlp_ratio * width, width, out_std);
+  }
+}
+
+const ParamInfo* ParamLayout::find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : &params_[it->second];
+}
+
+const ParamInfo& ParamLayout::at(const std::string& name) const {
+  const ParamInfo* p = find(name);
+  if (!p) fail(ErrorCode::Internal, "parameter '%s' is not part of this model", name.c_str());
+  return *p;
+}
+
+void init_params(const ParamLayout& layout, uint64_t seed, float* params) {
+  const auto& ps = layout.params();
+  for (size_t i = 0; i < ps.size(); ++i) {
+    const ParamInfo& p = ps[i];
+    float* dst = params + p.offset;
+    const uint64_t stream = i + 1;
+    switch (p.kind) {
+      case ParamKind::LinearWeight:
+      case ParamKind::Embedding:
+      case ParamKind::PosTable:
+        philox_fill_normal(seed, stream, dst, p.numel);
+        for (int64_t j = 0; j < p.numel; ++j) dst[j] *= p.init_std;
+        break;
+      case ParamKind::Codebook: {
+        // U(−1/K, 1/K)
+        const float bound = 1.0f / static_cast<float>(p.shape[0]);
+        philox_fill_uniform(seed, stream, dst, p.numel);
+        for (int64_t j = 0; j < p.numel; ++j) dst[j] = (2.0f * dst[j] - 1.0f) * bound;
+        break;
+      }
+      case ParamKind::NormWeight:
+        for (int64_t j = 0; j < p.numel; ++j) dst[j] = 1.0f;
+        break;
+      default:
+        for (int64_t j = 0; j < p.numel; ++j) dst[j] = 0.0f;
+    }
+  }
+}
+
+}  // namespace reca::model

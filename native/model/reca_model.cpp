@@ -1,0 +1,455 @@
+#include "model/reca_model.h"
+
+#include <cstring>
+
+#include "core/error.h"
+
+namespace reca::model {
+
+struct RecaModel::CondCache {
+  float* und_pixels = nullptr;       // patchify(avgpool(img)) [B·N_u, 3P_u²]
+  float* h0 = nullptr;               // patch embed + positions [B·N_u, W_u]
+  std::vector<BlockCache> blocks;    // und blocks used (k of them)
+  StackShape shape;
+  const float* u = nullptr;          // features [B·N_u, W_u]
+  float *ln = nullptr, *mean = nullptr, *rstd = nullptr, *f1 = nullptr, *g1 = nullptr;
+};
+
+RecaModel::RecaModel(const ModelConfig& cfg, Backend& be) : cfg_(cfg), be_(be), layout_(cfg) {
+  cfg_.validate();
+  params_ = static_cast<float*>(be_.alloc(layout_.total() * 4));
+  be_.zero(params_, layout_.total() * 4);
+}
+
+RecaModel::~RecaModel() { be_.release(params_); }
+
+int64_t RecaModel::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& pi : layout_.params()) n += pi.numel;
+  return n;
+}
+
+void RecaModel::init(uint64_t seed) {
+  std::vector<float> host(static_cast<size_t>(layout_.total()), 0.0f);
+  init_params(layout_, seed, host.data());
+  set_params(host.data());
+}
+
+void RecaModel::set_params(const float* host) { be_.upload(params_, host, layout_.total() * 4); }
+void RecaModel::get_params(float* host) const { be_.download(host, params_, layout_.total() * 4); }
+
+float* RecaModel::g(float* grads, const std::string& name, const Trainable& tr) const {
+  if (!grads) return nullptr;
+  const ParamInfo& pi = layout_.at(name);
+  return tr.group(pi.group()) ? grads + pi.offset : nullptr;
+}
+
+// ---------------------------------------------------------------------------
+// Understanding encoder + connector (SPEC §3)
+// ---------------------------------------------------------------------------
+const float* RecaModel::condition_forward(const float* img, int64_t B, CondCache* cache,
+                                          Arena& arena) {
+  const int64_t Nu = cfg_.num_und_tokens(), Wu = cfg_.und_width, W = cfg_.width;
+  const int64_t Su = cfg_.und_image_size, R = B * Nu;
+  CondCache local;
+  CondCache& c = cache ? *cache : local;
+  float* pooled = arena.floats(B * Su * Su * 3);
+  be_.avgpool_forward(pooled, img, B, cfg_.image_size, cfg_.pool_factor());
+  c.und_pixels = arena.floats(R * cfg_.und_patch_dim());
+  be_.patchify_forward(c.und_pixels, pooled, B, Su, cfg_.und_patch);
+  c.h0 = arena.floats(R * Wu);
+  be_.linear_forward(c.h0, c.und_pixels, p("und.patch_embed.weight"), p("und.patch_embed.bias"),
+                     R, cfg_.und_patch_dim(), Wu);
+  be_.pos_add_forward(c.h0, p("und.pos_embed"), B, Nu, Nu, Wu);
+  c.shape.B = B, c.shape.L = Nu, c.shape.width = Wu, c.shape.heads = cfg_.und_heads;
+  c.shape.hidden = cfg_.mlp_ratio * Wu, c.shape.cond_len = Nu, c.shape.target_causal = false;
+  const int64_t k = cfg_.und_feature_layer();
+  const auto w = block_views(layout_, "und.blocks", cfg_.und_depth, params_);
+  if (cache) c.blocks.assign(static_cast<size_t>(k), BlockCache{});
+  c.u = stack_forward(be_, arena, w, k, c.shape, c.h0, cache ? c.blocks.data() : nullptr);
+  // Connector: c = fc2(gelu(fc1(ln(u)))).
+  c.ln = arena.floats(R * Wu), c.mean = arena.floats(R), c.rstd = arena.floats(R);
+  be_.layernorm_forward(c.ln, c.mean, c.rstd, c.u, p("conn.ln.weight"), p("conn.ln.bias"), R, Wu);
+  c.f1 = arena.floats(R * W), c.g1 = arena.floats(R * W);
+  be_.linear_forward(c.f1, c.ln, p("conn.fc1.weight"), p("conn.fc1.bias"), R, Wu, W);
+  be_.gelu_forward(c.g1, c.f1, R, W);
+  float* out = arena.floats(R * W);
+  be_.linear_forward(out, c.g1, p("conn.fc2.weight"), p("conn.fc2.bias"), R, W, W);
+  return out;
+}
+
+void RecaModel::condition_backward(const CondCache& c, const float* dc, int64_t B, float* grads,
+                                   const Trainable& tr, Arena& arena) {
+  const int64_t Nu = cfg_.num_und_tokens(), Wu = cfg_.und_width, W = cfg_.width, R = B * Nu;
+  if (!tr.conn && !tr.und) return;
+  float* dg1 = arena.zeros(R * W);
+  be_.linear_backward(dg1, g(grads, "conn.fc2.weight", tr), g(grads, "conn.fc2.bias", tr), dc,
+                      c.g1, p("conn.fc2.weight"), R, W, W);
+  float* df1 = arena.zeros(R * W);
+  be_.gelu_backward(df1, c.f1, dg1, R, W);
+  float* dln = arena.zeros(R * Wu);
+  be_.linear_backward(dln, g(grads, "conn.fc1.weight", tr), g(grads, "conn.fc1.bias", tr), df1,
+                      c.ln, p("conn.fc1.weight"), R, Wu, W);
+  if (!tr.und) {
+    be_.layernorm_backward(nullptr, g(grads, "conn.ln.weight", tr), g(grads, "conn.ln.bias", tr),
+                           dln, c.u, p("conn.ln.weight"), c.mean, c.rstd, R, Wu);
+    return;
+  }
+  float* du = arena.zeros(R * Wu);
+  be_.layernorm_backward(du, g(grads, "conn.ln.weight", tr), g(grads, "conn.ln.bias", tr), dln,
+                         c.u, p("conn.ln.weight"), c.mean, c.rstd, R, Wu);
+  const int64_t k = cfg_.und_feature_layer();
+  const auto w = block_views(layout_, "und.blocks", cfg_.und_depth, params_);
+  const auto gw = block_views(layout_, "und.blocks", cfg_.und_depth, grads);
+  const float* dh0 = stack_backward(be_, arena, w, gw, k, c.shape, c.blocks.data(), du);
+  be_.pos_add_backward(g(grads, "und.pos_embed", tr), dh0, B, Nu, Nu, Wu);
+  be_.linear_backward(nullptr, g(grads, "und.patch_embed.weight", tr),
+                      g(grads, "und.patch_embed.bias", tr), dh0, c.und_pixels,
+                      p("und.patch_embed.weight"), R, cfg_.und_patch_dim(), Wu);
+}
+
+// ---------------------------------------------------------------------------
+// VQ tokenizer (SPEC §3)
+// ---------------------------------------------------------------------------
+const float* RecaModel::vq_encode(const float* img, int64_t B, int32_t* codes_dev, Arena& arena,
+                                  float** patches_out) {
+  const int64_t N = cfg_.num_image_tokens(), D = cfg_.patch_dim(), C = cfg_.code_dim;
+  float* patches = arena.floats(B * N * D);
+  be_.patchify_forward(patches, img, B, cfg_.image_size, cfg_.gen_patch);
+  float* z = arena.floats(B * N * C);
+  be_.linear_forward(z, patches, p("vq.enc.weight"), p("vq.enc.bias"), B * N, D, C);
+  be_.vq_nearest(codes_dev, z, p("vq.codebook"), B * N, cfg_.codebook_size, C);
+  if (patches_out) *patches_out = patches;
+  return z;
+}
+
+PassResult RecaModel::tokenizer_pass(const uint8_t* images, int64_t B, float* grads, float weight,
+                                     Arena& arena, int32_t* codes_out) {
+  RECA_CHECK(cfg_.discrete(), InvalidArgument,
+             "the VQ tokenizer exists only in the discrete modes (ar, mask), not in '%s'",
+             mode_name(cfg_.mode));
+  const int64_t S = cfg_.image_size, N = cfg_.num_image_tokens(), D = cfg_.patch_dim();
+  const int64_t C = cfg_.code_dim, K = cfg_.codebook_size, n = B * N;
+  uint8_t* bytes = arena.bytes(B * S * S * 3);
+  be_.upload(bytes, images, B * S * S * 3);
+  float* img = arena.floats(B * S * S * 3);
+  be_.image_from_bytes(img, bytes, B * S * S * 3);
+  int32_t* codes = arena.ints(n);
+  float* patches = nullptr;
+  const float* z = vq_encode(img, B, codes, arena, &patches);
+  float* zq = arena.floats(n * C);
+  be_.vq_gather(zq, codes, p("vq.codebook"), n, C);
+  float* xhat = arena.floats(n * D);
+  be_.linear_forward(xhat, zq, p("vq.dec.weight"), p("vq.dec.bias"), n, C, D);
+  // The reconstruction term compares in patch space: unpatchify is a permutation.
+  const float rec = be_.mse_forward(xhat, patches, n * D);
+  float cb = 0, commit = 0;
+  be_.vq_loss_forward(&cb, &commit, z, p("vq.codebook"), codes, n, C);
+  PassResult r;
+  r.loss = static_cast<double>(rec) + cb + commit;
+  r.count = n;
+  if (codes_out) be_.download(codes_out, codes, n * 4);
+  if (!grads) return r;
+  Trainable tr;
+  tr.vq = true, tr.gen = false;
+  float* dxhat = arena.zeros(n * D);
+  be_.mse_backward(dxhat, xhat, patches, weight, n * D);
+  float* dzq = arena.zeros(n * C);
+  be_.linear_backward(dzq, g(grads, "vq.dec.weight", tr), g(grads, "vq.dec.bias", tr), dxhat, zq,
+                      p("vq.dec.weight"), n, C, D);
+  float* dz = arena.zeros(n * C);
+  be_.vq_loss_backward(dz, g(grads, "vq.codebook", tr), dzq, z, p("vq.codebook"), codes, weight,
+                       weight, n, K, C);
+  be_.linear_backward(nullptr, g(grads, "vq.enc.weight", tr), g(grads, "vq.enc.bias", tr), dz,
+                      patches, p("vq.enc.weight"), n, D, C);
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// Generator (SPEC §4, §5)
+// ---------------------------------------------------------------------------
+PassResult RecaModel::generator_pass(const MicroBatch& mb, float* grads, const Trainable& tr,
+                                     float weight, float cond_grad_scale, Arena& arena) {
+  const ModelConfig& c = cfg_;
+  const Task task = mb.task;
+  const int64_t B = mb.B, S = c.image_size, W = c.width, T = c.max_text_len;
+  const int64_t N = c.num_image_tokens(), Nu = c.num_und_tokens(), D = c.patch_dim();
+  const int64_t K = c.codebook_size;
+  const int64_t Lc = c.cond_len(task), Lt = c.target_len(task), L = Lc + Lt;
+  const bool uses_image_target = task != Task::I2t;
+  const bool uses_und = task != Task::T2i;
+  const bool discrete_target = uses_image_target && c.discrete();
+  const bool flow_target = uses_image_target && !c.discrete();
+
+  // ---- inputs on the device ----
+  float* img = nullptr;
+  if (uses_und || uses_image_target) {
+    uint8_t* bytes = arena.bytes(B * S * S * 3);
+    be_.upload(bytes, mb.images, B * S * S * 3);
+    img = arena.floats(B * S * S * 3);
+    be_.image_from_bytes(img, bytes, B * S * S * 3);
+  }
+
+  // ---- token ids of the whole sequence (host); -1 = row filled by something else ----
+  std::vector<int32_t> ids(static_cast<size_t>(B * L), -1);
+  std::vector<uint8_t> pad(static_cast<size_t>(B * L), 0);
+  for (int64_t b = 0; b < B; ++b) {
+    int32_t* r = ids.data() + b * L;
+    const int32_t* text = mb.text ? mb.text + b * T : nullptr;
+    r[0] = tok::kBos;
+    if (task == Task::T2i) {
+      for (int64_t i = 0; i < T; ++i) r[1 + i] = text[i];
+    } else {
+      r[1] = tok::kImgBegin;
+      r[2 + Nu] = tok::kImgEnd;
+      if (task == Task::Reca)
+        for (int64_t i = 0; i < T; ++i) r[3 + Nu + i] = text[i];
+    }
+    if (task == Task::I2t) {
+      r[Lc] = tok::kCap;
+      for (int64_t i = 0; i < T; ++i) r[Lc + 1 + i] = text[i];
+    } else {
+      r[Lc] = tok::kGen;
+    }
+    for (int64_t i = 0; i < L; ++i) pad[b * L + i] = r[i] == tok::kPad;
+  }
+  int32_t* ids_dev = arena.ints(B * L);
+  be_.upload(ids_dev, ids.data(), B * L * 4);
+  uint8_t* pad_dev = arena.bytes(B * L);
+  be_.upload(pad_dev, pad.data(), B * L);
+
+  // ---- embeddings ----
+  float* x = arena.zeros(B * L * W);
+  be_.embedding_forward(x, p("gen.tok_embed"), ids_dev, B * L, W);
+  CondCache cond;
+  if (uses_und) {
+    const float* cvec = condition_forward(img, B, grads ? &cond : nullptr, arena);
+    be_.rows_to_seq(x, cvec, B, L, 2, Nu, W, false);
+  }
+  // Image target block (rows Lc .. Lc+Lt).
+  int32_t* img_ids_dev = nullptr;
+  std::vector<int32_t> targets;  // loss targets per head row, -1 = none
+  int32_t* codes_dev = nullptr;
+  float *zt = nullptr, *v = nullptr, *tau_in = nullptr, *tau_h = nullptr, *tau_g = nullptr;
+  float* tau = nullptr;
+  int32_t* sample_ids_dev = nullptr;
+  if (discrete_target) {
+    codes_dev = arena.ints(B * N);
+    vq_encode(img, B, codes_dev, arena);
+    std::vector<int32_t> codes(static_cast<size_t>(B * N));
+    be_.download(codes.data(), codes_dev, B * N * 4);
+    std::vector<int32_t> img_ids(static_cast<size_t>(B * Lt), -1);
+    targets.assign(static_cast<size_t>(B * N), -1);
+    for (int64_t b = 0; b < B; ++b) {
+      const int32_t* cb = codes.data() + b * N;
+      int32_t* r = img_ids.data() + b * Lt;
+      if (c.mode == Mode::Ar) {
+        for (int64_t j = 1; j < N; ++j) r[j] = cb[j - 1];       // GEN, x_1..x_{N-1}
+        for (int64_t j = 0; j < N; ++j) targets[b * N + j] = cb[j];  // row j predicts x_{j+1}
+      } else {
+        const uint8_t* m = mb.masked + b * N;
+        for (int64_t j = 0; j < N; ++j) {
+          r[1 + j] = m[j] ? static_cast<int32_t>(K) : cb[j];
+          targets[b * N + j] = m[j] ? cb[j] : -1;
+        }
+      }
+    }
+    img_ids_dev = arena.ints(B * Lt);
+    be_.upload(img_ids_dev, img_ids.data(), B * Lt * 4);
+    float* emb = arena.zeros(B * Lt * W);
+    be_.embedding_forward(emb, p("gen.img_embed"), img_ids_dev, B * Lt, W);
+    be_.rows_to_seq(x, emb, B, L, Lc, Lt, W, true);
+  }
+  if (flow_target) {
+    float* x0 = arena.floats(B * N * D);
+    be_.patchify_forward(x0, img, B, S, c.gen_patch);
+    float* eps = arena.floats(B * N * D);
+    be_.upload(eps, mb.noise, B * N * D * 4);
+    float* t_dev = arena.floats(B);
+    be_.upload(t_dev, mb.t, B * 4);
+    zt = arena.floats(B * N * D), v = arena.floats(B * N * D);
+    be_.flow_noise(zt, v, x0, eps, t_dev, B, N * D);
+    float* body = arena.floats(B * N * W);
+    be_.linear_forward(body, zt, p("gen.img_in.weight"), p("gen.img_in.bias"), B * N, D, W);
+    be_.rows_to_seq(x, body, B, L, Lc + 1, N, W, true);
+    // τ(t) on every target row: gather row b of τ [B, W] for each target row of sample b.
+    tau_in = arena.floats(B * 256);
+    be_.time_embed_forward(tau_in, t_dev, B);
+    tau_h = arena.floats(B * W), tau_g = arena.floats(B * W), tau = arena.floats(B * W);
+    be_.linear_forward(tau_h, tau_in, p("gen.t_embed.fc1.weight"), p("gen.t_embed.fc1.bias"), B,
+                       256, W);
+    be_.gelu_forward(tau_g, tau_h, B, W);
+    be_.linear_forward(tau, tau_g, p("gen.t_embed.fc2.weight"), p("gen.t_embed.fc2.bias"), B, W,
+                       W);
+    std::vector<int32_t> sample_ids(static_cast<size_t>(B * Lt));
+    for (int64_t i = 0; i < B * Lt; ++i) sample_ids[i] = static_cast<int32_t>(i / Lt);
+    sample_ids_dev = arena.ints(B * Lt);
+    be_.upload(sample_ids_dev, sample_ids.data(), B * Lt * 4);
+    float* tau_rows = arena.floats(B * Lt * W);
+    be_.embedding_forward(tau_rows, tau, sample_ids_dev, B * Lt, W);
+    be_.rows_to_seq(x, tau_rows, B, L, Lc, Lt, W, true);
+  }
+  if (task == Task::I2t) {
+    // Caption targets: row j predicts y_{j+1}; y_{m+1} = EOS; no loss after it.
+    targets.assign(static_cast<size_t>(B * Lt), -1);
+    for (int64_t b = 0; b < B; ++b) {
+      const int32_t* text = mb.text + b * T;
+      int64_t m = 0;
+      while (m < T && text[m] != tok::kPad) ++m;
+      for (int64_t j = 0; j < m; ++j) targets[b * Lt + j] = text[j];
+      targets[b * Lt + m] = tok::kEos;
+    }
+  }
+  be_.pos_add_forward(x, p("gen.pos_cond"), B, L, Lc, W);
+  const char* pos_target = task == Task::I2t ? "gen.pos_txt" : "gen.pos_img";
+  be_.pos_add_forward(x + Lc * W, p(pos_target), B, L, Lt, W);
+
+  // ---- transformer ----
+  StackShape s;
+  s.B = B, s.L = L, s.width = W, s.heads = c.heads, s.hidden = c.mlp_ratio * W;
+  s.cond_len = Lc;
+  s.target_causal = task == Task::I2t || c.mode == Mode::Ar;
+  s.key_pad = pad_dev;
+  const auto w = block_views(layout_, "gen.blocks", c.depth, params_);
+  std::vector<BlockCache> caches(grads ? static_cast<size_t>(c.depth) : 0);
+  const float* hidden = stack_forward(be_, arena, w, c.depth, s, x, grads ? caches.data() : nullptr);
+
+  // ---- heads on the rows that predict ----
+  const int64_t row0 = task == Task::I2t ? Lc : (c.mode == Mode::Ar ? Lc : Lc + 1);
+  const int64_t rows_per = task == Task::I2t ? Lt : N;
+  const int64_t R = B * rows_per;
+  const bool text_head = task == Task::I2t;
+  const int64_t V = text_head ? tok::kVocab : c.img_out_dim();
+  const char* head = text_head ? "gen.head_txt" : "gen.head_img";
+  float* hrows = arena.floats(R * W);
+  be_.rows_from_seq(hrows, hidden, B, L, row0, rows_per, W, false);
+  float* hn = arena.floats(R * W);
+  float* mean = arena.floats(R);
+  float* rstd = arena.floats(R);
+  be_.layernorm_forward(hn, mean, rstd, hrows, p("gen.ln_f.weight"), p("gen.ln_f.bias"), R, W);
+  float* out = arena.floats(R * V);
+  be_.linear_forward(out, hn, p(std::string(head) + ".weight"), p(std::string(head) + ".bias"), R,
+                     W, V);
+
+  // ---- loss (and its gradient at the head output) ----
+  PassResult res;
+  float* dout = grads ? arena.zeros(R * V) : nullptr;
+  if (flow_target) {
+    res.count = R * V;
+    res.loss = be_.mse_forward(out, v, R * V);
+    if (grads) be_.mse_backward(dout, out, v, weight, R * V);
+  } else {
+    int64_t count = 0;
+    for (int32_t t : targets) count += t >= 0;
+    RECA_CHECK(count > 0, InvalidArgument,
+               "the micro-batch has no prediction targets (mask mode needs at least one masked "
+               "position)");
+    int32_t* tgt_dev = arena.ints(R);
+    be_.upload(tgt_dev, targets.data(), R * 4);
+    const float scale = weight / static_cast<float>(count);
+    const double sum = grads ? be_.cross_entropy_forward_backward(nullptr, dout, out, tgt_dev,
+                                                                  scale, R, V)
+                             : be_.cross_entropy_forward(nullptr, out, tgt_dev, R, V);
+    res.count = count;
+    res.loss = sum / static_cast<double>(count);
+  }
+  if (!grads) return res;
+
+  // ---- backward ----
+  float* dhn = arena.zeros(R * W);
+  be_.linear_backward(dhn, g(grads, std::string(head) + ".weight", tr),
+                      g(grads, std::string(head) + ".bias", tr), dout, hn,
+                      p(std::string(head) + ".weight"), R, W, V);
+  float* dhrows = arena.zeros(R * W);
+  be_.layernorm_backward(dhrows, g(grads, "gen.ln_f.weight", tr), g(grads, "gen.ln_f.bias", tr),
+                         dhn, hrows, p("gen.ln_f.weight"), mean, rstd, R, W);
+  float* dhidden = arena.zeros(B * L * W);
+  be_.rows_to_seq(dhidden, dhrows, B, L, row0, rows_per, W, false);
+  const bool need_dx = tr.gen || (uses_und && (tr.und || tr.conn));
+  if (!need_dx) return res;
+  const auto gw = block_views(layout_, "gen.blocks", c.depth, tr.gen ? grads : nullptr);
+  const float* dx = stack_backward(be_, arena, w, gw, c.depth, s, caches.data(), dhidden);
+
+  if (tr.gen) {
+    be_.pos_add_backward(g(grads, "gen.pos_cond", tr), dx, B, L, Lc, W);
+    be_.pos_add_backward(g(grads, pos_target, tr), dx + Lc * W, B, L, Lt, W);
+    be_.embedding_backward(g(grads, "gen.tok_embed", tr), dx, ids_dev, B * L, W);
+    if (discrete_target) {
+      float* demb = arena.floats(B * Lt * W);
+      be_.rows_from_seq(demb, dx, B, L, Lc, Lt, W, false);
+      be_.embedding_backward(g(grads, "gen.img_embed", tr), demb, img_ids_dev, B * Lt, W);
+    }
+    if (flow_target) {
+      float* dbody = arena.floats(B * N * W);
+      be_.rows_from_seq(dbody, dx, B, L, Lc + 1, N, W, false);
+      be_.linear_backward(nullptr, g(grads, "gen.img_in.weight", tr),
+                          g(grads, "gen.img_in.bias", tr), dbody, zt, p("gen.img_in.weight"),
+                          B * N, D, W);
+      float* dtau_rows = arena.floats(B * Lt * W);
+      be_.rows_from_seq(dtau_rows, dx, B, L, Lc, Lt, W, false);
+      float* dtau = arena.zeros(B * W);
+      be_.embedding_backward(dtau, dtau_rows, sample_ids_dev, B * Lt, W);
+      float* dtau_g = arena.zeros(B * W);
+      be_.linear_backward(dtau_g, g(grads, "gen.t_embed.fc2.weight", tr),
+                          g(grads, "gen.t_embed.fc2.bias", tr), dtau, tau_g,
+                          p("gen.t_embed.fc2.weight"), B, W, W);
+      float* dtau_h = arena.zeros(B * W);
+      be_.gelu_backward(dtau_h, tau_h, dtau_g, B, W);
+      be_.linear_backward(nullptr, g(grads, "gen.t_embed.fc1.weight", tr),
+                          g(grads, "gen.t_embed.fc1.bias", tr), dtau_h, tau_in,
+                          p("gen.t_embed.fc1.weight"), B, 256, W);
+    }
+  }
+  if (uses_und && (tr.und || tr.conn)) {
+    float* dc = arena.floats(B * Nu * W);
+    be_.rows_from_seq(dc, dx, B, L, 2, Nu, W, false);
+    if (task == Task::Reca && cond_grad_scale != 1.0f) be_.scale(dc, cond_grad_scale, B * Nu * W);
+    condition_backward(cond, dc, B, grads, tr, arena);
+  }
+  return res;
+}
+
+// ---------------------------------------------------------------------------
+// Inference pieces
+// ---------------------------------------------------------------------------
+void RecaModel::embed(const uint8_t* images, int64_t B, float* c_out, Arena& arena) {
+  const int64_t S = cfg_.image_size;
+  uint8_t* bytes = arena.bytes(B * S * S * 3);
+  be_.upload(bytes, images, B * S * S * 3);
+  float* img = arena.floats(B * S * S * 3);
+  be_.image_from_bytes(img, bytes, B * S * S * 3);
+  const float* c = condition_forward(img, B, nullptr, arena);
+  be_.download(c_out, c, B * cfg_.num_und_tokens() * cfg_.width * 4);
+}
+
+void RecaModel::tokenize(const uint8_t* images, int64_t B, int32_t* codes, Arena& arena) {
+  RECA_CHECK(cfg_.discrete(), InvalidArgument,
+             "tokenize needs a discrete mode (ar or mask); this model is '%s'",
+             mode_name(cfg_.mode));
+  const int64_t S = cfg_.image_size;
+  uint8_t* bytes = arena.bytes(B * S * S * 3);
+  be_.upload(bytes, images, B * S * S * 3);
+  float* img = arena.floats(B * S * S * 3);
+  be_.image_from_bytes(img, bytes, B * S * S * 3);
+  int32_t* codes_dev = arena.ints(B * cfg_.num_image_tokens());
+  vq_encode(img, B, codes_dev, arena);
+  be_.download(codes, codes_dev, B * cfg_.num_image_tokens() * 4);
+}
+
+void RecaModel::decode(const int32_t* codes, int64_t B, float* img_out, Arena& arena) {
+  RECA_CHECK(cfg_.discrete(), InvalidArgument,
+             "decode needs a discrete mode (ar or mask); this model is '%s'", mode_name(cfg_.mode));
+  const int64_t N = cfg_.num_image_tokens(), C = cfg_.code_dim, D = cfg_.patch_dim();
+  const int64_t S = cfg_.image_size, n = B * N;
+  int32_t* codes_dev = arena.ints(n);
+  be_.upload(codes_dev, codes, n * 4);
+  float* zq = arena.floats(n * C);
+  be_.vq_gather(zq, codes_dev, p("vq.codebook"), n, C);
+  float* xhat = arena.floats(n * D);
+  be_.linear_forward(xhat, zq, p("vq.dec.weight"), p("vq.dec.bias"), n, C, D);
+  float* img = arena.floats(B * S * S * 3);
+  be_.unpatchify_forward(img, xhat, B, S, cfg_.gen_patch);
+  be_.download(img_out, img, B * S * S * 3 * 4);
+}
+
+}  // namespace reca::model

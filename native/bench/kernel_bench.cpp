@@ -272,15 +272,8 @@ void add_family_cases(std::vector<Case>& cases) {
   }
 }
 
-// set_num_threads can replay the pool's last parallel job on freshly started
-// workers (core/threadpool.cpp starts them with seen = 0): make that job a
-// harmless no-op first and let the new workers settle before real work.
 void resize_pool(int n) {
-  if (n == num_threads()) return;
-  static const auto noop = [](int64_t, int64_t) {};
-  if (num_threads() > 1) parallel_for(num_threads(), 1, noop);
-  set_num_threads(n);
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (n != num_threads()) set_num_threads(n);
 }
 
 // Restores the engine's thread count on scope exit.

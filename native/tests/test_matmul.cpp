@@ -28,17 +28,6 @@ const Shape kShapes[] = {
     {57, 17, 600}, {16, 129, 255}, {131, 97, 300}, {200, 161, 513}, {97, 300, 40}, {1, 300, 200},
     {300, 1, 200}, {64, 64, 1}};
 
-// set_num_threads can replay the pool's last parallel job on freshly started
-// workers (core/threadpool.cpp starts them with seen = 0). Until that is fixed,
-// make the last job a no-op whose context outlives it, resize, and let the new
-// workers settle before the next real job.
-void set_threads_settled(int n) {
-  static const auto noop = [](int64_t, int64_t) {};
-  if (num_threads() > 1) parallel_for(num_threads(), 1, noop);
-  set_num_threads(n);
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-}
-
 }  // namespace
 
 RECA_TEST(matmul_matches_reference) {
@@ -175,7 +164,7 @@ RECA_TEST(matmul_deterministic_across_thread_counts) {
   // Every result at 1 thread, then compared bitwise at 2 and 3.
   std::vector<std::vector<float>> first;
   for (int threads : {1, 2, 3}) {
-    set_threads_settled(threads);
+    set_num_threads(threads);
     size_t idx = 0;
     auto check = [&](std::vector<float>&& got, const std::string& what) {
       if (threads == 1) {
@@ -205,5 +194,5 @@ RECA_TEST(matmul_deterministic_across_thread_counts) {
       check(std::move(db), tag + " db");
     });
   }
-  set_threads_settled(saved);
+  set_num_threads(saved);
 }

@@ -9,6 +9,7 @@
 
 #include "core/safetensors.h"
 #include "model/reca_model.h"
+#include "model/trainer.h"
 #include "tests/testing.h"
 
 using namespace reca;
@@ -113,6 +114,103 @@ void check_case(const std::string& name, Mode mode, const std::string& task) {
 }
 
 }  // namespace
+
+// Five AdamW steps on the fixture's batch with its draws replayed: the first
+// update against `after.*`, and the five losses against the reference's.
+void check_training(const std::string& name, Mode mode, const std::string& task) {
+  const SafetensorsFile f = SafetensorsFile::open(fixture_path(name));
+  const std::string meta = f.metadata().at("reca.case");
+  RecaModel model(ModelConfig::preset("tiny", mode), cpu_backend());
+  load_params(f, model);
+  const ModelConfig& c = model.config();
+  const int64_t B = f.get("batch.images").shape[0], S = c.image_size, N = c.num_image_tokens();
+  const int64_t T = c.max_text_len;
+  std::vector<uint8_t> images(static_cast<size_t>(B * S * S * 3));
+  f.read_raw("batch.images", StDtype::U8, {B, S, S, 3}, images.data());
+  TrainerOptions o;
+  o.lr = case_number(meta, "lr");
+  o.weight_decay = 0.02;
+  o.max_grad_norm = 1.0;
+  o.trainable = Trainable{true, true, true, true};
+  std::vector<TaskDraws> replay(1);
+  std::vector<int32_t> captions;
+  if (task == "vq") {
+    o.tokenizer = true;
+  } else {
+    Task t;
+    parse_task(task, &t);
+    o.weight_reca = t == Task::Reca, o.weight_t2i = t == Task::T2i, o.weight_i2t = t == Task::I2t;
+    o.cond_grad_scale = case_number(meta, "cond_grad_scale");
+    TaskDraws& d = replay[0];
+    d.task = t;
+    d.text.resize(static_cast<size_t>(B * T));
+    f.read_raw("batch.text", StDtype::I32, {B, T}, d.text.data());
+    captions = d.text;
+    if (f.find("batch.masked")) {
+      d.masked.resize(static_cast<size_t>(B * N));
+      f.read_raw("batch.masked", StDtype::U8, {B, N}, d.masked.data());
+    }
+    if (f.find("batch.t")) {
+      d.t.resize(static_cast<size_t>(B));
+      d.noise.resize(static_cast<size_t>(B * N * c.patch_dim()));
+      f.read_f32("batch.t", {B}, d.t.data());
+      f.read_f32("batch.noise", {B, N, c.patch_dim()}, d.noise.data());
+    }
+  }
+  Trainer trainer(model, o);
+  StepBatch batch;
+  batch.B = B;
+  batch.images = images.data();
+  batch.captions = captions.empty() ? nullptr : captions.data();
+  // Reference losses of 5 steps, parsed from the case JSON.
+  std::vector<double> want;
+  {
+    const std::string key = "\"losses_5_steps\": [";
+    const char* q = meta.c_str() + meta.find(key) + key.size();
+    for (int i = 0; i < 5; ++i) {
+      char* end;
+      want.push_back(std::strtod(q, &end));
+      q = end + 1;
+    }
+  }
+  for (int i = 0; i < 5; ++i) {
+    const StepStats st = trainer.step(batch, task == "vq" ? nullptr : &replay);
+    expect_true(std::fabs(st.loss - want[i]) <= 2e-5 * std::fabs(want[i]),
+                name + ": step " + std::to_string(i + 1) + " loss " + std::to_string(st.loss) +
+                    " vs reference " + std::to_string(want[i]));
+    if (i > 0) continue;
+    // After the first update. AdamW's first step moves each element by about
+    // lr·g/(|g| + eps), so where |g| is near eps the direction is rounding
+    // noise: there the bound is lr (the largest possible move), elsewhere 1e-6.
+    std::vector<float> after(static_cast<size_t>(model.layout().total()));
+    model.get_params(after.data());
+    int bad = 0;
+    for (const auto& p : model.layout().params()) {
+      std::vector<float> ref(static_cast<size_t>(p.numel)), g(static_cast<size_t>(p.numel), 0.f);
+      // A tensor the fixture does not list under after.* must not have moved.
+      f.read_f32((f.find("after." + p.name) ? "after." : "param.") + p.name, p.shape, ref.data());
+      if (f.find("grad." + p.name)) f.read_f32("grad." + p.name, p.shape, g.data());
+      for (int64_t j = 0; j < p.numel; ++j) {
+        const double tol = std::fabs(g[j]) > 1e-6 ? 1e-6 + 1e-6 * std::fabs(ref[j]) : 1.01 * o.lr;
+        if (!(std::fabs(after[p.offset + j] - ref[j]) <= tol) && bad++ < 3)
+          report_failure(name + ": after." + p.name + "[" + std::to_string(j) + "] " +
+                         std::to_string(after[p.offset + j]) + " vs " + std::to_string(ref[j]));
+      }
+    }
+  }
+}
+
+RECA_TEST(trainer_matches_pytorch_adamw_steps) {
+  const char* modes[] = {"ar", "mask", "flow"};
+  const char* tasks[] = {"reca", "t2i", "i2t"};
+  for (const char* m : modes) {
+    Mode mode;
+    parse_mode(m, &mode);
+    for (const char* t : tasks) check_training(std::string(m) + "_" + t, mode, t);
+  }
+  check_training("ar_vq", Mode::Ar, "vq");
+  check_training("mask_vq", Mode::Mask, "vq");
+}
 
 RECA_TEST(model_parity_with_pytorch_fixtures) {
   const char* modes[] = {"ar", "mask", "flow"};

@@ -1,0 +1,281 @@
+#include "model/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/philox.h"
+
+namespace reca::model {
+
+int64_t encode_text(const std::string& s, int64_t max_len, int32_t* out) {
+  int64_t end = static_cast<int64_t>(s.size());
+  int64_t cut = 0;
+  if (end > max_len) {
+    end = max_len;
+    // Back up over continuation bytes so a multi-byte character is never split.
+    while (end > 0 && (static_cast<uint8_t>(s[static_cast<size_t>(end)]) & 0xC0) == 0x80) --end;
+    cut = static_cast<int64_t>(s.size()) - end;
+  }
+  for (int64_t i = 0; i < max_len; ++i)
+    out[i] = i < end ? static_cast<uint8_t>(s[static_cast<size_t>(i)]) : tok::kPad;
+  return cut;
+}
+
+void TrainerOptions::validate() const {
+  auto finite_nonneg = [](double v, const char* name) {
+    RECA_CHECK(std::isfinite(v) && v >= 0, InvalidArgument,
+               "trainer option %s must be a finite number >= 0 (got %g)", name, v);
+  };
+  finite_nonneg(weight_reca, "tasks.reca");
+  finite_nonneg(weight_t2i, "tasks.t2i");
+  finite_nonneg(weight_i2t, "tasks.i2t");
+  RECA_CHECK(tokenizer || weight_reca + weight_t2i + weight_i2t > 0, InvalidArgument,
+             "no task has a positive weight: set tasks.reca, tasks.t2i or tasks.i2t");
+  RECA_CHECK(micro_batch >= 0, InvalidArgument, "microBatch must be >= 0 (0 = whole batch)");
+  RECA_CHECK(std::isfinite(lr) && lr > 0 && lr < 10, InvalidArgument,
+             "optimizer.lr must be in (0, 10) (got %g)", lr);
+  RECA_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, InvalidArgument,
+             "optimizer.betas must each be in [0, 1) (got %g, %g)", beta1, beta2);
+  RECA_CHECK(std::isfinite(eps) && eps > 0, InvalidArgument, "optimizer.eps must be > 0");
+  finite_nonneg(weight_decay, "optimizer.weightDecay");
+  RECA_CHECK(warmup >= 0 && total_steps >= 0, InvalidArgument,
+             "schedule.warmup and schedule.totalSteps must be >= 0");
+  RECA_CHECK(schedule != Schedule::Cosine || total_steps > warmup, InvalidArgument,
+             "a cosine schedule needs schedule.totalSteps > schedule.warmup");
+  finite_nonneg(min_lr, "schedule.minLr");
+  RECA_CHECK(std::isfinite(max_grad_norm), InvalidArgument, "maxGradNorm must be finite");
+  RECA_CHECK(ema >= 0 && ema < 1, InvalidArgument, "ema must be in [0, 1) (0 = off), got %g", ema);
+  RECA_CHECK(cond_dropout >= 0 && cond_dropout <= 1, InvalidArgument,
+             "condDropout must be in [0, 1] (got %g)", cond_dropout);
+  finite_nonneg(cond_grad_scale, "condGradScale");
+}
+
+Trainer::Trainer(RecaModel& model, const TrainerOptions& opts)
+    : model_(model), opts_(opts), arena_(model.backend()) {
+  opts_.validate();
+  if (opts_.tokenizer) {
+    RECA_CHECK(model.config().discrete(), InvalidArgument,
+               "the tokenizer stage needs a discrete mode (ar or mask); this model is '%s'",
+               mode_name(model.config().mode));
+    opts_.trainable = Trainable{false, false, true, false};
+  }
+  Backend& be = model.backend();
+  const int64_t bytes = model.layout().total() * 4;
+  grads_ = static_cast<float*>(be.alloc(bytes));
+  m_ = static_cast<float*>(be.alloc(bytes));
+  v_ = static_cast<float*>(be.alloc(bytes));
+  be.zero(grads_, bytes);
+  be.zero(m_, bytes);
+  be.zero(v_, bytes);
+  if (opts_.ema > 0) {
+    ema_ = static_cast<float*>(be.alloc(bytes));
+    be.copy(ema_, model.params(), bytes);  // the EMA starts from the weights before step 1
+  }
+}
+
+Trainer::~Trainer() {
+  Backend& be = model_.backend();
+  be.release(grads_);
+  be.release(m_);
+  be.release(v_);
+  if (ema_) be.release(ema_);
+}
+
+int64_t Trainer::state_bytes() const {
+  return model_.layout().total() * 4 * (ema_ ? 4 : 3);
+}
+
+bool Trainer::trainable(const ParamInfo& p) const { return opts_.trainable.group(p.group()); }
+
+double Trainer::lr_at(int64_t t) const {
+  const TrainerOptions& o = opts_;
+  if (o.warmup > 0 && t <= o.warmup) return o.lr * static_cast<double>(t) / o.warmup;
+  if (o.schedule == Schedule::Cosine && o.total_steps > o.warmup) {
+    if (t >= o.total_steps) return o.min_lr;
+    const double prog = static_cast<double>(t - o.warmup) / static_cast<double>(o.total_steps - o.warmup);
+    return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1.0 + std::cos(M_PI * prog));
+  }
+  return o.lr;
+}
+
+namespace {
+// Philox stream of one purpose of one task in one step (and one sample, for
+// per-sample permutations): independent of the batch split and thread count.
+uint64_t stream_of(int64_t step, Task task, int purpose, int64_t sample = 0) {
+  return ((static_cast<uint64_t>(step) * 8 + static_cast<uint64_t>(task)) * 8 + purpose) << 32 |
+         static_cast<uint64_t>(sample);
+}
+}  // namespace
+
+void Trainer::draw(Task task, const StepBatch& batch, TaskDraws& d) const {
+  const ModelConfig& c = model_.config();
+  const int64_t B = batch.B, T = c.max_text_len, N = c.num_image_tokens(), D = c.patch_dim();
+  const int64_t step = step_ + 1;
+  const uint64_t seed = opts_.seed;
+  d.task = task;
+  d.dropped.assign(static_cast<size_t>(B), 0);
+  d.text.assign(static_cast<size_t>(B * T), tok::kPad);
+  if (task == Task::Reca) {
+    std::vector<int32_t> tmpl(static_cast<size_t>(T));
+    encode_text(opts_.template_text, T, tmpl.data());
+    for (int64_t b = 0; b < B; ++b) std::memcpy(&d.text[b * T], tmpl.data(), T * 4);
+  } else {
+    RECA_CHECK(batch.captions != nullptr, InvalidArgument,
+               "task '%s' needs captions: pass `captions` with the images", task_name(task));
+    std::memcpy(d.text.data(), batch.captions, B * T * 4);
+  }
+  if (task != Task::I2t) {  // CFG dropout: the text becomes all PAD (SPEC §5)
+    for (int64_t b = 0; b < B; ++b) {
+      d.dropped[b] = philox_uniform(seed, stream_of(step, task, 1), b) < opts_.cond_dropout;
+      if (d.dropped[b])
+        for (int64_t i = 0; i < T; ++i) d.text[b * T + i] = tok::kPad;
+    }
+  }
+  if (task == Task::I2t) return;
+  if (c.mode == Mode::Mask) {
+    d.masked.assign(static_cast<size_t>(B * N), 0);
+    std::vector<int32_t> perm(static_cast<size_t>(N));
+    for (int64_t b = 0; b < B; ++b) {
+      const double u = philox_uniform(seed, stream_of(step, task, 2), b);
+      const double r = std::cos(M_PI * u / 2);
+      int64_t n = static_cast<int64_t>(std::ceil(r * static_cast<double>(N)));
+      n = n < 1 ? 1 : n > N ? N : n;
+      philox_permutation(seed, stream_of(step, task, 3, b), N, perm.data());
+      for (int64_t i = 0; i < n; ++i) d.masked[b * N + perm[i]] = 1;
+    }
+  } else if (c.mode == Mode::Flow) {
+    d.t.resize(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) {
+      const double xi = philox_normal(seed, stream_of(step, task, 4), b);
+      d.t[b] = static_cast<float>(1.0 / (1.0 + std::exp(-xi)));
+    }
+    d.noise.resize(static_cast<size_t>(B * N * D));
+    philox_fill_normal(seed, stream_of(step, task, 5), d.noise.data(), B * N * D);
+  }
+}
+
+StepStats Trainer::step(const StepBatch& batch, const std::vector<TaskDraws>* replay,
+                        std::vector<TaskDraws>* used) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const ModelConfig& c = model_.config();
+  Backend& be = model_.backend();
+  const ParamLayout& layout = model_.layout();
+  RECA_CHECK(batch.B >= 1, InvalidArgument, "the batch is empty: pass at least one image");
+  RECA_CHECK(batch.images != nullptr, InvalidArgument, "the batch has no images");
+  const int64_t B = batch.B, S = c.image_size, T = c.max_text_len, N = c.num_image_tokens();
+  const int64_t D = c.patch_dim();
+  const int64_t mb_size = opts_.micro_batch > 0 && opts_.micro_batch < B ? opts_.micro_batch : B;
+
+  be.zero(grads_, layout.total() * 4);
+  arena_.reset();
+  StepStats st;
+  st.step = step_ + 1;
+  st.images = B;
+  auto check_finite = [&](double loss, const char* what) {
+    if (!std::isfinite(loss)) {
+      be.zero(grads_, layout.total() * 4);
+      fail(ErrorCode::Numeric,
+           "the %s loss is not finite at step %lld; parameters and optimizer state are "
+           "unchanged: lower the learning rate or check the inputs",
+           what, static_cast<long long>(st.step));
+    }
+  };
+
+  if (opts_.tokenizer) {
+    double sum = 0;
+    for (int64_t b0 = 0; b0 < B; b0 += mb_size) {
+      const int64_t n = B - b0 < mb_size ? B - b0 : mb_size;
+      const PassResult r = model_.tokenizer_pass(batch.images + b0 * S * S * 3, n, grads_, 1.0f,
+                                                 arena_);
+      check_finite(r.loss, "tokenizer");
+      sum += r.loss;
+    }
+    st.loss = st.loss_tokenizer = sum;
+  } else {
+    const Task tasks[] = {Task::Reca, Task::T2i, Task::I2t};
+    const double weights[] = {opts_.weight_reca, opts_.weight_t2i, opts_.weight_i2t};
+    double* per_task[] = {&st.loss_reca, &st.loss_t2i, &st.loss_i2t};
+    size_t replay_at = 0;
+    for (int k = 0; k < 3; ++k) {
+      if (weights[k] <= 0) continue;
+      const Task task = tasks[k];
+      TaskDraws drawn;
+      const TaskDraws* d = nullptr;
+      if (replay) {
+        RECA_CHECK(replay_at < replay->size() && (*replay)[replay_at].task == task,
+                   InvalidArgument, "replayed draws do not list task '%s' in order",
+                   task_name(task));
+        d = &(*replay)[replay_at++];
+        RECA_CHECK(static_cast<int64_t>(d->text.size()) == B * T, Shape,
+                   "replayed text must be [%lld, %lld]", (long long)B, (long long)T);
+        if (task != Task::I2t && c.mode == Mode::Mask)
+          RECA_CHECK(static_cast<int64_t>(d->masked.size()) == B * N, Shape,
+                     "replayed mask must be [%lld, %lld]", (long long)B, (long long)N);
+        if (task != Task::I2t && c.mode == Mode::Flow)
+          RECA_CHECK(static_cast<int64_t>(d->t.size()) == B &&
+                         static_cast<int64_t>(d->noise.size()) == B * N * D,
+                     Shape, "replayed t must be [%lld] and noise [%lld, %lld, %lld]",
+                     (long long)B, (long long)B, (long long)N, (long long)D);
+      } else {
+        draw(task, batch, drawn);
+        d = &drawn;
+      }
+      double task_loss = 0;
+      for (int64_t b0 = 0; b0 < B; b0 += mb_size) {
+        const int64_t n = B - b0 < mb_size ? B - b0 : mb_size;
+        MicroBatch mb;
+        mb.task = task;
+        mb.B = n;
+        mb.images = batch.images + b0 * S * S * 3;
+        mb.text = d->text.data() + b0 * T;
+        if (!d->masked.empty()) mb.masked = d->masked.data() + b0 * N;
+        if (!d->t.empty()) mb.t = d->t.data() + b0, mb.noise = d->noise.data() + b0 * N * D;
+        const PassResult r =
+            model_.generator_pass(mb, grads_, opts_.trainable, static_cast<float>(weights[k]),
+                                  static_cast<float>(opts_.cond_grad_scale), arena_);
+        check_finite(r.loss, task_name(task));
+        task_loss += weights[k] * r.loss;
+      }
+      *per_task[k] = task_loss / weights[k];
+      st.loss += task_loss;
+      if (used) used->push_back(d == &drawn ? std::move(drawn) : *d);
+    }
+  }
+
+  // Global norm over the trainable grads, clipping, AdamW (+ EMA), one pass each.
+  std::vector<const float*> ptrs;
+  std::vector<int64_t> sizes;
+  std::vector<cpu::AdamWSegment<float>> segs;
+  for (const ParamInfo& p : layout.params()) {
+    if (!trainable(p)) continue;
+    ptrs.push_back(grads_ + p.offset);
+    sizes.push_back(p.numel);
+    segs.push_back({model_.params() + p.offset, grads_ + p.offset, m_ + p.offset, v_ + p.offset,
+                    ema_ ? ema_ + p.offset : nullptr, p.numel, p.decays()});
+  }
+  bool nonfinite = false;
+  const float norm = be.grad_norm_segments(ptrs.data(), sizes.data(),
+                                           static_cast<int64_t>(ptrs.size()), &nonfinite);
+  if (nonfinite || !std::isfinite(norm)) {
+    be.zero(grads_, layout.total() * 4);
+    fail(ErrorCode::Numeric,
+         "the gradient is not finite at step %lld; parameters and optimizer state are "
+         "unchanged: lower the learning rate or check the inputs",
+         static_cast<long long>(st.step));
+  }
+  st.grad_norm = norm;
+  st.clip_scale = opts_.max_grad_norm > 0 && norm > opts_.max_grad_norm
+                      ? opts_.max_grad_norm / (static_cast<double>(norm) + 1e-6)
+                      : 1.0;
+  st.lr = lr_at(st.step);
+  cpu::AdamWConfig ac{st.lr, opts_.beta1, opts_.beta2, opts_.eps, opts_.weight_decay, st.step,
+                      st.clip_scale, opts_.ema};
+  be.adamw_step_segments(segs.data(), static_cast<int64_t>(segs.size()), ac);
+  step_ = st.step;
+  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return st;
+}
+
+}  // namespace reca::model

@@ -1,0 +1,105 @@
+// The RecA trainer (SPEC §5, §6): micro-batches per task, every random draw from
+// Philox, gradient accumulation, global-norm clipping, fused AdamW with the
+// decay mask, LR schedule and optional EMA. Grads, moments and EMA are flat
+// buffers with the model's parameter layout.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/reca_model.h"
+
+namespace reca::model {
+
+enum class Schedule { Constant, Cosine };
+
+struct TrainerOptions {
+  // λ per task (SPEC §5); a task with λ = 0 is skipped. The tokenizer stage is
+  // its own flag: it trains vq.* with the tokenizer loss only.
+  double weight_reca = 1.0, weight_t2i = 0.0, weight_i2t = 0.0;
+  bool tokenizer = false;
+  int64_t micro_batch = 0;  // 0: the whole batch in one micro-batch per task
+  double lr = 1e-4, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.02;
+  int64_t warmup = 0, total_steps = 0;
+  Schedule schedule = Schedule::Constant;
+  double min_lr = 0.0;
+  double max_grad_norm = 1.0;  // <= 0: no clipping
+  double ema = 0.0;            // EMA decay; 0: no EMA
+  double cond_dropout = 0.1;
+  double cond_grad_scale = 0.1;
+  Trainable trainable;         // default: the generator only (und, conn, vq frozen)
+  uint64_t seed = 0;
+  std::string template_text = "describe the image";
+  void validate() const;
+};
+
+// One step's data, host memory.
+struct StepBatch {
+  int64_t B = 0;
+  const uint8_t* images = nullptr;    // [B, S, S, 3]
+  const int32_t* captions = nullptr;  // [B, T] PAD-filled bytes; needed by t2i and i2t
+};
+
+// Every random draw of one task's micro-batches over the whole batch (what
+// `debug-step` dumps and what a replay can supply).
+struct TaskDraws {
+  Task task = Task::Reca;
+  std::vector<uint8_t> dropped;   // [B]
+  std::vector<int32_t> text;      // [B, T] the text actually used (after dropout)
+  std::vector<uint8_t> masked;    // [B, N] mask mode image tasks
+  std::vector<float> t;           // [B] flow image tasks
+  std::vector<float> noise;       // [B, N, 3P²] flow image tasks
+};
+
+struct StepStats {
+  int64_t step = 0;
+  double loss = 0;                       // Σ λ·L over micro-batches
+  double loss_reca = NAN, loss_t2i = NAN, loss_i2t = NAN, loss_tokenizer = NAN;
+  double grad_norm = 0, clip_scale = 1, lr = 0;
+  int64_t images = 0;
+  double seconds = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(RecaModel& model, const TrainerOptions& opts);
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // One optimizer step. `replay` (optional, one entry per task in order reca,
+  // t2i, i2t) supplies the draws instead of Philox; `used` (optional) receives
+  // the draws that were used. Throws E_NUMERIC (and leaves the parameters and
+  // optimizer state untouched) when the loss or the gradient is not finite.
+  StepStats step(const StepBatch& batch, const std::vector<TaskDraws>* replay = nullptr,
+                 std::vector<TaskDraws>* used = nullptr);
+
+  const TrainerOptions& options() const { return opts_; }
+  int64_t steps_done() const { return step_; }
+  void set_steps_done(int64_t s) { step_ = s; }
+  double lr_at(int64_t t) const;  // t from 1
+  // Flat buffers (model layout), device memory of the model's backend.
+  float* grads() { return grads_; }
+  float* exp_avg() { return m_; }
+  float* exp_avg_sq() { return v_; }
+  float* ema() { return ema_; }  // null without EMA
+  bool trainable(const ParamInfo& p) const;
+  int64_t activation_bytes() const { return arena_.peak(); }
+  int64_t state_bytes() const;
+
+ private:
+  void draw(Task task, const StepBatch& batch, TaskDraws& d) const;
+
+  RecaModel& model_;
+  TrainerOptions opts_;
+  Arena arena_;
+  float *grads_ = nullptr, *m_ = nullptr, *v_ = nullptr, *ema_ = nullptr;
+  int64_t step_ = 0;
+};
+
+// Encodes UTF-8 text as byte ids, cut at a UTF-8 boundary to max_len and
+// PAD-filled; returns how many bytes were cut.
+int64_t encode_text(const std::string& s, int64_t max_len, int32_t* out);
+
+}  // namespace reca::model

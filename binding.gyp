@@ -1,6 +1,6 @@
 {
   "variables": {
-    "reca_cflags": ["-std=c++17", "-O3", "-fno-math-errno", "-fPIC", "-fexceptions"]
+    "reca_cflags": ["-std=c++17", "-O3", "-fno-math-errno", "-ffp-contract=off", "-fPIC", "-fexceptions"]
   },
   "target_defaults": {
     "include_dirs": ["native"],

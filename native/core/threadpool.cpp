@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -14,9 +15,20 @@ namespace {
 
 thread_local bool t_inside_pool_task = false;
 
+// RECA_THREADS=n sets the starting thread count (1..256); otherwise one per
+// hardware thread.
+int initial_threads() {
+  if (const char* env = std::getenv("RECA_THREADS")) {
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && n >= 1 && n <= 256) return static_cast<int>(n);
+  }
+  return std::max(1, std::min(hardware_threads(), 256));
+}
+
 class ThreadPool {
  public:
-  ThreadPool() : threads_(std::max(1, std::min(hardware_threads(), 256))) { start(threads_); }
+  ThreadPool() : threads_(initial_threads()) { start(threads_); }
   ~ThreadPool() { stop(); }
 
   int threads() const { return threads_; }

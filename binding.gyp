@@ -22,7 +22,7 @@
       "sources": ["<!@(node tools/gyp-sources.js native/cpu)"],
       "defines": ["RECA_ISA_LEVEL=2"],
       "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mavx2", "-mfma", "-mf16c",
-                    "-Wno-maybe-uninitialized"]
+                    "-Wno-maybe-uninitialized", "-Wno-uninitialized"]
     },
     {
       "target_name": "reca",

@@ -28,7 +28,7 @@ int initial_threads() {
 
 class ThreadPool {
  public:
-  ThreadPool() : threads_(initial_threads()) { start(threads_); }
+  ThreadPool() : threads_(initial_threads()) { start(threads_.load()); }
   ~ThreadPool() { stop(); }
 
   int threads() const { return threads_; }
@@ -44,12 +44,18 @@ class ThreadPool {
     if (n <= 0) return;
     grain = std::max<int64_t>(grain, 1);
     const int64_t max_ranges = (n + grain - 1) / grain;
-    const int ranges = static_cast<int>(std::min<int64_t>(threads_, max_ranges));
-    if (ranges <= 1 || t_inside_pool_task) {
+    if (max_ranges <= 1 || t_inside_pool_task) {
       fn(ctx, 0, n);
       return;
     }
-    std::lock_guard<std::mutex> run_lock(run_mutex_);  // one parallel region at a time
+    // One parallel region at a time; threads_ is read under the same lock that
+    // resize() holds, so a job is never split into more ranges than workers.
+    std::lock_guard<std::mutex> run_lock(run_mutex_);
+    const int ranges = static_cast<int>(std::min<int64_t>(threads_.load(), max_ranges));
+    if (ranges <= 1) {
+      fn(ctx, 0, n);
+      return;
+    }
     {
       std::lock_guard<std::mutex> lk(mutex_);
       job_ = Job{n, ranges, fn, ctx};
@@ -116,7 +122,7 @@ class ThreadPool {
     workers_.clear();
   }
 
-  int threads_;
+  std::atomic<int> threads_;
   std::mutex run_mutex_, mutex_;
   std::condition_variable wake_, done_;
   std::vector<std::thread> workers_;

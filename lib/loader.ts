@@ -1,0 +1,159 @@
+/**
+ * Finds and loads the native addon (reca.node) and picks the backend.
+ *
+ * Order: RECA_ADDON_PATH when set (that file only); otherwise node-gyp-build's
+ * choice (build/Release, then prebuilds/<platform>-<arch>), then every other
+ * candidate file. A failure throws one RecaError E_LOAD that lists each path
+ * tried with its error, and the fix.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { RecaError } from './errors';
+import type { NativeAddon } from './native';
+
+export type Backend = 'auto' | 'cpu' | 'cuda';
+export const BACKENDS: readonly Backend[] = ['auto', 'cpu', 'cuda'];
+
+export interface LoadOptions {
+  /** `auto` (default, or env RECA_BACKEND): CUDA when compiled in and a device answers, else CPU. */
+  backend?: Backend;
+}
+
+export interface Loaded {
+  addon: NativeAddon;
+  /** The .node file that loaded. */
+  path: string;
+  /** The backend in use: `cpu` or `cuda`. */
+  backend: 'cpu' | 'cuda';
+}
+
+/** The package root (holds package.json, build/, prebuilds/). */
+export const packageRoot = path.resolve(__dirname, '..');
+
+interface Attempt {
+  path: string;
+  error: string;
+}
+
+let loaded: Loaded | undefined;
+
+function firstLine(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.split('\n').map((l) => l.trim()).filter(Boolean)[0] ?? 'unknown error';
+}
+
+function packageVersion(): string {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Candidate addon files, most preferred first, plus attempts that failed before any require. */
+function candidates(): { files: string[]; attempts: Attempt[] } {
+  const forced = process.env.RECA_ADDON_PATH;
+  if (forced) return { files: [path.resolve(forced)], attempts: [] };
+
+  const files: string[] = [];
+  const attempts: Attempt[] = [];
+  const tuple = `${process.platform}-${process.arch}`;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
+    files.push(nodeGypBuild.resolve(packageRoot));
+  } catch (e) {
+    attempts.push({
+      path: path.join(packageRoot, 'prebuilds', tuple),
+      error: `no prebuilt binary for ${tuple} (${firstLine(e)})`,
+    });
+  }
+  files.push(path.join(packageRoot, 'build', 'Release', 'reca.node'));
+  const prebuildDir = path.join(packageRoot, 'prebuilds', tuple);
+  try {
+    for (const f of fs.readdirSync(prebuildDir).sort()) {
+      if (f.endsWith('.node')) files.push(path.join(prebuildDir, f));
+    }
+  } catch {
+    // no prebuilds for this platform: already reported above, or node-gyp-build found a build
+  }
+  return { files: [...new Set(files)], attempts };
+}
+
+function loadError(attempts: Attempt[]): RecaError {
+  const where = `${process.platform}-${process.arch}, Node ${process.version}, N-API ${process.versions.napi}`;
+  const forced = process.env.RECA_ADDON_PATH
+    ? '\n(RECA_ADDON_PATH is set: only that file was tried; unset it to search the package.)'
+    : '';
+  return new RecaError(
+    'E_LOAD',
+    `reca-engine could not load its native addon (${where}).\n` +
+      `Tried:\n${attempts.map((a) => `  - ${a.path}: ${a.error}`).join('\n')}${forced}\n` +
+      'Fix: run `npm rebuild reca-engine` to build it from source (needs python3, make and a ' +
+      'C++ compiler). If npm skipped its install script, approve it first with ' +
+      '`npm install-scripts approve reca-engine`, then run `npm rebuild reca-engine`.',
+  );
+}
+
+function requireAddon(): { addon: NativeAddon; path: string } {
+  const { files, attempts } = candidates();
+  for (const file of files) {
+    if (!fs.existsSync(file)) {
+      attempts.push({ path: file, error: 'file not found' });
+      continue;
+    }
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const addon = require(file) as NativeAddon;
+      if (typeof addon?.init !== 'function' || typeof addon?.info !== 'function') {
+        attempts.push({ path: file, error: 'not a reca-engine addon (no init/info exports)' });
+        continue;
+      }
+      addon.init(RecaError, packageVersion());
+      return { addon, path: file };
+    } catch (e) {
+      attempts.push({ path: file, error: firstLine(e) });
+    }
+  }
+  throw loadError(attempts);
+}
+
+function pickBackend(addon: NativeAddon, requested: Backend): 'cpu' | 'cuda' {
+  if (!BACKENDS.includes(requested)) {
+    throw new RecaError(
+      'E_INVALID_ARGUMENT',
+      `backend must be one of ${BACKENDS.join(', ')} (option backend or env RECA_BACKEND), got '${requested}'`,
+    );
+  }
+  if (requested === 'cpu') return 'cpu';
+  const cuda = addon.info().cuda;
+  const usable = cuda.compiled && cuda.devices.length > 0;
+  if (requested === 'cuda' && !usable) {
+    throw new RecaError(
+      'E_DEVICE',
+      `backend 'cuda' was requested but is not available: ${cuda.reason || 'no CUDA device found'}`,
+    );
+  }
+  return usable ? 'cuda' : 'cpu';
+}
+
+/**
+ * Loads the addon once (later calls return the same one). Passing a backend
+ * after the first load re-checks it against what loaded.
+ */
+export function load(options: LoadOptions = {}): Loaded {
+  const requested = (options.backend ?? process.env.RECA_BACKEND ?? 'auto') as Backend;
+  if (!loaded) {
+    const { addon, path: file } = requireAddon();
+    loaded = { addon, path: file, backend: pickBackend(addon, requested) };
+  } else if (options.backend !== undefined) {
+    loaded.backend = pickBackend(loaded.addon, requested);
+  }
+  return loaded;
+}
+
+/** The loaded addon (loading it with the defaults on first use). */
+export function addon(): NativeAddon {
+  return (loaded ?? load()).addon;
+}

@@ -1,0 +1,165 @@
+import { execFile } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+import { info } from '../lib';
+import { main } from '../lib/cli';
+import { cliPath, root } from './helpers';
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI's main() in this process, capturing its output (cheaper than a process). */
+async function recaInProcess(...args: string[]): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const log = jest.spyOn(console, 'log').mockImplementation((...a: unknown[]) => {
+    stdout += `${a.join(' ')}\n`;
+  });
+  const err = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  });
+  try {
+    const code = await main(args);
+    return { code, stdout, stderr };
+  } finally {
+    log.mockRestore();
+    err.mockRestore();
+  }
+}
+
+/** Runs `node dist/cli.js ...args` (asynchronously, so several can run at once). */
+function reca(...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cliPath, ...args], { cwd: root, encoding: 'utf8', timeout: 60000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function expectInfoShape(i: ReturnType<typeof info>): void {
+  expect(typeof i.version).toBe('string');
+  expect(i.version).toBe(JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version);
+  expect(i.napiVersion).toBeGreaterThanOrEqual(8);
+  expect(['cpu', 'cuda']).toContain(i.backend);
+  expect(['scalar', 'avx2', 'avx512']).toContain(i.cpu.isa);
+  expect(['scalar', 'avx2', 'avx512']).toContain(i.cpu.detectedIsa);
+  expect(i.cpu.isaWarning === null || typeof i.cpu.isaWarning === 'string').toBe(true);
+  expect(Number.isInteger(i.cpu.threads) && i.cpu.threads >= 1).toBe(true);
+  expect(Number.isInteger(i.cpu.hardwareThreads) && i.cpu.hardwareThreads >= 1).toBe(true);
+  expect(typeof i.cuda.compiled).toBe('boolean');
+  expect(typeof i.cuda.architectures).toBe('string');
+  expect(typeof i.cuda.runtimeVersion).toBe('number');
+  expect(typeof i.cuda.driverVersion).toBe('number');
+  expect(Array.isArray(i.cuda.devices)).toBe(true);
+  for (const d of i.cuda.devices) {
+    expect(typeof d.index).toBe('number');
+    expect(typeof d.name).toBe('string');
+    expect(d.computeCapability).toMatch(/^\d+\.\d+$/);
+    expect(typeof d.multiprocessors).toBe('number');
+    expect(typeof d.totalMemory).toBe('number');
+  }
+  expect(typeof i.cuda.reason).toBe('string');
+  if (i.cuda.devices.length === 0) expect(i.cuda.reason.length).toBeGreaterThan(0);
+}
+
+describe('info', () => {
+  test('info() has every field, typed', () => {
+    expectInfoShape(info());
+  });
+
+  test('`reca info --json` prints the same fields', async () => {
+    const r = await reca('info', '--json');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expectInfoShape(JSON.parse(r.stdout));
+  });
+
+  test('`reca info` prints a table', async () => {
+    const r = await recaInProcess('info');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^reca-engine \d+\.\d+\.\d+/);
+    expect(r.stdout).toMatch(/isa (scalar|avx2|avx512)/);
+    expect(r.stdout).toMatch(/^cuda /m);
+  });
+});
+
+describe('cli', () => {
+  test('an unknown command exits 2 with one line on stderr, no stack', async () => {
+    const r = await reca('nosuch');
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^reca: unknown command 'nosuch'/);
+    expect(r.stderr).not.toMatch(/\bat /);
+  });
+
+  test('unknown flags and bad values exit 2 with one line', async () => {
+    const cases = [['info', '--nope'], ['bench', '--suite', 'nope'], ['bench', '--threads', 'x'], ['--nope'], ['bench', '--json']];
+    const runs = [];
+    for (const args of cases) runs.push(await recaInProcess(...args));
+    for (const [i, r] of runs.entries()) {
+      expect([cases[i].join(' '), r.code]).toEqual([cases[i].join(' '), 2]);
+      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/^reca: /);
+    }
+  });
+
+  test('--help for each command', async () => {
+    const runs = [];
+    for (const args of [['--help'], ['info', '--help'], ['bench', '--help']]) runs.push(await recaInProcess(...args));
+    for (const r of runs) {
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^Usage: reca/);
+    }
+    expect((await recaInProcess('--version')).stdout.trim()).toBe(info().version);
+    const none = await recaInProcess();
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/^Usage: reca/);
+  });
+
+  test('an engine error exits 1 as `reca: E_CODE: message`', async () => {
+    const r = await recaInProcess('bench', '--threads', '1000', '--filter', 'nothing-matches');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^reca: E_INVALID_ARGUMENT: /);
+  });
+
+  test('`reca bench --suite kernels --json FILE` writes records with the required fields', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-bench-'));
+    const file = path.join(dir, 'bench.json');
+    const r = await reca('bench', '--suite', 'kernels', '--filter', 'gelu.fwd', '--min-seconds', '0.01', '--json', file);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/name\s+shape\s+isa\s+threads\s+ms\s+GFLOP\/s\s+GB\/s\s+peer GFLOP\/s\s+ratio/);
+    const doc = JSON.parse(fs.readFileSync(file, 'utf8'));
+    expect(doc.machine).toEqual(
+      expect.objectContaining({
+        cpuModel: expect.any(String),
+        cores: expect.any(Number),
+        isa: expect.stringMatching(/^(scalar|avx2|avx512)$/),
+        node: process.version,
+        os: expect.any(String),
+      }),
+    );
+    expect(doc.records.length).toBeGreaterThanOrEqual(1);
+    for (const rec of doc.records) {
+      expect(rec.name).toContain('gelu.fwd');
+      expect(rec.shape.every((d: unknown) => Number.isInteger(d))).toBe(true);
+      expect(typeof rec.isa).toBe('string');
+      expect(rec.threads).toBeGreaterThanOrEqual(1);
+      for (const k of ['seconds', 'gflops', 'gbps']) expect(typeof rec[k]).toBe('number');
+      if (rec.peer !== undefined) {
+        expect(typeof rec.peer.name).toBe('string');
+        expect(typeof rec.peer.gflops).toBe('number');
+        expect(typeof rec.ratio).toBe('number');
+      }
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});

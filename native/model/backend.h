@@ -48,6 +48,15 @@ class Backend {
                                   const float* att, const uint8_t* key_pad, int64_t B, int64_t L,
                                   int64_t heads, int64_t width, int64_t cond_len,
                                   bool target_causal) = 0;
+  // Attention of the rows [row0, row0 + Lq) of B sequences whose fused q/k/v rows
+  // sit in a cache qkv [B, Lmax, 3·width] (rows < row0 + Lq filled): out [B, Lq, width].
+  // Visibility as attention_forward on absolute positions (cond_len, target_causal,
+  // key_pad [B, Lmax] or null), over the keys j < row0 + Lq only. A decoder computes
+  // each new position once: the condition block first (row0 = 0, Lq = cond_len), then
+  // target rows. Equals attention_forward's rows to fp32 rounding.
+  virtual void attention_cached(float* out, const float* qkv, const uint8_t* key_pad, int64_t B,
+                                int64_t Lmax, int64_t row0, int64_t Lq, int64_t heads,
+                                int64_t width, int64_t cond_len, bool target_causal) = 0;
   // Embeddings and positions.
   virtual void embedding_forward(float* out, const float* table, const int32_t* ids, int64_t N,
                                  int64_t D) = 0;
@@ -110,6 +119,13 @@ class Backend {
   virtual void cfg_combine(float* out, const float* cond, const float* uncond, float scale,
                            int64_t n) = 0;
   virtual void euler_step(float* z, const float* v, float dt, int64_t n) = 0;
+  // One MaskGIT unmasking step over [B, N] (SPEC §7; semantics in cpu/sampling.h).
+  virtual void maskgit_select(int32_t* tokens_out, uint8_t* mask_out, const int32_t* tokens,
+                              const uint8_t* mask, const int32_t* sampled, const float* conf,
+                              int32_t mask_id, int64_t step, int64_t total_steps, int64_t B,
+                              int64_t N) = 0;
+  // x = min(max(x, lo), hi) elementwise over [n] (NaN stays NaN).
+  virtual void clamp(float* x, float lo, float hi, int64_t n) = 0;
 };
 
 // The CPU backend (host memory, SIMD kernels, the engine's thread pool).

@@ -1,7 +1,9 @@
 // The CPU backend: host memory and the runtime-dispatched SIMD kernels.
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include "core/error.h"
 #include "core/threadpool.h"
@@ -87,6 +89,61 @@ class CpuBackend final : public Backend {
                           int64_t width, int64_t cond_len, bool target_causal) override {
     cpu::attention_backward(dqkv, dout, qkv, att, key_pad, B, L, heads, width, cond_len,
                             target_causal);
+  }
+  // Per (b, head): the new queries and the non-PAD cached keys/values are gathered
+  // into dense blocks, then S = Q·Kᵀ (matmul), scaled, keys past each query's
+  // visible prefix set to −∞, row softmax, O = P·V (matmul). Work is split over
+  // (b, head) pairs and the kernels do not depend on the thread count.
+  void attention_cached(float* out, const float* qkv, const uint8_t* key_pad, int64_t B,
+                        int64_t Lmax, int64_t row0, int64_t Lq, int64_t heads, int64_t width,
+                        int64_t cond_len, bool target_causal) override {
+    const int64_t hd = width / heads, C3 = 3 * width, filled = row0 + Lq;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    parallel_for(B * heads, 1, [&](int64_t p0, int64_t p1) {
+      std::vector<int32_t> idx(static_cast<size_t>(filled)), cnt(static_cast<size_t>(filled + 1));
+      std::vector<float> q(static_cast<size_t>(Lq * hd)), o(static_cast<size_t>(Lq * hd));
+      std::vector<float> k(static_cast<size_t>(filled * hd)), v(static_cast<size_t>(filled * hd));
+      std::vector<float> sc(static_cast<size_t>(Lq * filled));
+      std::vector<int64_t> seen(static_cast<size_t>(Lq));
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t b = p / heads, h = p % heads;
+        const float* x = qkv + b * Lmax * C3 + h * hd;  // q_i at x + i·C3, k at +width, v at +2·width
+        const uint8_t* pad = key_pad ? key_pad + b * Lmax : nullptr;
+        int32_t n = 0;  // cnt[e] = non-PAD keys below position e
+        for (int64_t j = 0; j < filled; ++j) {
+          cnt[j] = n;
+          if (!pad || !pad[j]) idx[n++] = static_cast<int32_t>(j);
+        }
+        cnt[filled] = n;
+        for (int64_t t = 0; t < n; ++t) {
+          std::memcpy(&k[t * hd], x + idx[t] * C3 + width, sizeof(float) * hd);
+          std::memcpy(&v[t * hd], x + idx[t] * C3 + 2 * width, sizeof(float) * hd);
+        }
+        for (int64_t r = 0; r < Lq; ++r) {
+          std::memcpy(&q[r * hd], x + (row0 + r) * C3, sizeof(float) * hd);
+          const int64_t i = row0 + r;
+          const int64_t end = i < cond_len ? cond_len : (target_causal ? i + 1 : Lmax);
+          seen[r] = cnt[end < filled ? end : filled];
+        }
+        if (n == 0) {  // every key is PAD: zero outputs, as attention_forward
+          for (int64_t r = 0; r < Lq; ++r)
+            std::memset(out + (b * Lq + r) * width + h * hd, 0, sizeof(float) * hd);
+          continue;
+        }
+        cpu::matmul(sc.data(), q.data(), k.data(), nullptr, Lq, n, hd, false, true, false);
+        for (int64_t r = 0; r < Lq; ++r) {
+          float* row = &sc[r * n];
+          for (int64_t t = 0; t < n; ++t) row[t] = t < seen[r] ? row[t] * scale : -INFINITY;
+          if (seen[r] == 0) row[0] = 0.0f;  // keeps the softmax defined; zeroed below
+        }
+        cpu::softmax_forward(sc.data(), sc.data(), Lq, n);
+        for (int64_t r = 0; r < Lq; ++r)
+          if (seen[r] == 0) std::memset(&sc[r * n], 0, sizeof(float) * n);
+        cpu::matmul(o.data(), sc.data(), v.data(), nullptr, Lq, hd, n, false, false, false);
+        for (int64_t r = 0; r < Lq; ++r)
+          std::memcpy(out + (b * Lq + r) * width + h * hd, &o[r * hd], sizeof(float) * hd);
+      }
+    });
   }
   void embedding_forward(float* out, const float* table, const int32_t* ids, int64_t N,
                          int64_t D) override {
@@ -207,6 +264,18 @@ class CpuBackend final : public Backend {
   }
   void euler_step(float* z, const float* v, float dt, int64_t n) override {
     cpu::euler_step(z, v, dt, n);
+  }
+  void maskgit_select(int32_t* tokens_out, uint8_t* mask_out, const int32_t* tokens,
+                      const uint8_t* mask, const int32_t* sampled, const float* conf,
+                      int32_t mask_id, int64_t step, int64_t total_steps, int64_t B,
+                      int64_t N) override {
+    cpu::maskgit_select(tokens_out, mask_out, tokens, mask, sampled, conf, mask_id, step,
+                        total_steps, B, N);
+  }
+  void clamp(float* x, float lo, float hi, int64_t n) override {
+    parallel_for(n, 1 << 14, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) x[i] = x[i] < lo ? lo : (x[i] > hi ? hi : x[i]);
+    });
   }
 };
 

@@ -166,7 +166,125 @@ PassResult RecaModel::tokenizer_pass(const uint8_t* images, int64_t B, float* gr
 }
 
 // ---------------------------------------------------------------------------
-// Generator (SPEC §4, §5)
+// Generator sequences (SPEC §4): the pieces training and sampling share
+// ---------------------------------------------------------------------------
+void RecaModel::sequence_ids(Task task, int64_t B, const int32_t* text, int32_t* ids,
+                             uint8_t* pad) const {
+  const int64_t T = cfg_.max_text_len, Nu = cfg_.num_und_tokens();
+  const int64_t Lc = cfg_.cond_len(task), L = cfg_.seq_len(task);
+  for (int64_t b = 0; b < B; ++b) {
+    int32_t* r = ids + b * L;
+    for (int64_t i = 0; i < L; ++i) r[i] = -1;
+    const int32_t* tb = text ? text + b * T : nullptr;
+    auto text_at = [&](int64_t i) { return tb ? tb[i] : tok::kPad; };
+    r[0] = tok::kBos;
+    if (task == Task::T2i) {
+      for (int64_t i = 0; i < T; ++i) r[1 + i] = text_at(i);
+    } else {
+      r[1] = tok::kImgBegin;
+      r[2 + Nu] = tok::kImgEnd;
+      if (task == Task::Reca)
+        for (int64_t i = 0; i < T; ++i) r[3 + Nu + i] = text_at(i);
+    }
+    if (task == Task::I2t) {
+      r[Lc] = tok::kCap;
+      for (int64_t i = 0; i < T; ++i) r[Lc + 1 + i] = text_at(i);
+    } else {
+      r[Lc] = tok::kGen;
+    }
+    for (int64_t i = 0; i < L; ++i) pad[b * L + i] = r[i] == tok::kPad;
+  }
+}
+
+void RecaModel::image_target_ids(const int32_t* codes, const uint8_t* masked, int64_t B,
+                                 int32_t* img_ids) const {
+  const int64_t N = cfg_.num_image_tokens(), Lt = cfg_.target_len(Task::T2i);
+  const int32_t K = static_cast<int32_t>(cfg_.codebook_size);
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t* cb = codes + b * N;
+    int32_t* r = img_ids + b * Lt;
+    r[0] = -1;  // GEN comes from gen.tok_embed
+    if (cfg_.mode == Mode::Ar) {
+      for (int64_t j = 1; j < N; ++j) r[j] = cb[j - 1];  // GEN, x_1..x_{N-1}
+    } else {
+      const uint8_t* m = masked ? masked + b * N : nullptr;
+      for (int64_t j = 0; j < N; ++j) r[1 + j] = m && m[j] ? K : cb[j];
+    }
+  }
+}
+
+float* RecaModel::embed_sequence(const SeqInput& in, SeqSaved* saved, Arena& arena) {
+  const ModelConfig& c = cfg_;
+  const Task task = in.task;
+  const int64_t B = in.B, W = c.width, N = c.num_image_tokens(), Nu = c.num_und_tokens();
+  const int64_t D = c.patch_dim(), Lc = c.cond_len(task), Lt = c.target_len(task), L = Lc + Lt;
+  const bool image_target = task != Task::I2t;
+  float* x = arena.zeros(B * L * W);
+  be_.embedding_forward(x, p("gen.tok_embed"), in.ids, B * L, W);
+  if (task != Task::T2i) be_.rows_to_seq(x, in.cond, B, L, 2, Nu, W, false);
+  if (image_target && c.discrete()) {
+    float* emb = arena.zeros(B * Lt * W);
+    be_.embedding_forward(emb, p("gen.img_embed"), in.img_ids, B * Lt, W);
+    be_.rows_to_seq(x, emb, B, L, Lc, Lt, W, true);
+  }
+  if (image_target && !c.discrete()) {
+    float* body = arena.floats(B * N * W);
+    be_.linear_forward(body, in.zt, p("gen.img_in.weight"), p("gen.img_in.bias"), B * N, D, W);
+    be_.rows_to_seq(x, body, B, L, Lc + 1, N, W, true);
+    // τ(t) on every target row: gather row b of τ [B, W] for each target row of sample b.
+    SeqSaved local;
+    SeqSaved& sv = saved ? *saved : local;
+    sv.tau_in = arena.floats(B * 256);
+    be_.time_embed_forward(sv.tau_in, in.t, B);
+    sv.tau_h = arena.floats(B * W), sv.tau_g = arena.floats(B * W);
+    float* tau = arena.floats(B * W);
+    be_.linear_forward(sv.tau_h, sv.tau_in, p("gen.t_embed.fc1.weight"),
+                       p("gen.t_embed.fc1.bias"), B, 256, W);
+    be_.gelu_forward(sv.tau_g, sv.tau_h, B, W);
+    be_.linear_forward(tau, sv.tau_g, p("gen.t_embed.fc2.weight"), p("gen.t_embed.fc2.bias"), B,
+                       W, W);
+    std::vector<int32_t> sample_ids(static_cast<size_t>(B * Lt));
+    for (int64_t i = 0; i < B * Lt; ++i) sample_ids[i] = static_cast<int32_t>(i / Lt);
+    sv.sample_ids = arena.ints(B * Lt);
+    be_.upload(sv.sample_ids, sample_ids.data(), B * Lt * 4);
+    float* tau_rows = arena.floats(B * Lt * W);
+    be_.embedding_forward(tau_rows, tau, sv.sample_ids, B * Lt, W);
+    be_.rows_to_seq(x, tau_rows, B, L, Lc, Lt, W, true);
+  }
+  be_.pos_add_forward(x, p("gen.pos_cond"), B, L, Lc, W);
+  be_.pos_add_forward(x + Lc * W, p(image_target ? "gen.pos_img" : "gen.pos_txt"), B, L, Lt, W);
+  return x;
+}
+
+StackShape RecaModel::generator_shape(Task task, int64_t B, const uint8_t* pad_dev) const {
+  StackShape s;
+  s.B = B, s.L = cfg_.seq_len(task), s.width = cfg_.width, s.heads = cfg_.heads;
+  s.hidden = cfg_.mlp_ratio * cfg_.width;
+  s.cond_len = cfg_.cond_len(task);
+  s.target_causal = task == Task::I2t || cfg_.mode == Mode::Ar;
+  s.key_pad = pad_dev;
+  return s;
+}
+
+float* RecaModel::head_forward(const float* hidden, int64_t B, int64_t Ls, int64_t row0,
+                               int64_t n, bool text_head, HeadSaved* saved, Arena& arena) {
+  const int64_t W = cfg_.width, R = B * n;
+  const int64_t V = text_head ? tok::kVocab : cfg_.img_out_dim();
+  const std::string head = text_head ? "gen.head_txt" : "gen.head_img";
+  HeadSaved local;
+  HeadSaved& sv = saved ? *saved : local;
+  sv.rows = arena.floats(R * W);
+  be_.rows_from_seq(sv.rows, hidden, B, Ls, row0, n, W, false);
+  sv.normed = arena.floats(R * W), sv.mean = arena.floats(R), sv.rstd = arena.floats(R);
+  be_.layernorm_forward(sv.normed, sv.mean, sv.rstd, sv.rows, p("gen.ln_f.weight"),
+                        p("gen.ln_f.bias"), R, W);
+  float* out = arena.floats(R * V);
+  be_.linear_forward(out, sv.normed, p(head + ".weight"), p(head + ".bias"), R, W, V);
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Generator training pass (SPEC §4, §5)
 // ---------------------------------------------------------------------------
 PassResult RecaModel::generator_pass(const MicroBatch& mb, float* grads, const Trainable& tr,
                                      float weight, float cond_grad_scale, Arena& arena) {
@@ -174,7 +292,6 @@ PassResult RecaModel::generator_pass(const MicroBatch& mb, float* grads, const T
   const Task task = mb.task;
   const int64_t B = mb.B, S = c.image_size, W = c.width, T = c.max_text_len;
   const int64_t N = c.num_image_tokens(), Nu = c.num_und_tokens(), D = c.patch_dim();
-  const int64_t K = c.codebook_size;
   const int64_t Lc = c.cond_len(task), Lt = c.target_len(task), L = Lc + Lt;
   const bool uses_image_target = task != Task::I2t;
   const bool uses_und = task != Task::T2i;
@@ -190,75 +307,37 @@ PassResult RecaModel::generator_pass(const MicroBatch& mb, float* grads, const T
     be_.image_from_bytes(img, bytes, B * S * S * 3);
   }
 
-  // ---- token ids of the whole sequence (host); -1 = row filled by something else ----
-  std::vector<int32_t> ids(static_cast<size_t>(B * L), -1);
-  std::vector<uint8_t> pad(static_cast<size_t>(B * L), 0);
-  for (int64_t b = 0; b < B; ++b) {
-    int32_t* r = ids.data() + b * L;
-    const int32_t* text = mb.text ? mb.text + b * T : nullptr;
-    r[0] = tok::kBos;
-    if (task == Task::T2i) {
-      for (int64_t i = 0; i < T; ++i) r[1 + i] = text[i];
-    } else {
-      r[1] = tok::kImgBegin;
-      r[2 + Nu] = tok::kImgEnd;
-      if (task == Task::Reca)
-        for (int64_t i = 0; i < T; ++i) r[3 + Nu + i] = text[i];
-    }
-    if (task == Task::I2t) {
-      r[Lc] = tok::kCap;
-      for (int64_t i = 0; i < T; ++i) r[Lc + 1 + i] = text[i];
-    } else {
-      r[Lc] = tok::kGen;
-    }
-    for (int64_t i = 0; i < L; ++i) pad[b * L + i] = r[i] == tok::kPad;
-  }
+  // ---- token ids of the whole sequence (host) ----
+  std::vector<int32_t> ids(static_cast<size_t>(B * L));
+  std::vector<uint8_t> pad(static_cast<size_t>(B * L));
+  sequence_ids(task, B, mb.text, ids.data(), pad.data());
   int32_t* ids_dev = arena.ints(B * L);
   be_.upload(ids_dev, ids.data(), B * L * 4);
   uint8_t* pad_dev = arena.bytes(B * L);
   be_.upload(pad_dev, pad.data(), B * L);
 
-  // ---- embeddings ----
-  float* x = arena.zeros(B * L * W);
-  be_.embedding_forward(x, p("gen.tok_embed"), ids_dev, B * L, W);
+  SeqInput in;
+  in.task = task, in.B = B, in.ids = ids_dev;
   CondCache cond;
-  if (uses_und) {
-    const float* cvec = condition_forward(img, B, grads ? &cond : nullptr, arena);
-    be_.rows_to_seq(x, cvec, B, L, 2, Nu, W, false);
-  }
-  // Image target block (rows Lc .. Lc+Lt).
+  if (uses_und) in.cond = condition_forward(img, B, grads ? &cond : nullptr, arena);
+  // Image target block and loss targets per head row (-1 = none).
+  std::vector<int32_t> targets;
   int32_t* img_ids_dev = nullptr;
-  std::vector<int32_t> targets;  // loss targets per head row, -1 = none
-  int32_t* codes_dev = nullptr;
-  float *zt = nullptr, *v = nullptr, *tau_in = nullptr, *tau_h = nullptr, *tau_g = nullptr;
-  float* tau = nullptr;
-  int32_t* sample_ids_dev = nullptr;
+  float *zt = nullptr, *v = nullptr;
   if (discrete_target) {
-    codes_dev = arena.ints(B * N);
+    int32_t* codes_dev = arena.ints(B * N);
     vq_encode(img, B, codes_dev, arena);
     std::vector<int32_t> codes(static_cast<size_t>(B * N));
     be_.download(codes.data(), codes_dev, B * N * 4);
-    std::vector<int32_t> img_ids(static_cast<size_t>(B * Lt), -1);
+    std::vector<int32_t> img_ids(static_cast<size_t>(B * Lt));
+    image_target_ids(codes.data(), c.mode == Mode::Mask ? mb.masked : nullptr, B,
+                     img_ids.data());
     targets.assign(static_cast<size_t>(B * N), -1);
-    for (int64_t b = 0; b < B; ++b) {
-      const int32_t* cb = codes.data() + b * N;
-      int32_t* r = img_ids.data() + b * Lt;
-      if (c.mode == Mode::Ar) {
-        for (int64_t j = 1; j < N; ++j) r[j] = cb[j - 1];       // GEN, x_1..x_{N-1}
-        for (int64_t j = 0; j < N; ++j) targets[b * N + j] = cb[j];  // row j predicts x_{j+1}
-      } else {
-        const uint8_t* m = mb.masked + b * N;
-        for (int64_t j = 0; j < N; ++j) {
-          r[1 + j] = m[j] ? static_cast<int32_t>(K) : cb[j];
-          targets[b * N + j] = m[j] ? cb[j] : -1;
-        }
-      }
-    }
+    for (int64_t i = 0; i < B * N; ++i)  // ar: row j predicts x_{j+1}; mask: masked rows only
+      targets[i] = c.mode == Mode::Ar || mb.masked[i] ? codes[i] : -1;
     img_ids_dev = arena.ints(B * Lt);
     be_.upload(img_ids_dev, img_ids.data(), B * Lt * 4);
-    float* emb = arena.zeros(B * Lt * W);
-    be_.embedding_forward(emb, p("gen.img_embed"), img_ids_dev, B * Lt, W);
-    be_.rows_to_seq(x, emb, B, L, Lc, Lt, W, true);
+    in.img_ids = img_ids_dev;
   }
   if (flow_target) {
     float* x0 = arena.floats(B * N * D);
@@ -269,25 +348,7 @@ PassResult RecaModel::generator_pass(const MicroBatch& mb, float* grads, const T
     be_.upload(t_dev, mb.t, B * 4);
     zt = arena.floats(B * N * D), v = arena.floats(B * N * D);
     be_.flow_noise(zt, v, x0, eps, t_dev, B, N * D);
-    float* body = arena.floats(B * N * W);
-    be_.linear_forward(body, zt, p("gen.img_in.weight"), p("gen.img_in.bias"), B * N, D, W);
-    be_.rows_to_seq(x, body, B, L, Lc + 1, N, W, true);
-    // τ(t) on every target row: gather row b of τ [B, W] for each target row of sample b.
-    tau_in = arena.floats(B * 256);
-    be_.time_embed_forward(tau_in, t_dev, B);
-    tau_h = arena.floats(B * W), tau_g = arena.floats(B * W), tau = arena.floats(B * W);
-    be_.linear_forward(tau_h, tau_in, p("gen.t_embed.fc1.weight"), p("gen.t_embed.fc1.bias"), B,
-                       256, W);
-    be_.gelu_forward(tau_g, tau_h, B, W);
-    be_.linear_forward(tau, tau_g, p("gen.t_embed.fc2.weight"), p("gen.t_embed.fc2.bias"), B, W,
-                       W);
-    std::vector<int32_t> sample_ids(static_cast<size_t>(B * Lt));
-    for (int64_t i = 0; i < B * Lt; ++i) sample_ids[i] = static_cast<int32_t>(i / Lt);
-    sample_ids_dev = arena.ints(B * Lt);
-    be_.upload(sample_ids_dev, sample_ids.data(), B * Lt * 4);
-    float* tau_rows = arena.floats(B * Lt * W);
-    be_.embedding_forward(tau_rows, tau, sample_ids_dev, B * Lt, W);
-    be_.rows_to_seq(x, tau_rows, B, L, Lc, Lt, W, true);
+    in.zt = zt, in.t = t_dev;
   }
   if (task == Task::I2t) {
     // Caption targets: row j predicts y_{j+1}; y_{m+1} = EOS; no loss after it.
@@ -300,16 +361,12 @@ PassResult RecaModel::generator_pass(const MicroBatch& mb, float* grads, const T
       targets[b * Lt + m] = tok::kEos;
     }
   }
-  be_.pos_add_forward(x, p("gen.pos_cond"), B, L, Lc, W);
+  SeqSaved seq;
+  float* x = embed_sequence(in, &seq, arena);
   const char* pos_target = task == Task::I2t ? "gen.pos_txt" : "gen.pos_img";
-  be_.pos_add_forward(x + Lc * W, p(pos_target), B, L, Lt, W);
 
   // ---- transformer ----
-  StackShape s;
-  s.B = B, s.L = L, s.width = W, s.heads = c.heads, s.hidden = c.mlp_ratio * W;
-  s.cond_len = Lc;
-  s.target_causal = task == Task::I2t || c.mode == Mode::Ar;
-  s.key_pad = pad_dev;
+  const StackShape s = generator_shape(task, B, pad_dev);
   const auto w = block_views(layout_, "gen.blocks", c.depth, params_);
   std::vector<BlockCache> caches(grads ? static_cast<size_t>(c.depth) : 0);
   const float* hidden = stack_forward(be_, arena, w, c.depth, s, x, grads ? caches.data() : nullptr);
@@ -320,16 +377,9 @@ PassResult RecaModel::generator_pass(const MicroBatch& mb, float* grads, const T
   const int64_t R = B * rows_per;
   const bool text_head = task == Task::I2t;
   const int64_t V = text_head ? tok::kVocab : c.img_out_dim();
-  const char* head = text_head ? "gen.head_txt" : "gen.head_img";
-  float* hrows = arena.floats(R * W);
-  be_.rows_from_seq(hrows, hidden, B, L, row0, rows_per, W, false);
-  float* hn = arena.floats(R * W);
-  float* mean = arena.floats(R);
-  float* rstd = arena.floats(R);
-  be_.layernorm_forward(hn, mean, rstd, hrows, p("gen.ln_f.weight"), p("gen.ln_f.bias"), R, W);
-  float* out = arena.floats(R * V);
-  be_.linear_forward(out, hn, p(std::string(head) + ".weight"), p(std::string(head) + ".bias"), R,
-                     W, V);
+  const std::string head = text_head ? "gen.head_txt" : "gen.head_img";
+  HeadSaved hs;
+  float* out = head_forward(hidden, B, L, row0, rows_per, text_head, &hs, arena);
 
   // ---- loss (and its gradient at the head output) ----
   PassResult res;
@@ -357,12 +407,11 @@ PassResult RecaModel::generator_pass(const MicroBatch& mb, float* grads, const T
 
   // ---- backward ----
   float* dhn = arena.zeros(R * W);
-  be_.linear_backward(dhn, g(grads, std::string(head) + ".weight", tr),
-                      g(grads, std::string(head) + ".bias", tr), dout, hn,
-                      p(std::string(head) + ".weight"), R, W, V);
+  be_.linear_backward(dhn, g(grads, head + ".weight", tr), g(grads, head + ".bias", tr), dout,
+                      hs.normed, p(head + ".weight"), R, W, V);
   float* dhrows = arena.zeros(R * W);
   be_.layernorm_backward(dhrows, g(grads, "gen.ln_f.weight", tr), g(grads, "gen.ln_f.bias", tr),
-                         dhn, hrows, p("gen.ln_f.weight"), mean, rstd, R, W);
+                         dhn, hs.rows, p("gen.ln_f.weight"), hs.mean, hs.rstd, R, W);
   float* dhidden = arena.zeros(B * L * W);
   be_.rows_to_seq(dhidden, dhrows, B, L, row0, rows_per, W, false);
   const bool need_dx = tr.gen || (uses_und && (tr.und || tr.conn));
@@ -388,15 +437,15 @@ PassResult RecaModel::generator_pass(const MicroBatch& mb, float* grads, const T
       float* dtau_rows = arena.floats(B * Lt * W);
       be_.rows_from_seq(dtau_rows, dx, B, L, Lc, Lt, W, false);
       float* dtau = arena.zeros(B * W);
-      be_.embedding_backward(dtau, dtau_rows, sample_ids_dev, B * Lt, W);
+      be_.embedding_backward(dtau, dtau_rows, seq.sample_ids, B * Lt, W);
       float* dtau_g = arena.zeros(B * W);
       be_.linear_backward(dtau_g, g(grads, "gen.t_embed.fc2.weight", tr),
-                          g(grads, "gen.t_embed.fc2.bias", tr), dtau, tau_g,
+                          g(grads, "gen.t_embed.fc2.bias", tr), dtau, seq.tau_g,
                           p("gen.t_embed.fc2.weight"), B, W, W);
       float* dtau_h = arena.zeros(B * W);
-      be_.gelu_backward(dtau_h, tau_h, dtau_g, B, W);
+      be_.gelu_backward(dtau_h, seq.tau_h, dtau_g, B, W);
       be_.linear_backward(nullptr, g(grads, "gen.t_embed.fc1.weight", tr),
-                          g(grads, "gen.t_embed.fc1.bias", tr), dtau_h, tau_in,
+                          g(grads, "gen.t_embed.fc1.bias", tr), dtau_h, seq.tau_in,
                           p("gen.t_embed.fc1.weight"), B, 256, W);
     }
   }
@@ -412,13 +461,17 @@ PassResult RecaModel::generator_pass(const MicroBatch& mb, float* grads, const T
 // ---------------------------------------------------------------------------
 // Inference pieces
 // ---------------------------------------------------------------------------
-void RecaModel::embed(const uint8_t* images, int64_t B, float* c_out, Arena& arena) {
+const float* RecaModel::understanding(const uint8_t* images, int64_t B, Arena& arena) {
   const int64_t S = cfg_.image_size;
   uint8_t* bytes = arena.bytes(B * S * S * 3);
   be_.upload(bytes, images, B * S * S * 3);
   float* img = arena.floats(B * S * S * 3);
   be_.image_from_bytes(img, bytes, B * S * S * 3);
-  const float* c = condition_forward(img, B, nullptr, arena);
+  return condition_forward(img, B, nullptr, arena);
+}
+
+void RecaModel::embed(const uint8_t* images, int64_t B, float* c_out, Arena& arena) {
+  const float* c = understanding(images, B, arena);
   be_.download(c_out, c, B * cfg_.num_und_tokens() * cfg_.width * 4);
 }
 
@@ -439,17 +492,24 @@ void RecaModel::tokenize(const uint8_t* images, int64_t B, int32_t* codes, Arena
 void RecaModel::decode(const int32_t* codes, int64_t B, float* img_out, Arena& arena) {
   RECA_CHECK(cfg_.discrete(), InvalidArgument,
              "decode needs a discrete mode (ar or mask); this model is '%s'", mode_name(cfg_.mode));
-  const int64_t N = cfg_.num_image_tokens(), C = cfg_.code_dim, D = cfg_.patch_dim();
-  const int64_t S = cfg_.image_size, n = B * N;
+  const int64_t S = cfg_.image_size, n = B * cfg_.num_image_tokens();
   int32_t* codes_dev = arena.ints(n);
   be_.upload(codes_dev, codes, n * 4);
+  be_.download(img_out, decode_device(codes_dev, B, arena), B * S * S * 3 * 4);
+}
+
+float* RecaModel::decode_device(const int32_t* codes_dev, int64_t B, Arena& arena) {
+  RECA_CHECK(cfg_.discrete(), InvalidArgument,
+             "decode needs a discrete mode (ar or mask); this model is '%s'", mode_name(cfg_.mode));
+  const int64_t N = cfg_.num_image_tokens(), C = cfg_.code_dim, D = cfg_.patch_dim();
+  const int64_t S = cfg_.image_size, n = B * N;
   float* zq = arena.floats(n * C);
   be_.vq_gather(zq, codes_dev, p("vq.codebook"), n, C);
   float* xhat = arena.floats(n * D);
   be_.linear_forward(xhat, zq, p("vq.dec.weight"), p("vq.dec.bias"), n, C, D);
   float* img = arena.floats(B * S * S * 3);
   be_.unpatchify_forward(img, xhat, B, S, cfg_.gen_patch);
-  be_.download(img_out, img, B * S * S * 3 * 4);
+  return img;
 }
 
 }  // namespace reca::model

@@ -72,8 +72,53 @@ class RecaModel {
 
   // Inference pieces (host in / host out).
   void embed(const uint8_t* images, int64_t B, float* c_out, Arena& arena);        // [B, N_u, W]
+  // The understanding embeddings c of byte images [B, S, S, 3] (host), on the
+  // device (arena memory): [B, N_u, W].
+  const float* understanding(const uint8_t* images, int64_t B, Arena& arena);
   void tokenize(const uint8_t* images, int64_t B, int32_t* codes, Arena& arena);   // [B, N]
   void decode(const int32_t* codes, int64_t B, float* img_out, Arena& arena);      // [B, S, S, 3]
+  // decode on the device: codes [B, N] (device) → images [B, S, S, 3] (arena), unclamped.
+  float* decode_device(const int32_t* codes_dev, int64_t B, Arena& arena);
+
+  // ---- Generator sequence pieces (SPEC §4), shared by training and sampling ----
+  // Token ids of whole sequences of `task` on the host, ids [B, L] and PAD flags
+  // pad [B, L]. text [B, T]: the template (reca), caption (t2i) or caption target
+  // (i2t), PAD-filled; null = all PAD. An id of -1 marks a row filled by
+  // something other than gen.tok_embed (understanding embeddings, image tokens).
+  void sequence_ids(Task task, int64_t B, const int32_t* text, int32_t* ids,
+                    uint8_t* pad) const;
+  // gen.img_embed ids of a discrete image target block, host [B, Lt]: ar: GEN,
+  // x_1..x_{N-1} from codes [B, N]; mask: GEN, x̃_1..x̃_N where masked[b, j] = 1
+  // (masked may be null) or codes[b, j] == K give the MASK id K. GEN row: -1.
+  void image_target_ids(const int32_t* codes, const uint8_t* masked, int64_t B,
+                        int32_t* img_ids) const;
+  // Everything one batch of generator sequences is built from (device memory).
+  struct SeqInput {
+    Task task = Task::Reca;
+    int64_t B = 0;
+    const int32_t* ids = nullptr;      // [B, L] from sequence_ids
+    const float* cond = nullptr;       // [B, N_u, W] understanding embeddings (reca, i2t)
+    const int32_t* img_ids = nullptr;  // [B, Lt] discrete image target, from image_target_ids
+    const float* zt = nullptr;         // [B, N, 3P²] flow image target latents
+    const float* t = nullptr;          // [B] flow times
+  };
+  // What the backward of embed_sequence needs (flow: the τ(t) MLP).
+  struct SeqSaved {
+    float *tau_in = nullptr, *tau_h = nullptr, *tau_g = nullptr;
+    int32_t* sample_ids = nullptr;  // [B, Lt]: row → sample
+  };
+  // Input embeddings x [B, L, W] of the sequences (arena memory).
+  float* embed_sequence(const SeqInput& in, SeqSaved* saved, Arena& arena);
+  // Geometry and visibility of the generator stack over [B, L] sequences of `task`.
+  StackShape generator_shape(Task task, int64_t B, const uint8_t* pad_dev) const;
+  // Activations the backward of head_forward needs.
+  struct HeadSaved {
+    float *rows = nullptr, *normed = nullptr, *mean = nullptr, *rstd = nullptr;
+  };
+  // gen.ln_f then gen.head_txt (text_head) or gen.head_img over rows
+  // [row0, row0 + n) of every sample of hidden [B, Ls, W]: out [B·n, V] (arena).
+  float* head_forward(const float* hidden, int64_t B, int64_t Ls, int64_t row0, int64_t n,
+                      bool text_head, HeadSaved* saved, Arena& arena);
 
  private:
   float* p(const std::string& name) const { return params_ + layout_.at(name).offset; }

@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/json.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "safetensors data is little-endian; a big-endian host needs byte swaps here");
@@ -62,47 +63,9 @@ std::string st_shape_str(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-// ---------------------------------------------------------------- UTF-8 and JSON text
+// ---------------------------------------------------------------- names
 
 namespace {
-
-// Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs, no
-// surrogates, nothing above U+10FFFF), or 0.
-size_t utf8_seq_len(const unsigned char* p, const unsigned char* end) {
-  const unsigned char c = p[0];
-  if (c < 0x80) return 1;
-  size_t n;
-  unsigned char lo = 0x80, hi = 0xbf;  // bounds of the second byte
-  if (c >= 0xc2 && c <= 0xdf) {
-    n = 2;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    n = 3;
-    if (c == 0xe0) lo = 0xa0;
-    if (c == 0xed) hi = 0x9f;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    n = 4;
-    if (c == 0xf0) lo = 0x90;
-    if (c == 0xf4) hi = 0x8f;
-  } else {
-    return 0;
-  }
-  if (static_cast<size_t>(end - p) < n) return 0;
-  if (p[1] < lo || p[1] > hi) return 0;
-  for (size_t i = 2; i < n; ++i)
-    if (p[i] < 0x80 || p[i] > 0xbf) return 0;
-  return n;
-}
-
-bool valid_utf8(const std::string& s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const auto* end = p + s.size();
-  while (p < end) {
-    const size_t n = utf8_seq_len(p, end);
-    if (!n) return false;
-    p += n;
-  }
-  return true;
-}
 
 // C0 controls, DEL and the C1 controls (U+0080..U+009F, encoded C2 80..C2 9F).
 bool has_control_chars(const std::string& s) {
@@ -112,24 +75,6 @@ bool has_control_chars(const std::string& s) {
     if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) <= 0x9f) return true;
   }
   return false;
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xc0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xe0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else {
-    out += static_cast<char>(0xf0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  }
 }
 
 // For error messages: a name cut to a readable length, controls shown as '?'.
@@ -145,44 +90,15 @@ std::string printable(const std::string& s) {
 
 }  // namespace
 
-std::string json_quote(const std::string& s) {
-  static const char hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  for (const char ch : s) {
-    const unsigned char c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 15];
-        } else {
-          out += ch;
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
-
 // ---------------------------------------------------------------- header parser
 
 namespace {
 
-// A strict JSON (RFC 8259) reader for exactly the header's schema. It never
-// needs to skip an arbitrary value: every position admits one shape (object
-// of entries / object of strings / string / array of integers), so nesting
-// can never exceed three levels and nothing recurses. Every read is bounds
-// checked against `end_`; every failure is E_CHECKPOINT with the byte offset.
+// The header's schema read straight off the JSON pull reader. Every position
+// admits one shape (object of entries / object of strings / string / array of
+// integers), so a value of any other shape is rejected at its first byte:
+// nesting never exceeds three levels and nothing recurses. Every failure is
+// E_CHECKPOINT with the byte offset in the file.
 struct RawEntry {
   std::string name;
   StDtype dtype;
@@ -193,254 +109,89 @@ struct RawEntry {
 class HeaderParser {
  public:
   HeaderParser(const std::string& label, const uint8_t* p, uint64_t n)
-      : label_(label), begin_(p), p_(p), end_(p + n) {}
+      : r_(p, static_cast<size_t>(n), ErrorCode::Checkpoint,
+           "checkpoint '" + label + "': invalid safetensors header", 8) {}
 
   void parse(std::vector<RawEntry>& entries, std::map<std::string, std::string>& metadata) {
-    if (p_ == end_ || *p_ != '{') fail("the header does not start with '{'");
+    if (r_.peek() != '{') r_.fail("the header does not start with '{'");
     bool have_metadata = false;
     std::map<std::string, size_t> seen;  // tensor names -> index, for duplicates
-    parse_object([&](std::string&& key) {
+    r_.read_object([&](std::string&& key) {
       if (key == "__metadata__") {
-        if (have_metadata) fail("duplicate key \"__metadata__\"");
+        if (have_metadata) r_.fail("duplicate key \"__metadata__\"");
         have_metadata = true;
         parse_metadata(metadata);
         return;
       }
       if (!seen.emplace(key, entries.size()).second)
-        fail("duplicate tensor name '" + printable(key) + "'");
+        r_.fail("duplicate tensor name '" + printable(key) + "'");
       entries.emplace_back();
       entries.back().name = std::move(key);
       parse_entry(entries.back());
     });
-    skip_ws();
-    if (p_ != end_) fail("unexpected bytes after the header object (only whitespace may pad it)");
+    r_.skip_ws();
+    if (!r_.at_end())
+      r_.fail("unexpected bytes after the header object (only whitespace may pad it)");
   }
 
  private:
-  [[noreturn]] void fail(const std::string& what) const {
-    ::reca::fail(ErrorCode::Checkpoint, "checkpoint '%s': invalid safetensors header at byte %zu: %s",
-                 label_.c_str(), static_cast<size_t>(8 + (p_ - begin_)), what.c_str());
-  }
-
-  void skip_ws() {
-    while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
-  }
-  int peek() { return p_ < end_ ? *p_ : -1; }
-  void expect(char c) {
-    skip_ws();
-    if (p_ >= end_) fail(std::string("unexpected end of header, expected '") + c + "'");
-    if (*p_ != c) fail(std::string("expected '") + c + "', found " + describe());
-    ++p_;
-  }
-  std::string describe() {
-    if (p_ >= end_) return "the end of the header";
-    const unsigned char c = *p_;
-    if (c >= 0x20 && c < 0x7f) return std::string("'") + static_cast<char>(c) + "'";
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "byte 0x%02x", c);
-    return buf;
-  }
-
-  // { "key": <value parsed by on_key>, ... }
-  template <class F>
-  void parse_object(F&& on_key) {
-    expect('{');
-    skip_ws();
-    if (peek() == '}') {
-      ++p_;
-      return;
-    }
-    for (;;) {
-      skip_ws();
-      if (peek() != '"') fail("expected a string key, found " + describe());
-      std::string key = parse_string();
-      expect(':');
-      skip_ws();
-      on_key(std::move(key));
-      skip_ws();
-      if (peek() == ',') {
-        ++p_;
-        continue;
-      }
-      if (peek() == '}') {
-        ++p_;
-        return;
-      }
-      fail("expected ',' or '}', found " + describe());
-    }
-  }
-
-  uint32_t hex4() {
-    if (end_ - p_ < 4) fail("truncated \\u escape");
-    uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) {
-      const int c = p_[i];
-      int d;
-      if (c >= '0' && c <= '9') d = c - '0';
-      else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-      else fail("invalid hex digit in \\u escape");
-      v = v * 16 + static_cast<uint32_t>(d);
-    }
-    p_ += 4;
-    return v;
-  }
-
-  std::string parse_string() {
-    if (peek() != '"') fail("expected a string, found " + describe());
-    ++p_;
-    std::string out;
-    for (;;) {
-      if (p_ >= end_) fail("unterminated string");
-      const unsigned char c = *p_;
-      if (c == '"') {
-        ++p_;
-        return out;
-      }
-      if (c < 0x20) fail("unescaped control character in a string");
-      if (c != '\\') {
-        const size_t n = utf8_seq_len(p_, end_);
-        if (!n) fail("invalid UTF-8 in a string");
-        out.append(reinterpret_cast<const char*>(p_), n);
-        p_ += n;
-        continue;
-      }
-      ++p_;
-      if (p_ >= end_) fail("unterminated string");
-      const char e = static_cast<char>(*p_++);
-      switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
-        case 'u': {
-          uint32_t cp = hex4();
-          if (cp >= 0xdc00 && cp <= 0xdfff) fail("unpaired low surrogate in \\u escape");
-          if (cp >= 0xd800 && cp <= 0xdbff) {
-            if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u')
-              fail("unpaired high surrogate in \\u escape");
-            p_ += 2;
-            const uint32_t lo = hex4();
-            if (lo < 0xdc00 || lo > 0xdfff) fail("high surrogate not followed by a low surrogate");
-            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-          }
-          append_utf8(out, cp);
-          break;
-        }
-        default:
-          --p_;
-          fail("invalid escape \\" + describe());
-      }
-    }
-  }
-
-  uint64_t parse_uint(const char* what) {
-    skip_ws();
-    if (peek() == '-') fail(std::string(what) + " must be non-negative");
-    if (peek() < '0' || peek() > '9') fail(std::string(what) + ": expected an integer, found " + describe());
-    uint64_t v = 0;
-    if (*p_ == '0') {
-      ++p_;
-      if (peek() >= '0' && peek() <= '9') fail(std::string(what) + ": leading zero in an integer");
-    } else {
-      while (peek() >= '0' && peek() <= '9') {
-        const uint64_t d = static_cast<uint64_t>(*p_ - '0');
-        if (v > (UINT64_MAX - d) / 10) fail(std::string(what) + ": integer too large");
-        v = v * 10 + d;
-        ++p_;
-      }
-    }
-    if (peek() == '.' || peek() == 'e' || peek() == 'E')
-      fail(std::string(what) + ": expected an integer, found a fraction or exponent");
-    return v;
-  }
-
-  // [ int, int, ... ]
-  template <class F>
-  void parse_uint_array(const char* what, F&& on_value) {
-    skip_ws();
-    if (peek() != '[') fail(std::string(what) + " must be an array, found " + describe());
-    ++p_;
-    skip_ws();
-    if (peek() == ']') {
-      ++p_;
-      return;
-    }
-    for (;;) {
-      on_value(parse_uint(what));
-      skip_ws();
-      if (peek() == ',') {
-        ++p_;
-        continue;
-      }
-      if (peek() == ']') {
-        ++p_;
-        return;
-      }
-      fail(std::string(what) + ": expected ',' or ']', found " + describe());
-    }
-  }
-
   void parse_metadata(std::map<std::string, std::string>& metadata) {
-    if (peek() != '{') fail("\"__metadata__\" must be an object, found " + describe());
-    parse_object([&](std::string&& key) {
-      if (peek() != '"')
-        fail("metadata value for \"" + printable(key) + "\" must be a string, found " + describe());
-      std::string value = parse_string();
+    if (r_.peek() != '{') r_.fail("\"__metadata__\" must be an object, found " + r_.describe());
+    r_.read_object([&](std::string&& key) {
+      if (r_.peek() != '"')
+        r_.fail("metadata value for \"" + printable(key) + "\" must be a string, found " +
+                r_.describe());
+      std::string value = r_.read_string();
       if (!metadata.emplace(std::move(key), std::move(value)).second)
-        fail("duplicate metadata key");
+        r_.fail("duplicate metadata key");
     });
   }
 
   void parse_entry(RawEntry& e) {
     const std::string tname = "tensor '" + printable(e.name) + "'";
-    if (peek() != '{') fail(tname + " must be an object, found " + describe());
+    if (r_.peek() != '{') r_.fail(tname + " must be an object, found " + r_.describe());
     bool have_dtype = false, have_shape = false, have_offsets = false;
-    parse_object([&](std::string&& key) {
+    r_.read_object([&](std::string&& key) {
       if (key == "dtype") {
-        if (have_dtype) fail(tname + ": duplicate key \"dtype\"");
+        if (have_dtype) r_.fail(tname + ": duplicate key \"dtype\"");
         have_dtype = true;
-        if (peek() != '"') fail(tname + ": dtype must be a string, found " + describe());
-        const std::string name = parse_string();
+        if (r_.peek() != '"') r_.fail(tname + ": dtype must be a string, found " + r_.describe());
+        const std::string name = r_.read_string();
         if (!st_dtype_from_name(name, &e.dtype))
-          fail(tname + ": unsupported dtype \"" + printable(name) + "\"");
+          r_.fail(tname + ": unsupported dtype \"" + printable(name) + "\"");
       } else if (key == "shape") {
-        if (have_shape) fail(tname + ": duplicate key \"shape\"");
+        if (have_shape) r_.fail(tname + ": duplicate key \"shape\"");
         have_shape = true;
-        parse_uint_array("shape", [&](uint64_t d) {
-          if (d > static_cast<uint64_t>(INT64_MAX)) fail(tname + ": shape dimension too large");
+        r_.read_array("shape", [&] {
+          const uint64_t d = r_.read_uint("shape");
+          if (d > static_cast<uint64_t>(INT64_MAX)) r_.fail(tname + ": shape dimension too large");
           if (e.shape.size() >= SafetensorsFile::kMaxRank)
-            fail(tname + ": more than " + std::to_string(SafetensorsFile::kMaxRank) + " dimensions");
+            r_.fail(tname + ": more than " + std::to_string(SafetensorsFile::kMaxRank) +
+                    " dimensions");
           e.shape.push_back(static_cast<int64_t>(d));
         });
       } else if (key == "data_offsets") {
-        if (have_offsets) fail(tname + ": duplicate key \"data_offsets\"");
+        if (have_offsets) r_.fail(tname + ": duplicate key \"data_offsets\"");
         have_offsets = true;
         int count = 0;
-        parse_uint_array("data_offsets", [&](uint64_t v) {
+        r_.read_array("data_offsets", [&] {
+          const uint64_t v = r_.read_uint("data_offsets");
           if (count == 0) e.begin = v;
           else if (count == 1) e.end = v;
-          else fail(tname + ": data_offsets must hold exactly two integers");
+          else r_.fail(tname + ": data_offsets must hold exactly two integers");
           ++count;
         });
-        if (count != 2) fail(tname + ": data_offsets must hold exactly two integers");
+        if (count != 2) r_.fail(tname + ": data_offsets must hold exactly two integers");
       } else {
-        fail(tname + ": unknown key \"" + printable(key) + "\"");
+        r_.fail(tname + ": unknown key \"" + printable(key) + "\"");
       }
     });
-    if (!have_dtype) fail(tname + " has no dtype");
-    if (!have_shape) fail(tname + " has no shape");
-    if (!have_offsets) fail(tname + " has no data_offsets");
+    if (!have_dtype) r_.fail(tname + " has no dtype");
+    if (!have_shape) r_.fail(tname + " has no shape");
+    if (!have_offsets) r_.fail(tname + " has no data_offsets");
   }
 
-  const std::string& label_;
-  const uint8_t* begin_;
-  const uint8_t* p_;
-  const uint8_t* end_;
+  JsonReader r_;
 };
 
 [[noreturn]] void bad_file(const std::string& label, const std::string& what) {
@@ -750,7 +501,7 @@ void SafetensorsWriter::add_item(const std::string& name, StDtype dtype,
                                  bool copy) {
   RECA_CHECK(static_cast<size_t>(dtype) < kNumDtypes, InvalidArgument, "safetensors: bad dtype");
   RECA_CHECK(!name.empty(), InvalidArgument, "safetensors: empty tensor name");
-  RECA_CHECK(valid_utf8(name), InvalidArgument, "safetensors: tensor name '%s' is not valid UTF-8",
+  RECA_CHECK(utf8_valid(name), InvalidArgument, "safetensors: tensor name '%s' is not valid UTF-8",
              printable(name).c_str());
   RECA_CHECK(!has_control_chars(name), InvalidArgument,
              "safetensors: tensor name '%s' contains control characters", printable(name).c_str());
@@ -822,8 +573,8 @@ void SafetensorsWriter::add_f32(const std::string& name, const std::vector<int64
 }
 
 void SafetensorsWriter::set_metadata(const std::string& key, const std::string& value) {
-  RECA_CHECK(valid_utf8(key), InvalidArgument, "safetensors: metadata key is not valid UTF-8");
-  RECA_CHECK(valid_utf8(value), InvalidArgument,
+  RECA_CHECK(utf8_valid(key), InvalidArgument, "safetensors: metadata key is not valid UTF-8");
+  RECA_CHECK(utf8_valid(value), InvalidArgument,
              "safetensors: metadata value for '%s' is not valid UTF-8", printable(key).c_str());
   metadata_[key] = value;
 }

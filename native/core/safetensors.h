@@ -166,8 +166,4 @@ class SafetensorsWriter {
   std::map<std::string, std::string> metadata_;
 };
 
-// The JSON string literal for s (quotes included), escaped as the reference
-// writer does: \" \\ \b \f \n \r \t, other controls as \u00XX, the rest raw.
-std::string json_quote(const std::string& s);
-
 }  // namespace reca

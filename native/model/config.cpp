@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/json.h"
 
 namespace reca::model {
 
@@ -106,6 +107,66 @@ std::string ModelConfig::to_json() const {
      << ",\"codebook_size\":" << codebook_size << ",\"code_dim\":" << code_dim
      << ",\"max_text_len\":" << max_text_len << "}";
   return os.str();
+}
+
+ModelConfig ModelConfig::from_json(const std::string& json) {
+  const JsonValue root = parse_json(json, ErrorCode::Checkpoint, "config JSON", 8, 1 << 20);
+  RECA_CHECK(root.is_object(), Checkpoint, "config JSON must be an object, found %s",
+             json_type_name(root.type()));
+  ModelConfig c;
+  struct IntField {
+    const char* name;
+    int64_t ModelConfig::*field;
+  };
+  static const IntField kInts[] = {
+      {"image_size", &ModelConfig::image_size},
+      {"gen_patch", &ModelConfig::gen_patch},
+      {"und_image_size", &ModelConfig::und_image_size},
+      {"und_patch", &ModelConfig::und_patch},
+      {"und_width", &ModelConfig::und_width},
+      {"und_depth", &ModelConfig::und_depth},
+      {"und_heads", &ModelConfig::und_heads},
+      {"und_select_layer", &ModelConfig::und_select_layer},
+      {"width", &ModelConfig::width},
+      {"depth", &ModelConfig::depth},
+      {"heads", &ModelConfig::heads},
+      {"mlp_ratio", &ModelConfig::mlp_ratio},
+      {"codebook_size", &ModelConfig::codebook_size},
+      {"code_dim", &ModelConfig::code_dim},
+      {"max_text_len", &ModelConfig::max_text_len},
+  };
+  constexpr size_t kNumInts = sizeof kInts / sizeof kInts[0];
+  bool seen[kNumInts + 1] = {};  // the last slot is "mode"
+  for (const JsonValue::Member& m : root.members()) {
+    const std::string& key = m.first;
+    const JsonValue& v = m.second;
+    if (key == "mode") {
+      RECA_CHECK(v.is_string(), Checkpoint, "config.mode must be a string (ar, mask or flow), found %s",
+                 json_type_name(v.type()));
+      RECA_CHECK(parse_mode(v.as_string(), &c.mode), Checkpoint,
+                 "config.mode '%s' is not ar, mask or flow", v.as_string().substr(0, 40).c_str());
+      seen[kNumInts] = true;
+      continue;
+    }
+    size_t i = 0;
+    while (i < kNumInts && key != kInts[i].name) ++i;
+    RECA_CHECK(i < kNumInts, Checkpoint, "config JSON has an unknown field '%s'",
+               key.substr(0, 60).c_str());
+    RECA_CHECK(v.is_integer(), Checkpoint, "config.%s must be an integer, found %s", kInts[i].name,
+               v.is_number() ? ("the number " + json_number(v.as_double())).c_str()
+                             : json_type_name(v.type()));
+    c.*kInts[i].field = v.as_int();
+    seen[i] = true;
+  }
+  RECA_CHECK(seen[kNumInts], Checkpoint, "config JSON has no field 'mode'");
+  for (size_t i = 0; i < kNumInts; ++i)
+    RECA_CHECK(seen[i], Checkpoint, "config JSON has no field '%s'", kInts[i].name);
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    fail(ErrorCode::Checkpoint, "%s", e.what());
+  }
+  return c;
 }
 
 ModelConfig ModelConfig::preset(const std::string& name, Mode mode) {

@@ -84,6 +84,10 @@ class Trainer {
   float* exp_avg() { return m_; }
   float* exp_avg_sq() { return v_; }
   float* ema() { return ema_; }  // null without EMA
+  const float* exp_avg() const { return m_; }
+  const float* exp_avg_sq() const { return v_; }
+  const float* ema() const { return ema_; }
+  RecaModel& model() const { return model_; }
   bool trainable(const ParamInfo& p) const;
   int64_t activation_bytes() const { return arena_.peak(); }
   int64_t state_bytes() const;

@@ -1,0 +1,436 @@
+#include "model/checkpoint.h"
+
+#include <cmath>
+#include <cstring>
+#include <set>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "core/json.h"
+
+namespace reca::model {
+
+namespace {
+
+// Decimal digits, no sign, no leading zero (except "0"), at most UINT64_MAX.
+bool parse_u64(const std::string& s, uint64_t* out) {
+  if (s.empty() || s.size() > 20 || (s.size() > 1 && s[0] == '0')) return false;
+  uint64_t v = 0;
+  for (const char ch : s) {
+    if (ch < '0' || ch > '9') return false;
+    const uint64_t d = static_cast<uint64_t>(ch - '0');
+    if (v > (UINT64_MAX - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  *out = v;
+  return true;
+}
+
+const char* schedule_name(Schedule s) { return s == Schedule::Cosine ? "cosine" : "constant"; }
+
+bool is_float_storage(StDtype dt) {
+  return dt == StDtype::F32 || dt == StDtype::F16 || dt == StDtype::BF16;
+}
+
+// Re-raises an error of validate() (E_INVALID_ARGUMENT) as E_CHECKPOINT.
+template <class F>
+void as_checkpoint_error(const std::string& prefix, F&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::Checkpoint && e.code() != ErrorCode::InvalidArgument) throw;
+    fail(ErrorCode::Checkpoint, "%s%s", prefix.c_str(), e.what());
+  }
+}
+
+// "" when equal, else which field differs (the first in to_json order).
+std::string config_difference(const ModelConfig& ckpt, const ModelConfig& have) {
+  const JsonValue a = parse_json(ckpt.to_json(), ErrorCode::Internal);
+  const JsonValue b = parse_json(have.to_json(), ErrorCode::Internal);
+  const auto& ma = a.members();
+  const auto& mb = b.members();
+  for (size_t i = 0; i < ma.size() && i < mb.size(); ++i) {
+    const std::string va = ma[i].second.dump(), vb = mb[i].second.dump();
+    if (va != vb)
+      return "config." + ma[i].first + " is " + va + " in the checkpoint but " + vb + " here";
+  }
+  return "";
+}
+
+// The tensors with optimizer state: the trainable ones of these options
+// (the tokenizer stage trains vq.* only, as the Trainer enforces).
+Trainable effective_trainable(const TrainerOptions& o) {
+  return o.tokenizer ? Trainable{false, false, true, false} : o.trainable;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- trainer options JSON
+
+std::string trainer_options_to_json(const TrainerOptions& o) {
+  JsonValue j = JsonValue::object();
+  j.set("weight_reca", JsonValue::number(o.weight_reca));
+  j.set("weight_t2i", JsonValue::number(o.weight_t2i));
+  j.set("weight_i2t", JsonValue::number(o.weight_i2t));
+  j.set("tokenizer", JsonValue::boolean(o.tokenizer));
+  j.set("micro_batch", JsonValue::integer(o.micro_batch));
+  j.set("lr", JsonValue::number(o.lr));
+  j.set("beta1", JsonValue::number(o.beta1));
+  j.set("beta2", JsonValue::number(o.beta2));
+  j.set("eps", JsonValue::number(o.eps));
+  j.set("weight_decay", JsonValue::number(o.weight_decay));
+  j.set("warmup", JsonValue::integer(o.warmup));
+  j.set("total_steps", JsonValue::integer(o.total_steps));
+  j.set("schedule", JsonValue::string(schedule_name(o.schedule)));
+  j.set("min_lr", JsonValue::number(o.min_lr));
+  j.set("max_grad_norm", JsonValue::number(o.max_grad_norm));
+  j.set("ema", JsonValue::number(o.ema));
+  j.set("cond_dropout", JsonValue::number(o.cond_dropout));
+  j.set("cond_grad_scale", JsonValue::number(o.cond_grad_scale));
+  JsonValue tr = JsonValue::object();
+  tr.set("und", JsonValue::boolean(o.trainable.und));
+  tr.set("conn", JsonValue::boolean(o.trainable.conn));
+  tr.set("vq", JsonValue::boolean(o.trainable.vq));
+  tr.set("gen", JsonValue::boolean(o.trainable.gen));
+  j.set("trainable", std::move(tr));
+  j.set("seed", JsonValue::string(std::to_string(o.seed)));
+  j.set("template_text", JsonValue::string(o.template_text));
+  return j.dump();
+}
+
+TrainerOptions trainer_options_from_json(const std::string& json) {
+  const JsonValue root = parse_json(json, ErrorCode::Checkpoint, "trainer options JSON", 8, 1 << 20);
+  RECA_CHECK(root.is_object(), Checkpoint, "trainer options JSON must be an object, found %s",
+             json_type_name(root.type()));
+  auto number = [](const JsonValue& v, const std::string& k) {
+    RECA_CHECK(v.is_number(), Checkpoint, "trainer option %s must be a number, found %s", k.c_str(),
+               json_type_name(v.type()));
+    return v.as_double();
+  };
+  auto integer = [](const JsonValue& v, const std::string& k) {
+    RECA_CHECK(v.is_integer(), Checkpoint, "trainer option %s must be an integer, found %s",
+               k.c_str(), v.is_number() ? "a fraction" : json_type_name(v.type()));
+    return v.as_int();
+  };
+  auto boolean = [](const JsonValue& v, const std::string& k) {
+    RECA_CHECK(v.is_bool(), Checkpoint, "trainer option %s must be true or false, found %s",
+               k.c_str(), json_type_name(v.type()));
+    return v.as_bool();
+  };
+  auto string = [](const JsonValue& v, const std::string& k) -> const std::string& {
+    RECA_CHECK(v.is_string(), Checkpoint, "trainer option %s must be a string, found %s", k.c_str(),
+               json_type_name(v.type()));
+    return v.as_string();
+  };
+
+  TrainerOptions o;
+  std::set<std::string> seen;
+  for (const JsonValue::Member& m : root.members()) {
+    const std::string& k = m.first;
+    const JsonValue& v = m.second;
+    if (k == "weight_reca") o.weight_reca = number(v, k);
+    else if (k == "weight_t2i") o.weight_t2i = number(v, k);
+    else if (k == "weight_i2t") o.weight_i2t = number(v, k);
+    else if (k == "tokenizer") o.tokenizer = boolean(v, k);
+    else if (k == "micro_batch") o.micro_batch = integer(v, k);
+    else if (k == "lr") o.lr = number(v, k);
+    else if (k == "beta1") o.beta1 = number(v, k);
+    else if (k == "beta2") o.beta2 = number(v, k);
+    else if (k == "eps") o.eps = number(v, k);
+    else if (k == "weight_decay") o.weight_decay = number(v, k);
+    else if (k == "warmup") o.warmup = integer(v, k);
+    else if (k == "total_steps") o.total_steps = integer(v, k);
+    else if (k == "schedule") {
+      const std::string& s = string(v, k);
+      if (s == "constant") o.schedule = Schedule::Constant;
+      else if (s == "cosine") o.schedule = Schedule::Cosine;
+      else fail(ErrorCode::Checkpoint, "trainer option schedule must be constant or cosine");
+    } else if (k == "min_lr") o.min_lr = number(v, k);
+    else if (k == "max_grad_norm") o.max_grad_norm = number(v, k);
+    else if (k == "ema") o.ema = number(v, k);
+    else if (k == "cond_dropout") o.cond_dropout = number(v, k);
+    else if (k == "cond_grad_scale") o.cond_grad_scale = number(v, k);
+    else if (k == "trainable") {
+      RECA_CHECK(v.is_object(), Checkpoint, "trainer option trainable must be an object, found %s",
+                 json_type_name(v.type()));
+      std::set<std::string> groups;
+      for (const JsonValue::Member& g : v.members()) {
+        const std::string name = "trainable." + g.first;
+        bool* dst = g.first == "und" ? &o.trainable.und
+                    : g.first == "conn" ? &o.trainable.conn
+                    : g.first == "vq"   ? &o.trainable.vq
+                    : g.first == "gen"  ? &o.trainable.gen
+                                        : nullptr;
+        RECA_CHECK(dst != nullptr, Checkpoint, "trainer options JSON has an unknown field '%s'",
+                   name.substr(0, 60).c_str());
+        *dst = boolean(g.second, name);
+        groups.insert(g.first);
+      }
+      for (const char* g : {"und", "conn", "vq", "gen"})
+        RECA_CHECK(groups.count(g), Checkpoint, "trainer options JSON has no field 'trainable.%s'", g);
+    } else if (k == "seed") {
+      RECA_CHECK(parse_u64(string(v, k), &o.seed), Checkpoint,
+                 "trainer option seed must be a decimal string of an unsigned 64-bit integer");
+    } else if (k == "template_text") {
+      o.template_text = string(v, k);
+    } else {
+      fail(ErrorCode::Checkpoint, "trainer options JSON has an unknown field '%s'",
+           k.substr(0, 60).c_str());
+    }
+    seen.insert(k);
+  }
+  // Every field the writer writes is required.
+  const JsonValue fields = parse_json(trainer_options_to_json(TrainerOptions()), ErrorCode::Internal);
+  for (const JsonValue::Member& m : fields.members())
+    RECA_CHECK(seen.count(m.first), Checkpoint, "trainer options JSON has no field '%s'",
+               m.first.c_str());
+  as_checkpoint_error("trainer options: ", [&] { o.validate(); });
+  return o;
+}
+
+// ---------------------------------------------------------------- save
+
+void save_checkpoint(const std::string& path, const RecaModel& model, const Trainer* trainer,
+                     StDtype storage, const std::map<std::string, std::string>& extra_metadata) {
+  RECA_CHECK(is_float_storage(storage), InvalidArgument,
+             "checkpoint parameters can be stored as F32, F16 or BF16, not %s",
+             st_dtype_name(storage));
+  static const char* const kReserved[] = {"reca.format", "reca.config", "reca.dtype",
+                                          "reca.step",   "reca.seed",   "reca.trainer"};
+  for (const auto& kv : extra_metadata)
+    for (const char* r : kReserved)
+      RECA_CHECK(kv.first != r, InvalidArgument,
+                 "metadata key '%s' is written by the engine itself; choose another name", r);
+  if (trainer)
+    RECA_CHECK(&trainer->model() == &model, InvalidArgument,
+               "save_checkpoint: the trainer belongs to another model");
+
+  const ParamLayout& layout = model.layout();
+  const int64_t n = layout.total();
+  std::vector<float> params(static_cast<size_t>(n)), m, v, ema;
+  model.get_params(params.data());
+  if (trainer) {
+    Backend& be = trainer->model().backend();
+    m.resize(static_cast<size_t>(n));
+    v.resize(static_cast<size_t>(n));
+    be.download(m.data(), trainer->exp_avg(), n * 4);
+    be.download(v.data(), trainer->exp_avg_sq(), n * 4);
+    if (trainer->ema()) {
+      ema.resize(static_cast<size_t>(n));
+      be.download(ema.data(), trainer->ema(), n * 4);
+    }
+  }
+
+  // A file that cannot be loaded back must not replace a good one.
+  auto check_values = [&](const std::string& name, const float* x, int64_t count, StDtype dt) {
+    for (int64_t i = 0; i < count; ++i) {
+      RECA_CHECK(std::isfinite(x[i]), Numeric,
+                 "cannot save '%s': tensor '%s' holds a non-finite value at index %lld; nothing "
+                 "was written",
+                 path.c_str(), name.c_str(), static_cast<long long>(i));
+      RECA_CHECK(dt != StDtype::F16 || std::isfinite(f16_to_f32(f32_to_f16(x[i]))), Numeric,
+                 "cannot save '%s': tensor '%s' holds %g at index %lld, beyond the F16 range "
+                 "(65504); save as BF16 or F32",
+                 path.c_str(), name.c_str(), static_cast<double>(x[i]), static_cast<long long>(i));
+    }
+  };
+  SafetensorsWriter w;
+  auto add = [&](const std::string& name, const ParamInfo& p, const float* x, StDtype dt) {
+    check_values(name, x, p.numel, dt);
+    if (dt == StDtype::F32) w.add_view(name, dt, p.shape, x, static_cast<size_t>(p.numel) * 4);
+    else w.add_f32(name, p.shape, x, dt);
+  };
+  for (const ParamInfo& p : layout.params()) add(p.name, p, params.data() + p.offset, storage);
+  if (trainer) {
+    for (const ParamInfo& p : layout.params()) {
+      if (!trainer->trainable(p)) continue;
+      add("optim.m." + p.name, p, m.data() + p.offset, StDtype::F32);
+      add("optim.v." + p.name, p, v.data() + p.offset, StDtype::F32);
+      if (!ema.empty()) add("ema." + p.name, p, ema.data() + p.offset, storage);
+    }
+  }
+
+  w.set_metadata("reca.format", kCheckpointFormat);
+  w.set_metadata("reca.config", model.config().to_json());
+  w.set_metadata("reca.dtype", st_dtype_name(storage));
+  if (trainer) {
+    const TrainerOptions& o = trainer->options();
+    w.set_metadata("reca.step", std::to_string(trainer->steps_done()));
+    w.set_metadata("reca.seed", std::to_string(o.seed));
+    w.set_metadata("reca.trainer", trainer_options_to_json(o));
+  }
+  for (const auto& kv : extra_metadata) w.set_metadata(kv.first, kv.second);
+  w.write_atomic(path);
+}
+
+// ---------------------------------------------------------------- load
+
+Checkpoint load_checkpoint(const std::string& path) {
+  const SafetensorsFile f = SafetensorsFile::open(path);
+  const std::string where = "checkpoint '" + path + "': ";
+  Checkpoint c;
+  c.path = path;
+  c.metadata = f.metadata();
+  const auto meta = [&](const char* key) -> const std::string* {
+    auto it = c.metadata.find(key);
+    return it == c.metadata.end() ? nullptr : &it->second;
+  };
+
+  const std::string* config = meta("reca.config");
+  RECA_CHECK(config != nullptr, Checkpoint,
+             "checkpoint '%s' is not a reca-engine checkpoint: its metadata has no reca.config "
+             "(a safetensors file from another program?)",
+             path.c_str());
+  // Without reca.format the file is read as a plain parameter file (what
+  // other tools write with the config alone); with it, the version must match.
+  if (const std::string* format = meta("reca.format"))
+    RECA_CHECK(*format == kCheckpointFormat, Checkpoint,
+               "checkpoint '%s' has format '%s'; this engine reads '%s'", path.c_str(),
+               format->substr(0, 60).c_str(), kCheckpointFormat);
+  as_checkpoint_error(where + "reca.config: ", [&] { c.config = ModelConfig::from_json(*config); });
+  if (const std::string* dt = meta("reca.dtype"))
+    RECA_CHECK(st_dtype_from_name(*dt, &c.storage) && is_float_storage(c.storage), Checkpoint,
+               "%sreca.dtype '%s' is not F32, F16 or BF16", where.c_str(), dt->substr(0, 20).c_str());
+
+  if (const std::string* tj = meta("reca.trainer")) {
+    c.has_trainer = true;
+    as_checkpoint_error(where + "reca.trainer: ",
+                        [&] { c.trainer_options = trainer_options_from_json(*tj); });
+    const std::string* step = meta("reca.step");
+    const std::string* seed = meta("reca.seed");
+    uint64_t s = 0;
+    RECA_CHECK(step && parse_u64(*step, &s) && s <= static_cast<uint64_t>(INT64_MAX), Checkpoint,
+               "%sreca.step must be a non-negative integer", where.c_str());
+    c.step = static_cast<int64_t>(s);
+    RECA_CHECK(seed && parse_u64(*seed, &c.seed), Checkpoint,
+               "%sreca.seed must be an unsigned 64-bit integer", where.c_str());
+    RECA_CHECK(c.seed == c.trainer_options.seed, Checkpoint,
+               "%sreca.seed (%s) differs from the seed in reca.trainer", where.c_str(),
+               seed->c_str());
+    c.has_ema = c.trainer_options.ema > 0;
+  }
+
+  // Every tensor the file must hold, with its shape and dtype.
+  struct Want {
+    const ParamInfo* p;
+    StDtype dtype;
+    std::vector<float>* dst;
+  };
+  const ParamLayout layout(c.config);
+  const Trainable tr = effective_trainable(c.trainer_options);
+  std::map<std::string, Want> want;
+  for (const ParamInfo& p : layout.params()) {
+    want[p.name] = {&p, c.storage, &c.params};
+    if (!c.has_trainer || !tr.group(p.group())) continue;
+    want["optim.m." + p.name] = {&p, StDtype::F32, &c.exp_avg};
+    want["optim.v." + p.name] = {&p, StDtype::F32, &c.exp_avg_sq};
+    if (c.has_ema) want["ema." + p.name] = {&p, c.storage, &c.ema};
+  }
+  for (const std::string& name : f.names()) {
+    auto it = want.find(name);
+    if (it == want.end()) {
+      const bool state = name.rfind("optim.", 0) == 0 || name.rfind("ema.", 0) == 0;
+      fail(ErrorCode::Checkpoint, "%sunexpected tensor '%s'%s", where.c_str(),
+           name.substr(0, 120).c_str(),
+           !state              ? " (not a parameter of this config)"
+           : !c.has_trainer    ? " (optimizer state without reca.trainer metadata)"
+                               : " (no optimizer state is expected for it: frozen, or EMA off)");
+    }
+    const SafetensorsEntry& e = f.get(name);
+    const Want& w = it->second;
+    RECA_CHECK(e.shape == w.p->shape, Checkpoint, "%stensor '%s' has shape %s, expected %s",
+               where.c_str(), name.c_str(), st_shape_str(e.shape).c_str(),
+               st_shape_str(w.p->shape).c_str());
+    RECA_CHECK(e.dtype == w.dtype, Checkpoint, "%stensor '%s' is %s, expected %s", where.c_str(),
+               name.c_str(), st_dtype_name(e.dtype), st_dtype_name(w.dtype));
+  }
+  for (const auto& kv : want)
+    RECA_CHECK(f.find(kv.first) != nullptr, Checkpoint, "%stensor '%s' is missing", where.c_str(),
+               kv.first.c_str());
+
+  // Values.
+  const size_t n = static_cast<size_t>(layout.total());
+  c.params.assign(n, 0.0f);
+  if (c.has_trainer) {
+    c.exp_avg.assign(n, 0.0f);
+    c.exp_avg_sq.assign(n, 0.0f);
+  }
+  if (c.has_ema) c.ema = c.params;  // frozen ranges are filled from params below
+  for (const auto& kv : want) {
+    const Want& w = kv.second;
+    float* dst = w.dst->data() + w.p->offset;
+    f.read_f32(kv.first, w.p->shape, dst);
+    for (int64_t i = 0; i < w.p->numel; ++i)
+      RECA_CHECK(std::isfinite(dst[i]), Checkpoint,
+                 "%stensor '%s' holds a non-finite value at index %lld", where.c_str(),
+                 kv.first.c_str(), static_cast<long long>(i));
+    if (w.dst == &c.exp_avg_sq)
+      for (int64_t i = 0; i < w.p->numel; ++i)
+        RECA_CHECK(dst[i] >= 0, Checkpoint, "%stensor '%s' holds a negative value at index %lld",
+                   where.c_str(), kv.first.c_str(), static_cast<long long>(i));
+  }
+  // The EMA of a frozen tensor is the tensor itself (it never moves).
+  if (c.has_ema)
+    for (const ParamInfo& p : layout.params())
+      if (!tr.group(p.group()))
+        std::memcpy(c.ema.data() + p.offset, c.params.data() + p.offset,
+                    static_cast<size_t>(p.numel) * 4);
+  return c;
+}
+
+// ---------------------------------------------------------------- apply
+
+void Checkpoint::check_model(const RecaModel& model) const {
+  const std::string diff = config_difference(config, model.config());
+  RECA_CHECK(diff.empty(), Checkpoint, "checkpoint '%s' does not fit this model: %s", path.c_str(),
+             diff.c_str());
+  RECA_CHECK(static_cast<int64_t>(params.size()) == model.param_floats(), Internal,
+             "checkpoint '%s': parameter buffer size differs from the model's", path.c_str());
+}
+
+void Checkpoint::check_trainer(const Trainer& trainer) const {
+  check_model(trainer.model());
+  RECA_CHECK(has_trainer, Checkpoint,
+             "checkpoint '%s' holds no optimizer state (it was saved without a trainer)",
+             path.c_str());
+  const Trainable tr = effective_trainable(trainer_options);
+  for (const ParamInfo& p : trainer.model().layout().params()) {
+    const bool here = trainer.trainable(p), there = tr.group(p.group());
+    RECA_CHECK(here == there, Checkpoint,
+               "checkpoint '%s': tensor '%s' is %s in this trainer but %s in the checkpoint "
+               "(build the trainer from the checkpoint's trainer options)",
+               path.c_str(), p.name.c_str(), here ? "trainable" : "frozen",
+               there ? "trainable" : "frozen");
+  }
+  RECA_CHECK((trainer.ema() != nullptr) == has_ema, Checkpoint,
+             "checkpoint '%s': EMA is %s in the checkpoint but %s in this trainer", path.c_str(),
+             has_ema ? "on" : "off", trainer.ema() ? "on" : "off");
+}
+
+void Checkpoint::apply_to_model(RecaModel& model) const {
+  check_model(model);
+  model.set_params(params.data());
+}
+
+void Checkpoint::apply_to_trainer(Trainer& trainer) const {
+  check_trainer(trainer);
+  Backend& be = trainer.model().backend();
+  const int64_t bytes = static_cast<int64_t>(exp_avg.size()) * 4;
+  be.upload(trainer.exp_avg(), exp_avg.data(), bytes);
+  be.upload(trainer.exp_avg_sq(), exp_avg_sq.data(), bytes);
+  if (has_ema) be.upload(trainer.ema(), ema.data(), bytes);
+  trainer.set_steps_done(step);
+}
+
+void Checkpoint::apply(RecaModel& model, Trainer* trainer) const {
+  check_model(model);
+  if (trainer) {
+    RECA_CHECK(&trainer->model() == &model, InvalidArgument,
+               "checkpoint apply: the trainer belongs to another model");
+    check_trainer(*trainer);
+  }
+  apply_to_model(model);
+  if (trainer) apply_to_trainer(*trainer);
+}
+
+}  // namespace reca::model

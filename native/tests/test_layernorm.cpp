@@ -7,25 +7,6 @@
 using namespace reca;
 using namespace reca::test;
 
-namespace {
-// Runs `run` at 1, 2 and 3 threads; every run must give the same bits.
-void expect_same_across_threads(const std::string& what,
-                                const std::function<std::vector<float>()>& run) {
-  const int saved = num_threads();
-  std::vector<float> base;
-  for (int th : {1, 2, 3}) {
-    set_num_threads(th);
-    std::vector<float> out = run();
-    if (th == 1) base = out;
-    else
-      expect_true(out.size() == base.size() &&
-                      std::memcmp(out.data(), base.data(), out.size() * sizeof(float)) == 0,
-                  what + ": result differs between 1 and " + std::to_string(th) + " threads");
-  }
-  set_num_threads(saved);
-}
-}  // namespace
-
 // Tolerances (fast vs float reference, which sums in another order):
 // y, dx rtol 1e-5 / atol 1e-5; mean, rstd rtol 1e-5 / atol 1e-6; dw, db 1e-4 / 1e-4.
 RECA_TEST(layernorm_forward_backward_match_reference) {

@@ -8,21 +8,6 @@ using namespace reca;
 using namespace reca::test;
 
 namespace {
-void expect_same_across_threads(const std::string& what,
-                                const std::function<std::vector<float>()>& run) {
-  const int saved = num_threads();
-  std::vector<float> base;
-  for (int th : {1, 2, 3}) {
-    set_num_threads(th);
-    std::vector<float> out = run();
-    if (th == 1) base = out;
-    else
-      expect_true(out.size() == base.size() &&
-                      std::memcmp(out.data(), base.data(), out.size() * sizeof(float)) == 0,
-                  what + ": result differs between 1 and " + std::to_string(th) + " threads");
-  }
-  set_num_threads(saved);
-}
 const int64_t kSizes[] = {1, 2, 7, 15, 16, 17, 31, 33, 1000, 65536 + 3, 200001};
 }  // namespace
 

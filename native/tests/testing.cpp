@@ -1,5 +1,7 @@
 #include "tests/testing.h"
 
+#include "core/threadpool.h"
+
 #include <algorithm>
 #include <cstring>
 #include <sstream>
@@ -88,6 +90,22 @@ void for_each_isa(const std::function<void(Isa)>& fn) {
     fn(static_cast<Isa>(level));
   }
   set_active_isa(saved);
+}
+
+void expect_same_across_threads(const std::string& what,
+                                const std::function<std::vector<float>()>& run) {
+  const int saved = num_threads();
+  std::vector<float> base;
+  for (int th : {1, 2, 3}) {
+    set_num_threads(th);
+    std::vector<float> out = run();
+    if (th == 1) base = out;
+    else
+      expect_true(out.size() == base.size() &&
+                      std::memcmp(out.data(), base.data(), out.size() * sizeof(float)) == 0,
+                  what + ": result differs between 1 and " + std::to_string(th) + " threads");
+  }
+  set_num_threads(saved);
 }
 
 std::vector<double> to_double(const float* p, int64_t n) { return std::vector<double>(p, p + n); }

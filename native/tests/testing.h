@@ -74,6 +74,11 @@ void expect_guards(const Guarded& g, const std::string& what);
 // previous level is restored afterwards). fn receives the level.
 void for_each_isa(const std::function<void(Isa)>& fn);
 
+// Runs `run` at 1, 2 and 3 threads; every run must give the same bits (the
+// thread count is restored afterwards).
+void expect_same_across_threads(const std::string& what,
+                                const std::function<std::vector<float>()>& run);
+
 std::vector<double> to_double(const float* p, int64_t n);
 std::vector<float> to_float(const double* p, int64_t n);
 

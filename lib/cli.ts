@@ -3,12 +3,31 @@
  * reca: the engine's command line.
  *   reca info [--json]
  *   reca bench --suite kernels [--json FILE] [--threads N] [--filter S] [--min-seconds X] [--no-peer]
+ *   reca bench --suite step [--preset P] [--mode M] [--task T] [--batch B] [--steps N] [--json FILE]
+ *   reca debug-step --preset P --mode M --task T --seed S --out DIR [--batch B]
  * Exit codes: 0 ok, 1 engine error (`reca: E_CODE: message`), 2 usage error.
  */
 import * as fs from 'fs';
 import * as os from 'os';
 
-import { bench, info, RecaError, type EngineInfo, type KernelBenchRecord } from './index';
+import * as path from 'path';
+
+import {
+  bench,
+  debugStep,
+  getThreads,
+  info,
+  Model,
+  RecaError,
+  setThreads,
+  Tensor,
+  Trainer,
+  type EngineInfo,
+  type KernelBenchRecord,
+  type Mode,
+  type Preset,
+  type Task,
+} from './index';
 
 class UsageError extends Error {}
 
@@ -16,8 +35,9 @@ const HELP: Record<string, string> = {
   main: `Usage: reca <command> [options]
 
 Commands:
-  info     versions, CPU SIMD level and threads, CUDA build and devices
-  bench    run a benchmark suite and print a table
+  info        versions, CPU SIMD level and threads, CUDA build and devices
+  bench       run a benchmark suite and print a table
+  debug-step  dump one training step (params, batch, grads, result) for checking
 
 Options:
   -h, --help     show help (also: reca <command> --help)
@@ -32,18 +52,44 @@ the kernel threads, and what CUDA this build and machine offer.
 
 Options:
   --json      print the same as JSON`,
-  bench: `Usage: reca bench --suite kernels [options]
+  bench: `Usage: reca bench --suite kernels|step [options]
 
-Times the CPU kernels at the shapes of the small preset, each matmul beside
-OpenBLAS when it is installed, and prints a table.
+--suite kernels (the default) times the CPU kernels at the shapes of the small
+preset, each matmul beside OpenBLAS when it is installed, and prints a table.
+--suite step times whole training steps of a model (median after one warm-up step).
 
 Options:
-  --suite NAME         benchmark suite (only: kernels; the default)
-  --json FILE          also write {machine, records} as JSON to FILE
+  --suite NAME         kernels | step
+  --json FILE          also write the results as JSON to FILE
   --threads N          CPU threads (default: all hardware threads)
+kernels:
   --filter S           only kernels whose name contains S
   --min-seconds X      seconds of timed work per kernel (default 0.25)
-  --no-peer            skip the OpenBLAS comparison`,
+  --no-peer            skip the OpenBLAS comparison
+step:
+  --preset P           tiny | small | base (default small)
+  --mode M             ar | mask | flow (default mask)
+  --task T             reca | t2i | i2t (default reca)
+  --batch B            images per step (default 8)
+  --steps N            timed steps after the warm-up (default 5)`,
+  'debug-step': `Usage: reca debug-step --preset P --mode M --task T --seed S --out DIR [options]
+
+One training step of a freshly initialised model, every random draw recorded,
+written to DIR: params.safetensors, batch.safetensors, grads.safetensors,
+params_after.safetensors and result.json (SPEC §9). Check it with
+  python3 tools/reference/verify_step.py DIR
+
+Options:
+  --preset P           tiny | small | base (default tiny)
+  --mode M             ar | mask | flow (default mask)
+  --task T             reca | t2i | i2t | vq (vq: the tokenizer loss; default reca)
+  --seed S             seed of the weights, the batch and the draws (default 0)
+  --out DIR            output directory (created when missing)
+  --batch B            images (default 4)
+  --lr X               learning rate of the update (default 0.001)
+  --cond-dropout P     CFG dropout probability (default 0.1)
+  --freeze G,G         groups left frozen (default vq; 'none' trains all)
+  --threads N          CPU threads (the result does not depend on it)`,
 };
 
 interface Parsed {
@@ -158,13 +204,17 @@ export function benchTable(records: KernelBenchRecord[]): string {
 async function cmdBench(args: string[]): Promise<void> {
   const { flags, positional } = parse(
     args,
-    new Set(['suite', 'json', 'threads', 'filter', 'min-seconds']),
+    new Set(['suite', 'json', 'threads', 'filter', 'min-seconds', 'preset', 'mode', 'task', 'batch', 'steps']),
     new Set(['help', 'no-peer']),
   );
   if (flags.has('help')) return void console.log(HELP.bench);
   if (positional.length) throw new UsageError(`bench takes no arguments, got '${positional[0]}'`);
   const suite = flags.get('suite') ?? 'kernels';
-  if (suite !== 'kernels') throw new UsageError(`unknown suite '${String(suite)}' (available: kernels)`);
+  if (suite === 'step') return benchStep(flags);
+  if (suite !== 'kernels') throw new UsageError(`unknown suite '${String(suite)}' (available: kernels, step)`);
+  for (const f of ['preset', 'mode', 'task', 'batch', 'steps']) {
+    if (flags.has(f)) throw new UsageError(`option --${f} belongs to --suite step`);
+  }
   const threads = number(flags, 'threads', true);
   const minSeconds = number(flags, 'min-seconds', false);
   const filter = flags.get('filter');
@@ -197,6 +247,160 @@ async function cmdBench(args: string[]): Promise<void> {
   }
 }
 
+function choice<T extends string>(flags: Map<string, string | true>, name: string, allowed: readonly T[], def: T): T {
+  const v = flags.get(name);
+  if (v === undefined) return def;
+  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
+    throw new UsageError(`option --${name} must be one of ${allowed.join(', ')}, got '${String(v)}'`);
+  }
+  return v as T;
+}
+
+function writeJson(file: string, doc: unknown): void {
+  try {
+    fs.writeFileSync(file, JSON.stringify(doc, null, 2) + '\n');
+  } catch (e) {
+    throw new RecaError('E_IO', `could not write ${file}: ${(e as Error).message}`);
+  }
+}
+
+const PRESETS = ['tiny', 'small', 'base'] as const;
+const MODES = ['ar', 'mask', 'flow'] as const;
+
+/** Deterministic bench images: smooth gradients with a seeded offset per image. */
+function benchImages(B: number, S: number): Uint8Array {
+  const out = new Uint8Array(B * S * S * 3);
+  for (let b = 0; b < B; b++) {
+    for (let y = 0; y < S; y++) {
+      for (let x = 0; x < S; x++) {
+        const i = ((b * S + y) * S + x) * 3;
+        out[i] = (x * 255) / S + b * 37;
+        out[i + 1] = (y * 255) / S + b * 53;
+        out[i + 2] = ((x + y) * 127) / S + b * 91;
+      }
+    }
+  }
+  return out;
+}
+
+async function benchStep(flags: Map<string, string | true>): Promise<void> {
+  for (const f of ['filter', 'min-seconds', 'no-peer']) {
+    if (flags.has(f)) throw new UsageError(`option --${f} belongs to --suite kernels`);
+  }
+  const preset = choice<Preset>(flags, 'preset', PRESETS, 'small');
+  const mode = choice<Mode>(flags, 'mode', MODES, 'mask');
+  const task = choice<Task>(flags, 'task', ['reca', 't2i', 'i2t'], 'reca');
+  const batch = number(flags, 'batch', true) ?? 8;
+  const steps = number(flags, 'steps', true) ?? 5;
+  const threads = number(flags, 'threads', true);
+  if (batch < 1) throw new UsageError('option --batch needs at least 1');
+  if (steps < 1) throw new UsageError('option --steps needs at least 1');
+  const jsonFile = flags.get('json');
+  const threads0 = getThreads();
+  if (threads !== undefined) setThreads(threads);
+  try {
+    using model = await Model.create({ preset, mode, seed: 0 });
+    using trainer = new Trainer(model, { tasks: { [task]: 1 }, freeze: ['und', 'conn', 'vq'], seed: 0 });
+    const S = model.config.image_size;
+    using images = Tensor.from(benchImages(batch, S), [batch, S, S, 3]);
+    const words = ['a red circle', 'two blue squares on white', 'a green triangle', 'a small yellow star'];
+    const captions = task === 'reca' ? undefined : Array.from({ length: batch }, (_, i) => words[i % words.length]);
+    await trainer.step({ images, captions }); // warm-up: arenas reach their size
+    const seconds: number[] = [];
+    for (let i = 0; i < steps; i++) seconds.push((await trainer.step({ images, captions })).seconds);
+    seconds.sort((a, b) => a - b);
+    const mid = seconds.length >> 1;
+    const median = seconds.length % 2 ? seconds[mid] : (seconds[mid - 1] + seconds[mid]) / 2;
+    const seqLen = model.sequenceLength(task);
+    const i = info();
+    const result = {
+      preset,
+      mode,
+      task,
+      batch,
+      images_per_s: batch / median,
+      tokens_per_s: (batch * seqLen) / median,
+      step_seconds: median,
+      peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
+      steps,
+      sequence_length: seqLen,
+      parameters: model.parameterCount,
+      step_seconds_all: seconds,
+      machine: {
+        cpuModel: os.cpus()[0]?.model ?? 'unknown',
+        cores: os.cpus().length,
+        isa: i.cpu.isa,
+        threads: getThreads(),
+        loadAverage: os.loadavg()[0],
+        node: process.version,
+      },
+      engine: i.version,
+      date: new Date().toISOString(),
+    };
+    console.log(
+      `# reca bench --suite step: ${result.machine.cpuModel}, isa ${i.cpu.isa}, ${getThreads()} threads, load ${os.loadavg()[0].toFixed(1)}`,
+    );
+    console.log(
+      table(
+        [
+          ['preset', 'mode', 'task', 'batch', 'seq', 'step ms', 'images/s', 'tokens/s', 'peak RSS MiB'],
+          [
+            preset, mode, task, String(batch), String(seqLen), fixed(median * 1e3, 1), fixed(result.images_per_s, 2),
+            fixed(result.tokens_per_s, 0), fixed(result.peak_rss_bytes / 2 ** 20, 0),
+          ],
+        ],
+        [false, false, false, true, true, true, true, true, true],
+      ),
+    );
+    if (typeof jsonFile === 'string') {
+      writeJson(jsonFile, result);
+      console.log(`wrote ${jsonFile}`);
+    }
+  } finally {
+    if (threads !== undefined) setThreads(threads0);
+  }
+}
+
+async function cmdDebugStep(args: string[]): Promise<void> {
+  const { flags, positional } = parse(
+    args,
+    new Set(['preset', 'mode', 'task', 'seed', 'out', 'batch', 'lr', 'cond-dropout', 'freeze', 'threads']),
+    new Set(['help']),
+  );
+  if (flags.has('help')) return void console.log(HELP['debug-step']);
+  if (positional.length) throw new UsageError(`debug-step takes no arguments, got '${positional[0]}'`);
+  const out = flags.get('out');
+  if (typeof out !== 'string' || out === '') throw new UsageError('debug-step needs --out DIR');
+  const preset = choice<Preset>(flags, 'preset', PRESETS, 'tiny');
+  const mode = choice<Mode>(flags, 'mode', MODES, 'mask');
+  const task = choice(flags, 'task', ['reca', 't2i', 'i2t', 'vq'] as const, 'reca');
+  const seed = number(flags, 'seed', true) ?? 0;
+  if (seed < 0) throw new UsageError('option --seed needs a non-negative integer');
+  const batch = number(flags, 'batch', true);
+  const lr = number(flags, 'lr', false);
+  const condDropout = number(flags, 'cond-dropout', false);
+  const threads = number(flags, 'threads', true);
+  const rawFreeze = flags.get('freeze');
+  const freeze =
+    typeof rawFreeze === 'string'
+      ? rawFreeze === 'none'
+        ? []
+        : (rawFreeze.split(',').map((g) => g.trim()) as Array<'und' | 'conn' | 'vq' | 'gen'>)
+      : undefined;
+  try {
+    fs.mkdirSync(out, { recursive: true });
+  } catch (e) {
+    throw new RecaError('E_IO', `could not create ${out}: ${(e as Error).message}`);
+  }
+  if (threads !== undefined) setThreads(threads);
+  const r = await debugStep({ preset, mode, task, seed, batch, out, lr, condDropout, freeze });
+  console.log(`${r.preset}/${r.mode}/${r.task} seed ${r.seed} batch ${r.batch}: loss ${r.loss.toPrecision(9)}, ` +
+    `grad norm ${r.grad_norm.toPrecision(6)}, lr ${r.optimizer.lr}, ${r.trainable.length} trainable tensors`);
+  for (const f of ['params.safetensors', 'batch.safetensors', 'grads.safetensors', 'params_after.safetensors', 'result.json']) {
+    console.log(`wrote ${path.join(out, f)}`);
+  }
+}
+
 function version(): string {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return (require('../package.json') as { version: string }).version;
@@ -223,6 +427,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'bench':
         await cmdBench(rest);
+        return 0;
+      case 'debug-step':
+        await cmdDebugStep(rest);
         return 0;
       default:
         throw new UsageError(

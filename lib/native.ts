@@ -74,6 +74,103 @@ export interface KernelBenchRecord {
   note?: string;
 }
 
+/** An image batch or codes as the addon reads them: a native tensor or {data, shape}. */
+export type NativeArrayInput = NativeTensor | { data: ArrayBufferView; shape: readonly number[] };
+
+export interface NativeSampleOptions {
+  steps?: number;
+  cfg?: number;
+  temperature?: number;
+  topK?: number;
+  seed?: number | bigint;
+  template?: string;
+}
+
+export interface NativeModel {
+  /** The config as SPEC §1 JSON. */
+  readonly configJson: string;
+  readonly parameterCount: number;
+  readonly disposed: boolean;
+  memory(): { params: number; grads: number; optimizer: number; activations: number };
+  sequenceLength(task: string): number;
+  embed(images: NativeArrayInput): Promise<NativeTensor>;
+  tokenize(images: NativeArrayInput): Promise<NativeTensor>;
+  decode(codes: NativeArrayInput): Promise<NativeTensor>;
+  reconstruct(images: NativeArrayInput, options?: NativeSampleOptions): Promise<NativeTensor>;
+  generate(prompts: readonly string[], options?: NativeSampleOptions): Promise<NativeTensor>;
+  caption(images: NativeArrayInput, options?: { maxLength?: number }): Promise<string[]>;
+  save(path: string, options?: { dtype?: string; trainer?: NativeTrainer }): Promise<void>;
+  loadParameters(path: string): Promise<void>;
+  dispose(): void;
+}
+
+/** Flat trainer options (lib/model.ts resolves recipes and nesting into these). */
+export interface NativeTrainerOptions {
+  weightReca?: number;
+  weightT2i?: number;
+  weightI2t?: number;
+  tokenizer?: boolean;
+  microBatch?: number;
+  lr?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  warmup?: number;
+  totalSteps?: number;
+  schedule?: string;
+  minLr?: number;
+  maxGradNorm?: number;
+  ema?: number;
+  condDropout?: number;
+  condGradScale?: number;
+  trainUnd?: boolean;
+  trainConn?: boolean;
+  trainVq?: boolean;
+  trainGen?: boolean;
+  seed?: number | bigint;
+  template?: string;
+}
+
+export interface NativeStepResult {
+  step: number;
+  loss: number;
+  losses: { reca?: number; t2i?: number; i2t?: number; tokenizer?: number };
+  gradNorm: number;
+  clipScale: number;
+  lr: number;
+  images: number;
+  seconds: number;
+  cutBytes: number;
+}
+
+export interface NativeTrainer {
+  readonly steps: number;
+  readonly disposed: boolean;
+  /** The options in force, as the checkpoint's reca.trainer JSON. */
+  readonly optionsJson: string;
+  step(images: NativeArrayInput, captions?: readonly string[]): Promise<NativeStepResult>;
+  load(path: string): Promise<void>;
+  dispose(): void;
+}
+
+export interface NativeTrainerClass {
+  new (model: NativeModel, options: NativeTrainerOptions): NativeTrainer;
+}
+
+export interface NativeDebugStepOptions {
+  preset?: string;
+  mode?: string;
+  task?: string;
+  seed?: number | bigint;
+  batch?: number;
+  out: string;
+  lr?: number;
+  condDropout?: number;
+  condGradScale?: number;
+  freeze?: string[];
+}
+
 export interface NativeAddon {
   init(errorClass: new (code: RecaErrorCode, message: string) => RecaError, version: string): void;
   info(): NativeInfo;
@@ -90,4 +187,14 @@ export interface NativeAddon {
   ): NativeTensor;
   gelu(x: NativeTensor, bias?: NativeTensor): NativeTensor;
   benchKernels(options?: NativeBenchOptions): Promise<KernelBenchRecord[]>;
+  createModel(options: {
+    preset?: string;
+    mode?: string;
+    config?: Record<string, unknown>;
+    seed?: number | bigint;
+  }): Promise<NativeModel>;
+  loadModel(path: string): Promise<NativeModel>;
+  Trainer: NativeTrainerClass;
+  /** Resolves to result.json's text. */
+  debugStep(options: NativeDebugStepOptions): Promise<string>;
 }

@@ -16,6 +16,10 @@ namespace reca::addon {
 RecaAddon::RecaAddon(Napi::Env env, Napi::Object exports) {
   Napi::Function tensor = TensorWrap::Define(env);
   tensor_class = Napi::Persistent(tensor);
+  Napi::Function model = ModelWrap::Define(env);
+  model_class = Napi::Persistent(model);
+  Napi::Function trainer = TrainerWrap::Define(env);
+  trainer_class = Napi::Persistent(trainer);
   DefineAddon(exports, {
                            InstanceMethod<&RecaAddon::Configure>("init"),
                            InstanceMethod<&RecaAddon::Info>("info"),
@@ -27,7 +31,12 @@ RecaAddon::RecaAddon(Napi::Env env, Napi::Object exports) {
                            InstanceMethod<&RecaAddon::Matmul>("matmul"),
                            InstanceMethod<&RecaAddon::Gelu>("gelu"),
                            InstanceMethod<&RecaAddon::BenchKernels>("benchKernels"),
+                           InstanceMethod<&RecaAddon::CreateModel>("createModel"),
+                           InstanceMethod<&RecaAddon::LoadModel>("loadModel"),
+                           InstanceMethod<&RecaAddon::DebugStep>("debugStep"),
                            InstanceValue("Tensor", tensor),
+                           InstanceValue("Model", model),
+                           InstanceValue("Trainer", trainer),
                        });
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "addon/engine_worker.h"
+#include "addon/model.h"
 #include "addon/tensor.h"
 
 namespace reca::addon {
@@ -19,11 +20,15 @@ class RecaAddon : public Napi::Addon<RecaAddon> {
 
   Napi::FunctionReference error_class;   // set by init()
   Napi::FunctionReference tensor_class;  // the native Tensor constructor
+  Napi::FunctionReference model_class;   // NativeModel
+  Napi::FunctionReference trainer_class; // NativeTrainer
   std::string version = "unknown";       // the package version, from init()
   EngineWorker engine;                   // the CPU device's job thread
   // A tensor made in C++ waiting for its JS object: TensorWrap's constructor
   // adopts it when called with no arguments (see TensorWrap::Wrap).
   std::unique_ptr<HostTensor> adopt;
+  // Likewise a model state made on the engine thread (ModelWrap::Wrap).
+  std::shared_ptr<ModelState> adopt_model;
 
  private:
   Napi::Value Configure(const Napi::CallbackInfo& info);  // JS: init()
@@ -36,6 +41,9 @@ class RecaAddon : public Napi::Addon<RecaAddon> {
   Napi::Value Matmul(const Napi::CallbackInfo& info);
   Napi::Value Gelu(const Napi::CallbackInfo& info);
   Napi::Value BenchKernels(const Napi::CallbackInfo& info);
+  Napi::Value CreateModel(const Napi::CallbackInfo& info);
+  Napi::Value LoadModel(const Napi::CallbackInfo& info);
+  Napi::Value DebugStep(const Napi::CallbackInfo& info);
 };
 
 }  // namespace reca::addon

@@ -60,7 +60,27 @@ uint64_t physical_memory_bytes() {
   return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page);
 }
 
-// A JS array of dimensions -> shape; every entry a non-negative safe integer.
+}  // namespace
+
+const char* dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::Float32: return "float32";
+    case DType::Int32: return "int32";
+    default: return "uint8";
+  }
+}
+
+size_t dtype_size(DType dtype) { return dtype == DType::Uint8 ? 1 : 4; }
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
 std::vector<int64_t> parse_shape(const Napi::Value& value) {
   if (!value.IsArray())
     fail(ErrorCode::InvalidArgument, "shape must be an array of non-negative integers");
@@ -82,26 +102,6 @@ std::vector<int64_t> parse_shape(const Napi::Value& value) {
   return shape;
 }
 
-}  // namespace
-
-const char* dtype_name(DType dtype) {
-  switch (dtype) {
-    case DType::Float32: return "float32";
-    case DType::Int32: return "int32";
-    default: return "uint8";
-  }
-}
-
-size_t dtype_size(DType dtype) { return dtype == DType::Uint8 ? 1 : 4; }
-
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i) s += ", ";
-    s += std::to_string(shape[i]);
-  }
-  return s + "]";
-}
 
 HostTensor::HostTensor(DType dtype, std::vector<int64_t> shape)
     : dtype_(dtype), shape_(std::move(shape)) {

@@ -59,6 +59,10 @@ HostMemoryStats host_memory_stats();
 // "[2, 3]" for error messages.
 std::string shape_string(const std::vector<int64_t>& shape);
 
+// A JS array of dimensions -> shape; every entry a non-negative safe integer
+// (E_INVALID_ARGUMENT otherwise), at most kMaxRank of them.
+std::vector<int64_t> parse_shape(const Napi::Value& value);
+
 class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
  public:
   static Napi::Function Define(Napi::Env env);

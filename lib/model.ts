@@ -1,0 +1,461 @@
+/**
+ * RecA-Mini models and their trainer. Every heavy call (create, load, save,
+ * a training step, sampling) runs on the engine's own thread and returns a
+ * Promise; the event loop stays free. A model runs one training step at a
+ * time and never beside sampling: a call that would overlap is refused with
+ * E_BUSY at once (await the running one first).
+ */
+import { RecaError } from './errors';
+import { Tensor } from './index';
+import { addon } from './loader';
+import type {
+  NativeArrayInput,
+  NativeModel,
+  NativeSampleOptions,
+  NativeStepResult,
+  NativeTensor,
+  NativeTrainer,
+  NativeTrainerOptions,
+} from './native';
+
+export type Mode = 'ar' | 'mask' | 'flow';
+export type Preset = 'tiny' | 'small' | 'base';
+export type Task = 'reca' | 't2i' | 'i2t';
+/** Parameter groups: understanding encoder, connector, VQ tokenizer, generator. */
+export type ParamGroup = 'und' | 'conn' | 'vq' | 'gen';
+export type Recipe = 'reca' | 'reca+i2t' | 'tokenizer';
+
+/** SPEC §1 (field names as stored in checkpoints). */
+export interface Config {
+  mode: Mode;
+  image_size: number;
+  gen_patch: number;
+  und_image_size: number;
+  und_patch: number;
+  und_width: number;
+  und_depth: number;
+  und_heads: number;
+  und_select_layer: number;
+  width: number;
+  depth: number;
+  heads: number;
+  mlp_ratio: number;
+  codebook_size: number;
+  code_dim: number;
+  max_text_len: number;
+}
+
+/**
+ * A batch of images, NHWC [B, S, S, 3]: uint8 bytes, or float32 in [-1, 1]
+ * (converted to bytes by round((x + 1)·127.5), SPEC §0). Copied at the call.
+ */
+export type ImageInput =
+  | Tensor<'uint8'>
+  | Tensor<'float32'>
+  | { data: Uint8Array | Float32Array; shape: readonly number[] };
+
+export type CodesInput = Tensor<'int32'> | { data: Int32Array; shape: readonly number[] };
+
+export interface CreateOptions {
+  /** Size preset (default tiny); `config` overrides single fields. */
+  preset?: Preset;
+  config?: Partial<Config>;
+  /** Generator family (default mask). */
+  mode?: Mode;
+  /** Initialisation seed (default 0). */
+  seed?: number | bigint;
+}
+
+export interface SaveOptions {
+  /** Storage of the parameters (and EMA); optimizer moments are always float32. Default float32. */
+  dtype?: 'float32' | 'float16' | 'bfloat16';
+  /** Also store this trainer's optimizer state, step and options, to resume with trainer.load(). */
+  trainer?: Trainer;
+}
+
+export interface SampleOptions {
+  /** mask: MaskGIT steps (default 16); flow: Euler steps (default 32); ar: unused. */
+  steps?: number;
+  /** Classifier-free guidance scale (default 1: no unconditional pass). */
+  cfg?: number;
+  /** Discrete modes; 0 = greedy (default 1). */
+  temperature?: number;
+  /** Discrete modes; 0 = every code (default). */
+  topK?: number;
+  seed?: number | bigint;
+}
+
+export interface ReconstructOptions extends SampleOptions {
+  /** The text beside the image's own embeddings (default "describe the image"). */
+  template?: string;
+}
+
+export interface GenerateOptions extends SampleOptions {
+  prompts: string[];
+}
+
+export interface CaptionOptions {
+  /** Bytes at most (default and maximum: config.max_text_len). */
+  maxLength?: number;
+}
+
+/** Bytes of host memory held for a model and its trainers. */
+export interface ModelMemory {
+  params: number;
+  grads: number;
+  /** Adam moments (and EMA). */
+  optimizer: number;
+  /** Peak activation arenas of the trainers and of the last sampling call. */
+  activations: number;
+}
+
+function invalid(message: string): RecaError {
+  return new RecaError('E_INVALID_ARGUMENT', message);
+}
+
+/** Runs `fn`, turning a synchronous throw into a rejected promise. */
+function promised<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return fn();
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+function arrayInput(x: unknown): NativeArrayInput {
+  return x instanceof Tensor ? x.native : (x as NativeArrayInput);
+}
+
+function tensorOf<D extends 'float32' | 'int32' | 'uint8'>(p: Promise<NativeTensor>): Promise<Tensor<D>> {
+  return p.then((t) => Tensor.fromNative<D>(t));
+}
+
+function sampleOptions(o: SampleOptions & { template?: string } = {}, what: string): NativeSampleOptions {
+  if (o === null || typeof o !== 'object') throw invalid(`${what} options must be an object`);
+  const { steps, cfg, temperature, topK, seed, template } = o;
+  return { steps, cfg, temperature, topK, seed, template };
+}
+
+/** A RecA-Mini model (parameters in native memory). Free it with dispose() or `using`. */
+export class Model {
+  readonly #native: NativeModel;
+  #config?: Readonly<Config>;
+
+  private constructor(native: NativeModel) {
+    this.#native = native;
+  }
+
+  /** A freshly initialised model (SPEC §8 init from `seed`). */
+  static create(options: CreateOptions = {}): Promise<Model> {
+    return promised(async () => {
+      if (options === null || typeof options !== 'object') throw invalid('Model.create options must be an object');
+      const { preset, config, mode, seed } = options;
+      return new Model(await addon().createModel({ preset, config: config as Record<string, unknown>, mode, seed }));
+    });
+  }
+
+  /** A model from a checkpoint written by save() (E_CHECKPOINT when the file is not a valid one). */
+  static load(path: string): Promise<Model> {
+    return promised(async () => new Model(await addon().loadModel(path)));
+  }
+
+  /** @internal the native handle (E_DISPOSED after dispose). */
+  get native(): NativeModel {
+    if (this.#native.disposed) throw new RecaError('E_DISPOSED', 'this model was disposed');
+    return this.#native;
+  }
+
+  get config(): Readonly<Config> {
+    if (!this.#config) this.#config = Object.freeze(JSON.parse(this.native.configJson) as Config);
+    return this.#config;
+  }
+
+  get parameterCount(): number {
+    return this.native.parameterCount;
+  }
+
+  get disposed(): boolean {
+    return this.#native.disposed;
+  }
+
+  memory(): ModelMemory {
+    return this.native.memory();
+  }
+
+  /** Tokens in one generator sequence of `task` (condition block + target block, SPEC §4). */
+  sequenceLength(task: Task): number {
+    return this.native.sequenceLength(task);
+  }
+
+  /** The understanding embeddings c of the images: float32 [B, N_u, width]. */
+  embed(images: ImageInput): Promise<Tensor<'float32'>> {
+    return promised(() => tensorOf<'float32'>(this.native.embed(arrayInput(images))));
+  }
+
+  /** VQ codes (discrete modes): int32 [B, N]. */
+  tokenize(images: ImageInput): Promise<Tensor<'int32'>> {
+    return promised(() => tensorOf<'int32'>(this.native.tokenize(arrayInput(images))));
+  }
+
+  /** Images of VQ codes (discrete modes): uint8 [B, S, S, 3]. */
+  decode(codes: CodesInput): Promise<Tensor<'uint8'>> {
+    return promised(() => tensorOf<'uint8'>(this.native.decode(arrayInput(codes))));
+  }
+
+  /** RecA reconstruction: regenerates each image from its own embeddings and the template. uint8 [B, S, S, 3]. */
+  reconstruct(images: ImageInput, options: ReconstructOptions = {}): Promise<Tensor<'uint8'>> {
+    return promised(() =>
+      tensorOf<'uint8'>(this.native.reconstruct(arrayInput(images), sampleOptions(options, 'reconstruct'))),
+    );
+  }
+
+  /** Text-to-image, one image per prompt: uint8 [B, S, S, 3]. */
+  generate(options: GenerateOptions): Promise<Tensor<'uint8'>> {
+    return promised(() => {
+      if (options === null || typeof options !== 'object') throw invalid('generate needs {prompts, ...}');
+      return tensorOf<'uint8'>(this.native.generate(options.prompts, sampleOptions(options, 'generate')));
+    });
+  }
+
+  /** Greedy captions of the images. */
+  caption(images: ImageInput, options: CaptionOptions = {}): Promise<string[]> {
+    return promised(() => this.native.caption(arrayInput(images), options));
+  }
+
+  /**
+   * Writes a safetensors checkpoint atomically (a temporary file renamed over
+   * `path`: a failure leaves the old file whole).
+   */
+  save(path: string, options: SaveOptions = {}): Promise<void> {
+    return promised(() => {
+      if (options === null || typeof options !== 'object') throw invalid('save options must be an object');
+      const { dtype, trainer } = options;
+      if (trainer !== undefined && !(trainer instanceof Trainer)) throw invalid('save options.trainer must be a Trainer');
+      return this.native.save(path, { dtype, trainer: trainer?.native });
+    });
+  }
+
+  /**
+   * Replaces the parameters with a checkpoint's. A checkpoint of another
+   * config or mode is E_CHECKPOINT, and the model is left as it was.
+   */
+  loadParameters(path: string): Promise<void> {
+    return promised(() => this.native.loadParameters(path));
+  }
+
+  /**
+   * Frees the model now (idempotent). A job already running keeps what it
+   * uses until it settles; trainers of this model turn E_DISPOSED.
+   */
+  dispose(): void {
+    this.#native.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  toString(): string {
+    return this.disposed ? 'Model(disposed)' : `Model(${this.config.mode}, ${this.parameterCount} parameters)`;
+  }
+}
+
+// ---- Trainer -----------------------------------------------------------------
+
+export interface TrainerOptions {
+  /**
+   * Task weights λ (SPEC §5); a task left out is off. Default from the recipe:
+   * reca {reca: 1}; reca+i2t {reca: 1, i2t: 1}.
+   */
+  tasks?: { reca?: number; t2i?: number; i2t?: number };
+  /**
+   * reca (default): the RecA task, und/conn/vq frozen. reca+i2t: reca and
+   * captioning with the understanding side (und, conn) trainable. tokenizer:
+   * the VQ tokenizer loss, vq.* only (discrete modes).
+   */
+  recipe?: Recipe;
+  /** Images per micro-batch (default: the whole batch); gradients accumulate over them. */
+  microBatch?: number;
+  optimizer?: { lr?: number; betas?: [number, number]; eps?: number; weightDecay?: number };
+  schedule?: { warmup?: number; kind?: 'constant' | 'cosine'; totalSteps?: number; minLr?: number };
+  /** Global-norm clipping (default 1; 0 = off). */
+  maxGradNorm?: number;
+  /** EMA decay of the weights (default 0 = off). */
+  ema?: number;
+  /** CFG dropout probability of the template / caption (default 0.1). */
+  condDropout?: number;
+  /** Scale of the gradient into the understanding embeddings on the reca task (default 0.1). */
+  condGradScale?: number;
+  /** Groups that get no gradient (default from the recipe). */
+  freeze?: ParamGroup[];
+  /** Seed of every training draw (default 0). */
+  seed?: number | bigint;
+  /** The reca template (default "describe the image"). */
+  template?: string;
+}
+
+export interface StepBatch {
+  images: ImageInput;
+  /** One per image; needed by the t2i and i2t tasks. Longer than max_text_len bytes: cut at a UTF-8 boundary. */
+  captions?: string[];
+}
+
+export interface StepResult {
+  /** Optimizer steps done, this one included. */
+  step: number;
+  /** Σ λ·L over the tasks. */
+  loss: number;
+  losses: { reca?: number; t2i?: number; i2t?: number; tokenizer?: number };
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  /** The factor clipping applied (1: none). */
+  clipScale: number;
+  /** Learning rate used for this update. */
+  lr: number;
+  images: number;
+  seconds: number;
+  /** Caption bytes cut to fit max_text_len, over the batch. */
+  cutBytes: number;
+}
+
+const GROUPS: readonly ParamGroup[] = ['und', 'conn', 'vq', 'gen'];
+const TRAINER_KEYS = new Set([
+  'tasks', 'recipe', 'microBatch', 'optimizer', 'schedule', 'maxGradNorm', 'ema', 'condDropout',
+  'condGradScale', 'freeze', 'seed', 'template',
+]);
+
+function checkKeys(o: object, allowed: readonly string[], what: string): void {
+  for (const k of Object.keys(o)) {
+    if (!allowed.includes(k)) throw invalid(`${what} has an unknown option '${k}' (options: ${allowed.join(', ')})`);
+  }
+}
+
+function objectOr(v: unknown, what: string): Record<string, unknown> {
+  if (v === undefined) return {};
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw invalid(`${what} must be an object`);
+  return v as Record<string, unknown>;
+}
+
+/** Recipe + options -> the addon's flat options. */
+export function resolveTrainerOptions(options: TrainerOptions): NativeTrainerOptions {
+  const o = objectOr(options, 'trainer options') as TrainerOptions;
+  checkKeys(o, [...TRAINER_KEYS], 'trainer options');
+  const recipe = o.recipe ?? 'reca';
+  if (!['reca', 'reca+i2t', 'tokenizer'].includes(recipe)) {
+    throw invalid(`recipe must be 'reca', 'reca+i2t' or 'tokenizer', got '${String(recipe)}'`);
+  }
+  const out: NativeTrainerOptions = {};
+  if (recipe === 'tokenizer') {
+    if (o.tasks !== undefined || o.freeze !== undefined) {
+      throw invalid("recipe 'tokenizer' trains vq.* with the tokenizer loss only: leave out tasks and freeze");
+    }
+    out.tokenizer = true;
+  } else {
+    const tasks = o.tasks === undefined ? (recipe === 'reca' ? { reca: 1 } : { reca: 1, i2t: 1 }) : objectOr(o.tasks, 'tasks');
+    checkKeys(tasks, ['reca', 't2i', 'i2t'], 'tasks');
+    const t = tasks as { reca?: number; t2i?: number; i2t?: number };
+    out.weightReca = t.reca ?? 0;
+    out.weightT2i = t.t2i ?? 0;
+    out.weightI2t = t.i2t ?? 0;
+    const freeze = o.freeze ?? (recipe === 'reca' ? ['und', 'conn', 'vq'] : ['vq']);
+    if (!Array.isArray(freeze)) throw invalid('freeze must be an array of groups (und, conn, vq, gen)');
+    for (const g of freeze) {
+      if (!GROUPS.includes(g)) throw invalid(`freeze: unknown group '${String(g)}' (groups: ${GROUPS.join(', ')})`);
+    }
+    out.trainUnd = !freeze.includes('und');
+    out.trainConn = !freeze.includes('conn');
+    out.trainVq = !freeze.includes('vq');
+    out.trainGen = !freeze.includes('gen');
+  }
+  const opt = objectOr(o.optimizer, 'optimizer');
+  checkKeys(opt, ['lr', 'betas', 'eps', 'weightDecay'], 'optimizer');
+  out.lr = opt.lr as number | undefined;
+  if (opt.betas !== undefined) {
+    const b = opt.betas as unknown[];
+    if (!Array.isArray(b) || b.length !== 2) throw invalid('optimizer.betas must be [beta1, beta2]');
+    [out.beta1, out.beta2] = b as [number, number];
+  }
+  out.eps = opt.eps as number | undefined;
+  out.weightDecay = opt.weightDecay as number | undefined;
+  const sch = objectOr(o.schedule, 'schedule');
+  checkKeys(sch, ['warmup', 'kind', 'totalSteps', 'minLr'], 'schedule');
+  out.warmup = sch.warmup as number | undefined;
+  out.schedule = sch.kind as string | undefined;
+  out.totalSteps = sch.totalSteps as number | undefined;
+  out.minLr = sch.minLr as number | undefined;
+  out.microBatch = o.microBatch;
+  out.maxGradNorm = o.maxGradNorm;
+  out.ema = o.ema;
+  out.condDropout = o.condDropout;
+  out.condGradScale = o.condGradScale;
+  out.seed = o.seed;
+  out.template = o.template;
+  return out;
+}
+
+/**
+ * Trains a model (SPEC §5, §6): draws, micro-batches, clipping, AdamW, EMA.
+ * Holds grads and Adam moments in native memory; free with dispose().
+ */
+export class Trainer {
+  readonly model: Model;
+  readonly #native: NativeTrainer;
+
+  constructor(model: Model, options: TrainerOptions = {}) {
+    if (!(model instanceof Model)) throw invalid('new Trainer(model, options): model must be a Model');
+    const a = addon();
+    this.#native = new a.Trainer(model.native, resolveTrainerOptions(options));
+    this.model = model;
+  }
+
+  /** @internal */
+  get native(): NativeTrainer {
+    if (this.#native.disposed) throw new RecaError('E_DISPOSED', 'this trainer was disposed');
+    return this.#native;
+  }
+
+  /** Optimizer steps done (restored by load()). */
+  get steps(): number {
+    return this.native.steps;
+  }
+
+  /** The options in force (SPEC names, as stored in checkpoints). */
+  get options(): Record<string, unknown> {
+    return JSON.parse(this.native.optionsJson) as Record<string, unknown>;
+  }
+
+  get disposed(): boolean {
+    return this.#native.disposed;
+  }
+
+  /**
+   * One optimizer step over the batch. E_BUSY when this model is already
+   * stepping or sampling; E_NUMERIC when the loss or gradient is not finite
+   * (parameters and optimizer state are then unchanged).
+   */
+  step(batch: StepBatch): Promise<StepResult> {
+    return promised(() => {
+      if (batch === null || typeof batch !== 'object' || batch instanceof Tensor) {
+        throw invalid('trainer.step needs {images, captions?}');
+      }
+      return this.native.step(arrayInput(batch.images), batch.captions) as Promise<NativeStepResult>;
+    });
+  }
+
+  /**
+   * Resumes from a checkpoint saved with `model.save(path, {trainer})`:
+   * parameters, Adam moments, EMA and step count. The config and the
+   * trainable groups must match (E_CHECKPOINT otherwise; nothing changes).
+   */
+  load(path: string): Promise<void> {
+    return promised(() => this.native.load(path));
+  }
+
+  dispose(): void {
+    this.#native.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

@@ -1,0 +1,731 @@
+#include "addon/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+
+#include "addon/addon.h"
+#include "addon/errors.h"
+#include "addon/inputs.h"
+#include "core/error.h"
+#include "cpu/image.h"
+#include "model/backend.h"
+#include "model/checkpoint.h"
+#include "model/sampler.h"
+
+namespace reca::addon {
+
+using model::ModelConfig;
+using model::RecaModel;
+
+namespace {
+
+// A job made of two closures: `execute` on the engine thread, `result` on the
+// JS thread. Whatever they capture (shared states, input copies) and the
+// lease live until the job is destroyed, on the JS thread, after it settled.
+class FnJob : public EngineWorker::Job {
+ public:
+  FnJob(std::unique_ptr<ModelLease> lease, std::function<void()> execute,
+        std::function<Napi::Value(Napi::Env)> result)
+      : lease_(std::move(lease)), execute_(std::move(execute)), result_(std::move(result)) {}
+  void Execute() override { execute_(); }
+  Napi::Value Result(Napi::Env env) override { return result_(env); }
+
+ private:
+  std::unique_ptr<ModelLease> lease_;
+  std::function<void()> execute_;
+  std::function<Napi::Value(Napi::Env)> result_;
+};
+
+Napi::Promise submit(Napi::Env env, const Napi::CallbackInfo& info, std::unique_ptr<ModelLease> lease,
+                     std::function<void()> execute, std::function<Napi::Value(Napi::Env)> result) {
+  RecaAddon* addon = env.GetInstanceData<RecaAddon>();
+  Napi::Object owner = info.This().IsObject() ? info.This().As<Napi::Object>() : Napi::Object();
+  return addon->engine.Submit(
+      env, std::make_unique<FnJob>(std::move(lease), std::move(execute), std::move(result)), owner);
+}
+
+// Bytes [n] of float images in [-1, 1] (SPEC §0), as a uint8 tensor of `shape`.
+std::unique_ptr<HostTensor> image_bytes(const std::vector<float>& img, std::vector<int64_t> shape) {
+  auto t = std::make_unique<HostTensor>(DType::Uint8, std::move(shape));
+  cpu::image_to_bytes(static_cast<uint8_t*>(t->data()), img.data(), t->size());
+  return t;
+}
+
+std::string path_arg(const Napi::Value& v, const char* what) {
+  RECA_CHECK(v.IsString(), InvalidArgument, "%s must be a file path (a string)", what);
+  std::string p = v.As<Napi::String>().Utf8Value();
+  RECA_CHECK(!p.empty(), InvalidArgument, "%s is an empty path", what);
+  RECA_CHECK(p.find('\0') == std::string::npos, InvalidArgument, "%s holds a NUL byte", what);
+  return p;
+}
+
+model::SampleOptions sample_options(const Options& o, const ModelConfig& cfg) {
+  model::SampleOptions s;
+  s.steps = o.integer("steps", cfg.mode == model::Mode::Flow ? 32 : 16, 1, 100000);
+  s.cfg = o.number("cfg", 1.0);
+  s.temperature = o.number("temperature", 1.0);
+  s.top_k = o.integer("topK", 0, 0, int64_t(1) << 31);
+  s.seed = o.seed("seed", 0);
+  s.validate();
+  return s;
+}
+
+Napi::Value wrap_tensor(Napi::Env env, std::unique_ptr<HostTensor>& t) {
+  return TensorWrap::Wrap(env, std::move(t));
+}
+
+}  // namespace
+
+// ---- states and leases -------------------------------------------------------
+
+TrainerState::~TrainerState() {
+  trainer.reset();  // before the model it points into
+  if (model) {
+    auto& v = model->trainers;
+    v.erase(std::remove(v.begin(), v.end(), this), v.end());
+  }
+}
+
+ModelLease::ModelLease(std::shared_ptr<ModelState> state, Kind kind, const std::string& what)
+    : state_(std::move(state)), kind_(kind) {
+  ModelState& s = *state_;
+  RECA_CHECK(!s.disposed, Disposed, "%s: the model was disposed", what.c_str());
+  if (kind == Write) {
+    RECA_CHECK(!s.writer && s.readers == 0, Busy,
+               "%s: the model is busy (%s is running); await it first: a training step never "
+               "runs beside another job on the same model",
+               what.c_str(), s.running.c_str());
+    s.writer = true;
+  } else {
+    RECA_CHECK(!s.writer, Busy,
+               "%s: the model is busy (%s is running); await it first: sampling never runs beside "
+               "a training step on the same model",
+               what.c_str(), s.running.c_str());
+    ++s.readers;
+  }
+  s.running = what;
+}
+
+ModelLease::~ModelLease() {
+  if (kind_ == Write) state_->writer = false;
+  else --state_->readers;
+}
+
+// ---- config ----------------------------------------------------------------
+
+void apply_config_overrides(const Napi::Value& value, ModelConfig* cfg) {
+  if (value.IsUndefined() || value.IsNull()) return;
+  RECA_CHECK(value.IsObject() && !value.IsArray(), InvalidArgument,
+             "config must be an object of SPEC §1 fields");
+  struct Field {
+    const char* name;
+    int64_t ModelConfig::*field;
+  };
+  static const Field kFields[] = {
+      {"image_size", &ModelConfig::image_size},     {"gen_patch", &ModelConfig::gen_patch},
+      {"und_image_size", &ModelConfig::und_image_size}, {"und_patch", &ModelConfig::und_patch},
+      {"und_width", &ModelConfig::und_width},       {"und_depth", &ModelConfig::und_depth},
+      {"und_heads", &ModelConfig::und_heads},       {"und_select_layer", &ModelConfig::und_select_layer},
+      {"width", &ModelConfig::width},               {"depth", &ModelConfig::depth},
+      {"heads", &ModelConfig::heads},               {"mlp_ratio", &ModelConfig::mlp_ratio},
+      {"codebook_size", &ModelConfig::codebook_size}, {"code_dim", &ModelConfig::code_dim},
+      {"max_text_len", &ModelConfig::max_text_len},
+  };
+  Napi::Object o = value.As<Napi::Object>();
+  Napi::Array keys = o.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); ++i) {
+    const std::string key = keys.Get(i).ToString().Utf8Value();
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined()) continue;
+    if (key == "mode") {
+      model::Mode m;
+      RECA_CHECK(v.IsString() && model::parse_mode(v.As<Napi::String>().Utf8Value(), &m),
+                 InvalidArgument, "config.mode must be 'ar', 'mask' or 'flow'");
+      cfg->mode = m;
+      continue;
+    }
+    const Field* f = nullptr;
+    for (const Field& k : kFields)
+      if (key == k.name) f = &k;
+    RECA_CHECK(f != nullptr, InvalidArgument,
+               "config has an unknown field '%s' (fields: image_size, gen_patch, und_image_size, "
+               "und_patch, und_width, und_depth, und_heads, und_select_layer, width, depth, heads, "
+               "mlp_ratio, codebook_size, code_dim, max_text_len, mode)",
+               key.substr(0, 60).c_str());
+    const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+    RECA_CHECK(d == std::floor(d) && std::fabs(d) <= (1 << 30), InvalidArgument,
+               "config.%s must be an integer, got %s", key.c_str(), v.ToString().Utf8Value().c_str());
+    cfg->*(f->field) = static_cast<int64_t>(d);
+  }
+}
+
+// createModel({preset, mode, config, seed}) -> Promise<NativeModel>
+Napi::Value RecaAddon::CreateModel(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    Options o(info[0], "Model.create options");
+    const std::string preset = o.string("preset", "tiny");
+    ModelConfig cfg = ModelConfig::preset(preset, model::Mode::Mask);
+    apply_config_overrides(o.get("config"), &cfg);
+    if (o.has("mode")) {
+      model::Mode m;
+      RECA_CHECK(model::parse_mode(o.string("mode", ""), &m), InvalidArgument,
+                 "mode must be 'ar', 'mask' or 'flow', got '%s'", o.string("mode", "").c_str());
+      RECA_CHECK(!o.has("config") || !o.get("config").As<Napi::Object>().Has("mode") ||
+                     m == cfg.mode,
+                 InvalidArgument, "mode '%s' and config.mode '%s' disagree", model::mode_name(m),
+                 model::mode_name(cfg.mode));
+      cfg.mode = m;
+    }
+    cfg.validate();
+    const uint64_t seed = o.seed("seed", 0);
+    auto state = std::make_shared<ModelState>();
+    return engine.Submit(
+        env,
+        std::make_unique<FnJob>(
+            nullptr,
+            [state, cfg, seed] {
+              state->model = std::make_unique<RecaModel>(cfg, model::cpu_backend());
+              state->model->init(seed);
+            },
+            [state](Napi::Env e) -> Napi::Value { return ModelWrap::Wrap(e, state); }),
+        Napi::Object());
+  });
+}
+
+// loadModel(path) -> Promise<NativeModel>
+Napi::Value RecaAddon::LoadModel(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const std::string path = path_arg(info[0], "Model.load path");
+    auto state = std::make_shared<ModelState>();
+    return engine.Submit(
+        env,
+        std::make_unique<FnJob>(
+            nullptr,
+            [state, path] {
+              const model::Checkpoint c = model::load_checkpoint(path);
+              state->model = std::make_unique<RecaModel>(c.config, model::cpu_backend());
+              c.apply_to_model(*state->model);
+            },
+            [state](Napi::Env e) -> Napi::Value { return ModelWrap::Wrap(e, state); }),
+        Napi::Object());
+  });
+}
+
+// ---- ModelWrap ---------------------------------------------------------------
+
+Napi::Function ModelWrap::Define(Napi::Env env) {
+  return DefineClass(env, "NativeModel",
+                     {
+                         InstanceAccessor<&ModelWrap::GetConfig>("configJson"),
+                         InstanceAccessor<&ModelWrap::GetParameterCount>("parameterCount"),
+                         InstanceAccessor<&ModelWrap::GetDisposed>("disposed"),
+                         InstanceMethod<&ModelWrap::Memory>("memory"),
+                         InstanceMethod<&ModelWrap::SequenceLength>("sequenceLength"),
+                         InstanceMethod<&ModelWrap::Embed>("embed"),
+                         InstanceMethod<&ModelWrap::Tokenize>("tokenize"),
+                         InstanceMethod<&ModelWrap::Decode>("decode"),
+                         InstanceMethod<&ModelWrap::Reconstruct>("reconstruct"),
+                         InstanceMethod<&ModelWrap::Generate>("generate"),
+                         InstanceMethod<&ModelWrap::Caption>("caption"),
+                         InstanceMethod<&ModelWrap::Save>("save"),
+                         InstanceMethod<&ModelWrap::LoadParameters>("loadParameters"),
+                         InstanceMethod<&ModelWrap::Dispose>("dispose"),
+                     });
+}
+
+Napi::Object ModelWrap::Wrap(Napi::Env env, std::shared_ptr<ModelState> state) {
+  RecaAddon* addon = env.GetInstanceData<RecaAddon>();
+  addon->adopt_model = std::move(state);
+  Napi::Object obj;
+  try {
+    obj = addon->model_class.New({});
+  } catch (...) {
+    addon->adopt_model.reset();
+    throw;
+  }
+  return obj;
+}
+
+std::shared_ptr<ModelState> ModelWrap::From(Napi::Env env, const Napi::Value& value,
+                                            const char* what) {
+  RecaAddon* addon = env.GetInstanceData<RecaAddon>();
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addon->model_class.Value()))
+    fail(ErrorCode::InvalidArgument, "%s must be a Model", what);
+  return Unwrap(value.As<Napi::Object>())->Live();
+}
+
+ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+  Napi::Env env = info.Env();
+  guarded(env, [&]() -> Napi::Value {
+    RecaAddon* addon = env.GetInstanceData<RecaAddon>();
+    RECA_CHECK(info.Length() == 0 && addon->adopt_model, InvalidArgument,
+               "a Model is made by Model.create() or Model.load(), not by new");
+    state_ = std::move(addon->adopt_model);
+    reported_bytes_ = state_->model->param_floats() * 4;
+    Napi::MemoryManagement::AdjustExternalMemory(env, reported_bytes_);
+    return env.Undefined();
+  });
+}
+
+// Collected: nothing in JS can reach this model any more, but a trainer may
+// still hold it, so it is not marked disposed; the memory goes with the last holder.
+void ModelWrap::Finalize(Napi::Env env) { Release(env); }
+
+void ModelWrap::Release(Napi::Env env) {
+  state_.reset();  // the memory goes now, or when the last job or trainer using it lets go
+  if (reported_bytes_ != 0) {
+    Napi::MemoryManagement::AdjustExternalMemory(env, -reported_bytes_);
+    reported_bytes_ = 0;
+  }
+}
+
+const std::shared_ptr<ModelState>& ModelWrap::Live() const {
+  if (!state_) fail(ErrorCode::Disposed, "this model was disposed");
+  return state_;
+}
+
+Napi::Value ModelWrap::GetConfig(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    return Napi::String::New(info.Env(), Live()->model->config().to_json());
+  });
+}
+
+Napi::Value ModelWrap::GetParameterCount(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    return Napi::Number::New(info.Env(), static_cast<double>(Live()->model->parameter_count()));
+  });
+}
+
+Napi::Value ModelWrap::GetDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !state_);
+}
+
+// {params, grads, optimizer, activations}: bytes held for this model and its trainers.
+Napi::Value ModelWrap::Memory(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const ModelState& s = *Live();
+    const int64_t params = s.model->param_floats() * 4;
+    int64_t grads = 0, optimizer = 0, activations = s.sampler_bytes.load();
+    for (const TrainerState* t : s.trainers) {
+      if (!t->trainer) continue;
+      grads += params;
+      optimizer += t->trainer->state_bytes() - params;
+      activations += t->activation_bytes.load();
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("params", Napi::Number::New(env, static_cast<double>(params)));
+    out.Set("grads", Napi::Number::New(env, static_cast<double>(grads)));
+    out.Set("optimizer", Napi::Number::New(env, static_cast<double>(optimizer)));
+    out.Set("activations", Napi::Number::New(env, static_cast<double>(activations)));
+    return out;
+  });
+}
+
+Napi::Value ModelWrap::SequenceLength(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    model::Task task;
+    RECA_CHECK(info[0].IsString() && model::parse_task(info[0].As<Napi::String>().Utf8Value(), &task),
+               InvalidArgument, "task must be 'reca', 't2i' or 'i2t'");
+    return Napi::Number::New(info.Env(),
+                             static_cast<double>(Live()->model->config().seq_len(task)));
+  });
+}
+
+Napi::Value ModelWrap::Embed(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    auto lease = std::make_unique<ModelLease>(Live(), ModelLease::Read, "model.embed");
+    const ModelConfig& c = lease->model().config();
+    auto images = std::make_shared<ImageBatch>(read_images(env, info[0], c.image_size, "images"));
+    RecaModel* m = &lease->model();
+    auto out = std::make_shared<std::unique_ptr<HostTensor>>();
+    return submit(
+        env, info, std::move(lease),
+        [m, images, out] {
+          const ModelConfig& cfg = m->config();
+          *out = std::make_unique<HostTensor>(
+              DType::Float32, std::vector<int64_t>{images->B, cfg.num_und_tokens(), cfg.width});
+          model::Arena arena(m->backend());
+          m->embed(images->bytes.data(), images->B, (*out)->f32(), arena);
+        },
+        [out](Napi::Env e) { return wrap_tensor(e, *out); });
+  });
+}
+
+Napi::Value ModelWrap::Tokenize(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    auto lease = std::make_unique<ModelLease>(Live(), ModelLease::Read, "model.tokenize");
+    const ModelConfig& c = lease->model().config();
+    RECA_CHECK(c.discrete(), InvalidArgument,
+               "tokenize needs a discrete mode (ar or mask); this model is '%s'",
+               model::mode_name(c.mode));
+    auto images = std::make_shared<ImageBatch>(read_images(env, info[0], c.image_size, "images"));
+    RecaModel* m = &lease->model();
+    auto out = std::make_shared<std::unique_ptr<HostTensor>>();
+    return submit(
+        env, info, std::move(lease),
+        [m, images, out] {
+          *out = std::make_unique<HostTensor>(
+              DType::Int32, std::vector<int64_t>{images->B, m->config().num_image_tokens()});
+          model::Arena arena(m->backend());
+          m->tokenize(images->bytes.data(), images->B, static_cast<int32_t*>((*out)->data()), arena);
+        },
+        [out](Napi::Env e) { return wrap_tensor(e, *out); });
+  });
+}
+
+Napi::Value ModelWrap::Decode(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    auto lease = std::make_unique<ModelLease>(Live(), ModelLease::Read, "model.decode");
+    const ModelConfig& c = lease->model().config();
+    RECA_CHECK(c.discrete(), InvalidArgument,
+               "decode needs a discrete mode (ar or mask); this model is '%s'",
+               model::mode_name(c.mode));
+    int64_t B = 0;
+    auto codes = std::make_shared<std::vector<int32_t>>(
+        read_codes(env, info[0], c.num_image_tokens(), c.codebook_size, &B));
+    RecaModel* m = &lease->model();
+    auto out = std::make_shared<std::unique_ptr<HostTensor>>();
+    return submit(
+        env, info, std::move(lease),
+        [m, codes, B, out] {
+          const int64_t S = m->config().image_size;
+          std::vector<float> img(static_cast<size_t>(B * S * S * 3));
+          model::Arena arena(m->backend());
+          m->decode(codes->data(), B, img.data(), arena);
+          *out = image_bytes(img, {B, S, S, 3});
+        },
+        [out](Napi::Env e) { return wrap_tensor(e, *out); });
+  });
+}
+
+// reconstruct(images, {steps, cfg, temperature, topK, seed, template})
+Napi::Value ModelWrap::Reconstruct(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    auto lease = std::make_unique<ModelLease>(Live(), ModelLease::Read, "model.reconstruct");
+    ModelState* st = &lease->state();
+    const ModelConfig& c = lease->model().config();
+    auto images = std::make_shared<ImageBatch>(read_images(env, info[0], c.image_size, "images"));
+    Options o(info[1], "reconstruct options");
+    const model::SampleOptions so = sample_options(o, c);
+    const std::string tmpl = o.string("template", model::TrainerOptions().template_text);
+    auto out = std::make_shared<std::unique_ptr<HostTensor>>();
+    return submit(
+        env, info, std::move(lease),
+        [st, images, so, tmpl, out] {
+          RecaModel& m = *st->model;
+          const int64_t S = m.config().image_size, B = images->B;
+          std::vector<float> img(static_cast<size_t>(B * S * S * 3));
+          model::Sampler sampler(m);
+          sampler.reconstruct(images->bytes.data(), B, tmpl, so, img.data());
+          st->sampler_bytes.store(sampler.activation_bytes());
+          *out = image_bytes(img, {B, S, S, 3});
+        },
+        [out](Napi::Env e) { return wrap_tensor(e, *out); });
+  });
+}
+
+// generate(prompts, {steps, cfg, temperature, topK, seed})
+Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    auto lease = std::make_unique<ModelLease>(Live(), ModelLease::Read, "model.generate");
+    ModelState* st = &lease->state();
+    const ModelConfig& c = lease->model().config();
+    auto prompts = std::make_shared<std::vector<int32_t>>();
+    int64_t B = 0;
+    read_texts(info[0], -1, c.max_text_len, prompts.get(), "prompts", &B);
+    Options o(info[1], "generate options");
+    const model::SampleOptions so = sample_options(o, c);
+    auto out = std::make_shared<std::unique_ptr<HostTensor>>();
+    return submit(
+        env, info, std::move(lease),
+        [st, prompts, B, so, out] {
+          RecaModel& m = *st->model;
+          const int64_t S = m.config().image_size;
+          std::vector<float> img(static_cast<size_t>(B * S * S * 3));
+          model::Sampler sampler(m);
+          sampler.generate(prompts->data(), B, so, img.data());
+          st->sampler_bytes.store(sampler.activation_bytes());
+          *out = image_bytes(img, {B, S, S, 3});
+        },
+        [out](Napi::Env e) { return wrap_tensor(e, *out); });
+  });
+}
+
+// caption(images, {maxLength}) -> Promise<string[]>
+Napi::Value ModelWrap::Caption(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    auto lease = std::make_unique<ModelLease>(Live(), ModelLease::Read, "model.caption");
+    ModelState* st = &lease->state();
+    const ModelConfig& c = lease->model().config();
+    auto images = std::make_shared<ImageBatch>(read_images(env, info[0], c.image_size, "images"));
+    Options o(info[1], "caption options");
+    const int64_t T = c.max_text_len;
+    const int64_t max_len = o.integer("maxLength", T, 1, T);
+    auto out = std::make_shared<std::vector<std::string>>();
+    return submit(
+        env, info, std::move(lease),
+        [st, images, max_len, T, out] {
+          model::Sampler sampler(*st->model);
+          std::vector<int32_t> ids(static_cast<size_t>(images->B * T));
+          sampler.caption(images->bytes.data(), images->B, max_len, ids.data());
+          st->sampler_bytes.store(sampler.activation_bytes());
+          for (int64_t b = 0; b < images->B; ++b) {
+            std::string s;
+            for (int64_t i = 0; i < T && ids[b * T + i] < 256; ++i)
+              s.push_back(static_cast<char>(ids[b * T + i]));
+            out->push_back(std::move(s));
+          }
+        },
+        [out](Napi::Env e) -> Napi::Value {
+          Napi::Array a = Napi::Array::New(e, out->size());
+          // Invalid UTF-8 from an untrained model becomes U+FFFD.
+          for (size_t i = 0; i < out->size(); ++i)
+            a.Set(static_cast<uint32_t>(i), Napi::String::New(e, (*out)[i]));
+          return a;
+        });
+  });
+}
+
+// save(path, {dtype, trainer}) -> Promise<void>
+Napi::Value ModelWrap::Save(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const std::string path = path_arg(info[0], "save path");
+    Options o(info[1], "save options");
+    const std::string dt = o.string("dtype", "float32");
+    StDtype storage;
+    if (dt == "float32") storage = StDtype::F32;
+    else if (dt == "float16") storage = StDtype::F16;
+    else if (dt == "bfloat16") storage = StDtype::BF16;
+    else fail(ErrorCode::InvalidArgument, "save dtype must be 'float32', 'float16' or 'bfloat16', got '%s'", dt.c_str());
+    std::shared_ptr<TrainerState> trainer;
+    if (o.has("trainer")) {
+      trainer = TrainerWrap::From(env, o.get("trainer"), "save options.trainer");
+      RECA_CHECK(trainer->model == Live(), InvalidArgument,
+                 "save options.trainer trains another model: save it with that model");
+    }
+    auto lease = std::make_unique<ModelLease>(Live(), ModelLease::Read, "model.save");
+    ModelState* st = &lease->state();
+    return submit(
+        env, info, std::move(lease),
+        [st, trainer, path, storage] {
+          model::save_checkpoint(path, *st->model, trainer ? trainer->trainer.get() : nullptr,
+                                 storage);
+        },
+        [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
+  });
+}
+
+// loadParameters(path): the parameters of a checkpoint of this very config;
+// anything else is E_CHECKPOINT and the model is left as it was.
+Napi::Value ModelWrap::LoadParameters(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const std::string path = path_arg(info[0], "loadParameters path");
+    auto lease = std::make_unique<ModelLease>(Live(), ModelLease::Write, "model.loadParameters");
+    ModelState* st = &lease->state();
+    return submit(
+        env, info, std::move(lease),
+        [st, path] { model::load_checkpoint(path).apply_to_model(*st->model); },
+        [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
+  });
+}
+
+Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
+  if (state_) state_->disposed = true;  // its trainers turn E_DISPOSED too
+  Release(info.Env());                  // idempotent
+  return info.Env().Undefined();
+}
+
+// ---- TrainerWrap -------------------------------------------------------------
+
+Napi::Function TrainerWrap::Define(Napi::Env env) {
+  return DefineClass(env, "NativeTrainer",
+                     {
+                         InstanceAccessor<&TrainerWrap::GetSteps>("steps"),
+                         InstanceAccessor<&TrainerWrap::GetDisposed>("disposed"),
+                         InstanceAccessor<&TrainerWrap::GetOptions>("optionsJson"),
+                         InstanceMethod<&TrainerWrap::Step>("step"),
+                         InstanceMethod<&TrainerWrap::Load>("load"),
+                         InstanceMethod<&TrainerWrap::Dispose>("dispose"),
+                     });
+}
+
+std::shared_ptr<TrainerState> TrainerWrap::From(Napi::Env env, const Napi::Value& value,
+                                                const char* what) {
+  RecaAddon* addon = env.GetInstanceData<RecaAddon>();
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addon->trainer_class.Value()))
+    fail(ErrorCode::InvalidArgument, "%s must be a Trainer", what);
+  return Unwrap(value.As<Napi::Object>())->Live();
+}
+
+TrainerWrap::TrainerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainerWrap>(info) {
+  Napi::Env env = info.Env();
+  guarded(env, [&]() -> Napi::Value {
+    std::shared_ptr<ModelState> ms = ModelWrap::From(env, info[0], "the trainer's model");
+    Options o(info[1], "trainer options");
+    model::TrainerOptions t;
+    t.weight_reca = o.number("weightReca", t.weight_reca);
+    t.weight_t2i = o.number("weightT2i", t.weight_t2i);
+    t.weight_i2t = o.number("weightI2t", t.weight_i2t);
+    t.tokenizer = o.boolean("tokenizer", t.tokenizer);
+    t.micro_batch = o.integer("microBatch", t.micro_batch, 0, int64_t(1) << 40);
+    t.lr = o.number("lr", t.lr);
+    t.beta1 = o.number("beta1", t.beta1);
+    t.beta2 = o.number("beta2", t.beta2);
+    t.eps = o.number("eps", t.eps);
+    t.weight_decay = o.number("weightDecay", t.weight_decay);
+    t.warmup = o.integer("warmup", t.warmup, 0, int64_t(1) << 40);
+    t.total_steps = o.integer("totalSteps", t.total_steps, 0, int64_t(1) << 40);
+    const std::string schedule = o.string("schedule", "constant");
+    if (schedule == "constant") t.schedule = model::Schedule::Constant;
+    else if (schedule == "cosine") t.schedule = model::Schedule::Cosine;
+    else fail(ErrorCode::InvalidArgument, "schedule.kind must be 'constant' or 'cosine', got '%s'", schedule.c_str());
+    t.min_lr = o.number("minLr", t.min_lr);
+    t.max_grad_norm = o.number("maxGradNorm", t.max_grad_norm);
+    t.ema = o.number("ema", t.ema);
+    t.cond_dropout = o.number("condDropout", t.cond_dropout);
+    t.cond_grad_scale = o.number("condGradScale", t.cond_grad_scale);
+    t.trainable.und = o.boolean("trainUnd", t.trainable.und);
+    t.trainable.conn = o.boolean("trainConn", t.trainable.conn);
+    t.trainable.vq = o.boolean("trainVq", t.trainable.vq);
+    t.trainable.gen = o.boolean("trainGen", t.trainable.gen);
+    t.seed = o.seed("seed", t.seed);
+    t.template_text = o.string("template", t.template_text);
+    // The EMA starts from the parameters: they must not be changing now.
+    ModelLease lease(ms, ModelLease::Write, "new Trainer");
+    auto state = std::make_shared<TrainerState>();
+    state->model = ms;
+    state->trainer = std::make_unique<model::Trainer>(*ms->model, t);
+    ms->trainers.push_back(state.get());
+    state_ = std::move(state);
+    reported_bytes_ = state_->trainer->state_bytes();
+    Napi::MemoryManagement::AdjustExternalMemory(env, reported_bytes_);
+    return env.Undefined();
+  });
+}
+
+void TrainerWrap::Finalize(Napi::Env env) { Release(env); }
+
+void TrainerWrap::Release(Napi::Env env) {
+  state_.reset();
+  if (reported_bytes_ != 0) {
+    Napi::MemoryManagement::AdjustExternalMemory(env, -reported_bytes_);
+    reported_bytes_ = 0;
+  }
+}
+
+const std::shared_ptr<TrainerState>& TrainerWrap::Live() const {
+  if (!state_) fail(ErrorCode::Disposed, "this trainer was disposed");
+  return state_;
+}
+
+Napi::Value TrainerWrap::GetSteps(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    return Napi::Number::New(info.Env(), static_cast<double>(Live()->steps_done.load()));
+  });
+}
+
+Napi::Value TrainerWrap::GetDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !state_);
+}
+
+Napi::Value TrainerWrap::GetOptions(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    return Napi::String::New(info.Env(),
+                             model::trainer_options_to_json(Live()->trainer->options()));
+  });
+}
+
+// step(images, captions?) -> Promise<StepResult>
+Napi::Value TrainerWrap::Step(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    std::shared_ptr<TrainerState> ts = Live();
+    auto lease = std::make_unique<ModelLease>(ts->model, ModelLease::Write, "trainer.step");
+    const ModelConfig& c = lease->model().config();
+    const model::TrainerOptions& opt = ts->trainer->options();
+    auto images = std::make_shared<ImageBatch>(read_images(env, info[0], c.image_size, "images"));
+    auto captions = std::make_shared<std::vector<int32_t>>();
+    const bool need = !opt.tokenizer && (opt.weight_t2i > 0 || opt.weight_i2t > 0);
+    int64_t cut = 0;
+    if (!info[1].IsUndefined() && !info[1].IsNull()) {
+      cut = read_texts(info[1], images->B, c.max_text_len, captions.get(), "captions");
+    } else {
+      RECA_CHECK(!need, InvalidArgument,
+                 "this trainer's tasks include %s, which need captions: pass {images, captions} "
+                 "with one caption per image",
+                 opt.weight_t2i > 0 ? "t2i" : "i2t");
+    }
+    if (!need) captions->clear();
+    auto stats = std::make_shared<model::StepStats>();
+    return submit(
+        env, info, std::move(lease),
+        [ts, images, captions, stats] {
+          model::StepBatch b;
+          b.B = images->B;
+          b.images = images->bytes.data();
+          b.captions = captions->empty() ? nullptr : captions->data();
+          *stats = ts->trainer->step(b);
+          ts->activation_bytes.store(ts->trainer->activation_bytes());
+          ts->steps_done.store(ts->trainer->steps_done());
+        },
+        [stats, cut](Napi::Env e) -> Napi::Value {
+          const model::StepStats& s = *stats;
+          auto num = [&](double v) { return Napi::Number::New(e, v); };
+          Napi::Object r = Napi::Object::New(e);
+          r.Set("step", num(static_cast<double>(s.step)));
+          r.Set("loss", num(s.loss));
+          Napi::Object losses = Napi::Object::New(e);
+          if (!std::isnan(s.loss_reca)) losses.Set("reca", num(s.loss_reca));
+          if (!std::isnan(s.loss_t2i)) losses.Set("t2i", num(s.loss_t2i));
+          if (!std::isnan(s.loss_i2t)) losses.Set("i2t", num(s.loss_i2t));
+          if (!std::isnan(s.loss_tokenizer)) losses.Set("tokenizer", num(s.loss_tokenizer));
+          r.Set("losses", losses);
+          r.Set("gradNorm", num(s.grad_norm));
+          r.Set("clipScale", num(s.clip_scale));
+          r.Set("lr", num(s.lr));
+          r.Set("images", num(static_cast<double>(s.images)));
+          r.Set("seconds", num(s.seconds));
+          r.Set("cutBytes", num(static_cast<double>(cut)));
+          return r;
+        });
+  });
+}
+
+// load(path): parameters, moments, EMA and step count from a checkpoint saved
+// with a trainer of the same config and trainable set; on any mismatch
+// E_CHECKPOINT and nothing changes.
+Napi::Value TrainerWrap::Load(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    std::shared_ptr<TrainerState> ts = Live();
+    const std::string path = path_arg(info[0], "trainer.load path");
+    auto lease = std::make_unique<ModelLease>(ts->model, ModelLease::Write, "trainer.load");
+    return submit(
+        env, info, std::move(lease),
+        [ts, path] {
+          model::load_checkpoint(path).apply(*ts->model->model, ts->trainer.get());
+          ts->steps_done.store(ts->trainer->steps_done());
+        },
+        [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
+  });
+}
+
+Napi::Value TrainerWrap::Dispose(const Napi::CallbackInfo& info) {
+  Release(info.Env());
+  return info.Env().Undefined();
+}
+
+}  // namespace reca::addon

@@ -54,7 +54,9 @@ class EventTimer {
 // trans_b, [N,K]; densely packed; C does not alias A, B or bias. Same contract as
 // reca::cpu::matmul.
 //   Fp32: fp32 FFMA SGEMM (128×128 tiles, 8×8 per thread), fp32 accumulation in
-//         a fixed order: deterministic, ~1e-6 relative error.
+//         a fixed order: deterministic, ~1e-6 relative error. Shapes with fewer
+//         tiles than the GPU has block slots split K into 2..4 slices summed in
+//         order (the split depends on the shape and the SM count only).
 //   Tf32: tensor cores (mma.sync m16n8k8 TF32): inputs rounded to 10-bit
 //         mantissas, fp32 accumulation: ~1e-4..1e-3 relative error. A documented
 //         reduced-precision mode, off by default.

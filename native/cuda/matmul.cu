@@ -4,14 +4,11 @@
 //   sgemm_fp32  FFMA, 128×128 block tile, BK 8, 256 threads each holding an
 //               8×8 accumulator block; 128-bit global loads when the layout
 //               allows; shared-memory tiles double-buffered through registers.
-//   sgemm_tf32  tensor cores through WMMA (mma.sync m16n8k8 TF32 in SASS),
-//               128×128×32 tiles, 8 warps of 64×32: inputs rounded to TF32
-//               (10-bit mantissa), fp32 accumulation. Reduced precision.
+//   sgemm_tf32  tensor cores, mma.sync m16n8k8 TF32 with explicit fragments,
+//               128×128×32 tiles, 8 warps of 64×32, cp.async 3-stage (2 on
+//               parts with < 108 KB of shared memory a block): inputs rounded
+//               to TF32 (10-bit mantissa), fp32 accumulation. Reduced precision.
 // Both keep a fixed summation order: the same inputs give the same bits.
-#include <mma.h>
-
-#include <type_traits>
-
 #include "cuda/cuda_check.cuh"
 #include "cuda/cuda_ops.h"
 
@@ -45,22 +42,28 @@ __device__ __forceinline__ void load4(float (&r)[4], const float* p, bool row_ok
 // C tile [BM, BN] at (blockIdx.y·BM, blockIdx.x·BN). Thread (ty, tx) = (t/16,
 // t%16) owns rows {ty·4 + i, 64 + ty·4 + i} and cols {tx·4 + j, 64 + tx·4 + j},
 // i, j < 4: shared reads are float4 broadcasts (A) and 16 distinct float4 (B).
-template <bool TA, bool TB, bool VEC>
+// Split K: block z sums k in [z·k_slice, min(K, (z+1)·k_slice)) and writes
+// C + z·M·N. SPLIT = false compiles to the plain kernel (kb = 0, ke = K).
+template <bool TA, bool TB, bool VEC, bool SPLIT>
 __global__ void __launch_bounds__(kThreads, 2)
     sgemm_fp32(float* __restrict__ C, const float* __restrict__ A, const float* __restrict__ B,
-               const float* __restrict__ bias, int M, int N, int K, bool accumulate) {
+               const float* __restrict__ bias, int M, int N, int K, bool accumulate, int k_slice) {
   __shared__ __align__(16) float As[2][BK][BM + kPad];  // As[k][m]
   __shared__ __align__(16) float Bs[2][BK][BN + kPad];  // Bs[k][n]
   const int t = threadIdx.x;
   const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int kb = SPLIT ? blockIdx.z * k_slice : 0;
+  // A slice that ends before K ends on a whole BK tile (k_slice % BK == 0), so
+  // the loads need masking only against K itself.
+  const int ke = !SPLIT || K - kb < k_slice ? K : kb + k_slice;
 
   // Global load coordinates for this thread (one float4-worth of A and of B).
   // A not transposed ([M,K], contiguous k): row m0 + t/2, k 4·(t%2).
   // A transposed ([K,M], contiguous m): k t/32, m 4·(t%32). B mirrors that.
   const int a_r = TA ? t / 32 : t / 2, a_c = TA ? (t % 32) * 4 : (t % 2) * 4;
   const int b_r = TB ? t / 2 : t / 32, b_c = TB ? (t % 2) * 4 : (t % 32) * 4;
-  const float* pa = TA ? A + int64_t(a_r) * M + m0 + a_c : A + int64_t(m0 + a_r) * K + a_c;
-  const float* pb = TB ? B + int64_t(n0 + b_r) * K + b_c : B + int64_t(b_r) * N + n0 + b_c;
+  const float* pa = TA ? A + int64_t(kb + a_r) * M + m0 + a_c : A + int64_t(m0 + a_r) * K + kb + a_c;
+  const float* pb = TB ? B + int64_t(n0 + b_r) * K + kb + b_c : B + int64_t(kb + b_r) * N + n0 + b_c;
   const int64_t a_step = TA ? int64_t(BK) * M : BK;
   const int64_t b_step = TB ? BK : int64_t(BK) * N;
 
@@ -93,9 +96,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     for (int j = 0; j < 8; ++j) acc[i][j] = 0.0f;
 
   const int ty = t / 16, tx = t % 16;
-  const int tiles = (K + BK - 1) / BK;
+  const int tiles = SPLIT ? (ke > kb ? (ke - kb + BK - 1) / BK : 0) : (K + BK - 1) / BK;
   if (tiles > 0) {
-    load_tiles(0);
+    load_tiles(kb);
     store_tiles(0);
     __syncthreads();
   }
@@ -105,7 +108,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (more) {  // next slice's global loads in flight during this slice's math
       pa += a_step;
       pb += b_step;
-      load_tiles((kt + 1) * BK);
+      load_tiles(kb + (kt + 1) * BK);
     }
 #pragma unroll
     for (int k = 0; k < BK; ++k) {
@@ -127,7 +130,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     __syncthreads();
   }
 
-  // Epilogue: C = (accumulate ? C : 0) + acc + bias.
+  // Epilogue: C = (accumulate ? C : 0) + acc + bias. (The slice offset is
+  // applied only here: one register less through the main loop.)
+  if (SPLIT) C += int64_t(blockIdx.z) * M * N;
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
     const int row = m0 + (i < 4 ? ty * 4 + i : 64 + ty * 4 + i - 4);
@@ -162,107 +167,227 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
-// ---------------------------------------------------------------- TF32 WMMA
-namespace wmma = nvcuda::wmma;
-constexpr int TBK = 32;
-constexpr int kLdK = TBK + 4;  // rows of 36 floats (k contiguous)
-constexpr int kLdMN = BM + 4;  // rows of 132 floats (m or n contiguous)
-constexpr int kTileFloats = BM * kLdK > TBK * kLdMN ? BM * kLdK : TBK * kLdMN;
-
-// C tile [128, 128]; warp w computes rows (w/4)·64 .. +64, cols (w%4)·32 .. +32
-// as 4×2 fragments of 16×16. Shared tiles keep the global layout (k- or
-// m/n-contiguous) and the fragment layout follows: coalesced, conflict-free
-// stores either way.
-template <bool TA, bool TB>
+// C[i] = (accumulate ? C[i] : 0) + (Σ_z part[z, i], z in order) + bias[i % N]:
+// the split-K slices combined in a fixed order. i over M·N/L vectors of L.
+template <class V>
 __global__ void __launch_bounds__(kThreads)
-    sgemm_tf32(float* __restrict__ C, const float* __restrict__ A, const float* __restrict__ B,
-               const float* __restrict__ bias, int M, int N, int K, bool accumulate) {
-  __shared__ __align__(128) float As[kTileFloats];
-  __shared__ __align__(128) float Bs[kTileFloats];
-  using LayoutA = typename std::conditional<TA, wmma::col_major, wmma::row_major>::type;
-  using LayoutB = typename std::conditional<TB, wmma::col_major, wmma::row_major>::type;
-  const int t = threadIdx.x, warp = t / 32, lane = t % 32;
-  const int wm = warp / 4, wn = warp % 4;
-  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-
-  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[4][2];
+    sum_k_slices(float* __restrict__ C, const float* __restrict__ part, const float* __restrict__ bias,
+                 int64_t mn, int N, int slices, bool accumulate) {
+  constexpr int L = sizeof(V) / sizeof(float);
+  const int64_t n = mn / L;
+  for (int64_t i = blockIdx.x * int64_t(kThreads) + threadIdx.x; i < n; i += int64_t(gridDim.x) * kThreads) {
+    V v = reinterpret_cast<const V*>(part)[i];
+    float* ve = reinterpret_cast<float*>(&v);
+    for (int z = 1; z < slices; ++z) {
+      const V p = reinterpret_cast<const V*>(part + int64_t(z) * mn)[i];
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+      for (int l = 0; l < L; ++l) ve[l] += reinterpret_cast<const float*>(&p)[l];
+    }
+    if (bias) {
+      const V b = reinterpret_cast<const V*>(bias)[i % (N / L)];
 #pragma unroll
-    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+      for (int l = 0; l < L; ++l) ve[l] += reinterpret_cast<const float*>(&b)[l];
+    }
+    if (accumulate) {
+      const V c = reinterpret_cast<const V*>(C)[i];
+#pragma unroll
+      for (int l = 0; l < L; ++l) ve[l] += reinterpret_cast<const float*>(&c)[l];
+    }
+    reinterpret_cast<V*>(C)[i] = v;
+  }
+}
 
-  for (int k0 = 0; k0 < K; k0 += TBK) {
-    // 4096 elements of each tile, 16 per thread, consecutive threads on
-    // consecutive global addresses.
+// ---------------------------------------------------------------- TF32 mma.sync
+// Block tile 128×128×32, 8 warps in a 2×4 grid, each 64×32 = 4×4 MMAs of
+// m16n8k8. Shared tiles keep the global layout: rows of kLdK = 36 floats when
+// k is contiguous (fragment reads hit banks (4g + t) % 32: conflict-free),
+// rows of kLdMN = 136 when m or n is (banks (8t + g) % 32: conflict-free).
+// Global → shared by cp.async (16-byte copies when VEC, else 4-byte; zero
+// fill past the edges), STAGES tiles deep so the copies of tile k+2 overlap
+// the math of tile k.
+constexpr int TBK = 32;
+constexpr int kLdK = TBK + 4;
+constexpr int kLdMN = BM + 8;
+constexpr int kTileFloats = BM * kLdK > TBK * kLdMN ? BM * kLdK : TBK * kLdMN;
+constexpr size_t tf32_smem_bytes(int stages) { return size_t(stages) * 2 * kTileFloats * sizeof(float); }
+
+__device__ __forceinline__ void cp_async16(float* dst, const float* src, bool ok) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(ok ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async4(float* dst, const float* src, bool ok) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src), "r"(ok ? 4 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// fp32 → TF32, round to nearest (ties away from zero), low 13 bits cleared.
+__device__ __forceinline__ uint32_t to_tf32(float v) {
+  return (__float_as_uint(v) + 0x1000u) & 0xffffe000u;
+}
+
+// One [128, 32] (KCONTIG: src [MN, K], element (mn, k) at src[mn·K + k] → dst[mn·kLdK + k])
+// or [32, 128] (src [K, MN], element at src[k·MN + mn] → dst[k·kLdMN + mn]) tile
+// of 4096 floats; consecutive threads copy consecutive global addresses.
+template <bool KCONTIG, bool VEC>
+__device__ __forceinline__ void tf32_load_tile(float* dst, const float* src, int MN, int K, int mn0,
+                                               int k0, int t) {
+  if (VEC) {
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int e = t + q * kThreads;
+      const int mn = KCONTIG ? e / 8 : (e % 32) * 4;
+      const int k = KCONTIG ? (e % 8) * 4 : e / 32;
+      const bool ok = mn0 + mn < MN && k0 + k < K;
+      const float* g = KCONTIG ? src + int64_t(mn0 + mn) * K + k0 + k : src + int64_t(k0 + k) * MN + mn0 + mn;
+      cp_async16(dst + (KCONTIG ? mn * kLdK + k : k * kLdMN + mn), ok ? g : src, ok);
+    }
+  } else {
 #pragma unroll 4
     for (int q = 0; q < 16; ++q) {
       const int e = t + q * kThreads;
-      if (TA) {  // A [K,M]: (k, m) = (e/128, e%128) → As[k][m]
-        const int k = e / BM, m = e % BM;
-        const bool ok = k0 + k < K && m0 + m < M;
-        As[k * kLdMN + m] = wmma::__float_to_tf32(ok ? A[int64_t(k0 + k) * M + m0 + m] : 0.0f);
-      } else {   // A [M,K]: (m, k) = (e/32, e%32) → As[m][k]
-        const int m = e / TBK, k = e % TBK;
-        const bool ok = k0 + k < K && m0 + m < M;
-        As[m * kLdK + k] = wmma::__float_to_tf32(ok ? A[int64_t(m0 + m) * K + k0 + k] : 0.0f);
-      }
-      if (TB) {  // B [N,K]: (n, k) = (e/32, e%32) → Bs[n][k]
-        const int n = e / TBK, k = e % TBK;
-        const bool ok = k0 + k < K && n0 + n < N;
-        Bs[n * kLdK + k] = wmma::__float_to_tf32(ok ? B[int64_t(n0 + n) * K + k0 + k] : 0.0f);
-      } else {   // B [K,N]: (k, n) = (e/128, e%128) → Bs[k][n]
-        const int k = e / BN, n = e % BN;
-        const bool ok = k0 + k < K && n0 + n < N;
-        Bs[k * kLdMN + n] = wmma::__float_to_tf32(ok ? B[int64_t(k0 + k) * N + n0 + n] : 0.0f);
-      }
+      const int mn = KCONTIG ? e / TBK : e % BM;
+      const int k = KCONTIG ? e % TBK : e / BM;
+      const bool ok = mn0 + mn < MN && k0 + k < K;
+      const float* g = KCONTIG ? src + int64_t(mn0 + mn) * K + k0 + k : src + int64_t(k0 + k) * MN + mn0 + mn;
+      cp_async4(dst + (KCONTIG ? mn * kLdK + k : k * kLdMN + mn), ok ? g : src, ok);
     }
-    __syncthreads();
+  }
+}
+
+__device__ __forceinline__ void mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+  asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// C tile [128, 128] at (blockIdx.y·128, blockIdx.x·128). Warp w owns rows
+// (w/4)·64 .. +64 and cols (w%4)·32 .. +32. Lane (g, t) = (lane/4, lane%4)
+// holds, per MMA, C rows g and g+8, cols 2t and 2t+1 (the m16n8 layout).
+template <bool TA, bool TB, bool VEC, int STAGES>
+__global__ void __launch_bounds__(kThreads, 2)
+    sgemm_tf32(float* __restrict__ C, const float* __restrict__ A, const float* __restrict__ B,
+               const float* __restrict__ bias, int M, int N, int K, bool accumulate) {
+  extern __shared__ __align__(16) float smem[];  // STAGES × (A tile, B tile)
+  const int t = threadIdx.x, warp = t / 32, lane = t % 32;
+  const int g = lane / 4, tq = lane % 4;
+  const int wm = (warp / 4) * 64, wn = (warp % 4) * 32;
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+
+  float acc[4][4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+  auto load_stage = [&](int stage, int k0) {
+    float* as = smem + stage * 2 * kTileFloats;
+    float* bs = as + kTileFloats;
+    tf32_load_tile<!TA, VEC>(as, A, M, K, m0, k0, t);  // A [M,K] is k-contiguous
+    tf32_load_tile<TB, VEC>(bs, B, N, K, n0, k0, t);   // B [N,K] (trans_b) is k-contiguous
+  };
+
+  const int tiles = (K + TBK - 1) / TBK;
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < tiles) load_stage(s, s * TBK);
+    cp_async_commit();  // empty groups keep the count uniform
+  }
+  for (int kt = 0; kt < tiles; ++kt) {
+    cp_async_wait<STAGES - 2>();  // this thread's copies of tile kt are done...
+    __syncthreads();              // ...and everyone's; tile kt−1's stage is free again
+    {
+      const int nk = kt + STAGES - 1;
+      if (nk < tiles) load_stage(nk % STAGES, nk * TBK);
+      cp_async_commit();
+    }
+    const float* as = smem + (kt % STAGES) * 2 * kTileFloats;
+    const float* bs = as + kTileFloats;
 #pragma unroll
     for (int kk = 0; kk < TBK; kk += 8) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, LayoutA> fa[4];
-      wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, LayoutB> fb[2];
+      uint32_t af[4][4], bf[4][2];
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int m = wm * 64 + i * 16;
-        if (TA) wmma::load_matrix_sync(fa[i], As + kk * kLdMN + m, kLdMN);
-        else wmma::load_matrix_sync(fa[i], As + m * kLdK + kk, kLdK);
+        const int r = wm + i * 16 + g;
+        if (TA) {  // As[k][m]
+          af[i][0] = to_tf32(as[(kk + tq) * kLdMN + r]);
+          af[i][1] = to_tf32(as[(kk + tq) * kLdMN + r + 8]);
+          af[i][2] = to_tf32(as[(kk + tq + 4) * kLdMN + r]);
+          af[i][3] = to_tf32(as[(kk + tq + 4) * kLdMN + r + 8]);
+        } else {   // As[m][k]
+          af[i][0] = to_tf32(as[r * kLdK + kk + tq]);
+          af[i][1] = to_tf32(as[(r + 8) * kLdK + kk + tq]);
+          af[i][2] = to_tf32(as[r * kLdK + kk + tq + 4]);
+          af[i][3] = to_tf32(as[(r + 8) * kLdK + kk + tq + 4]);
+        }
       }
 #pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        const int n = wn * 32 + j * 16;
-        if (TB) wmma::load_matrix_sync(fb[j], Bs + n * kLdK + kk, kLdK);
-        else wmma::load_matrix_sync(fb[j], Bs + kk * kLdMN + n, kLdMN);
+      for (int j = 0; j < 4; ++j) {
+        const int c = wn + j * 8 + g;
+        if (TB) {  // Bs[n][k]
+          bf[j][0] = to_tf32(bs[c * kLdK + kk + tq]);
+          bf[j][1] = to_tf32(bs[c * kLdK + kk + tq + 4]);
+        } else {   // Bs[k][n]
+          bf[j][0] = to_tf32(bs[(kk + tq) * kLdMN + c]);
+          bf[j][1] = to_tf32(bs[(kk + tq + 4) * kLdMN + c]);
+        }
       }
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+        for (int j = 0; j < 4; ++j) mma_tf32(acc[i][j], af[i], bf[j]);
     }
-    __syncthreads();
   }
+  cp_async_wait<0>();  // no copy outlives the block (only empty groups remain)
 
-  // Epilogue through a 16×16 shared scratch per warp (the A tile's space).
-  float* scratch = As + warp * 256;
+  // Epilogue: C = (accumulate ? C : 0) + acc + bias, straight from registers
+  // (a lane writes 2 adjacent floats; 4 lanes a 32-byte row segment).
 #pragma unroll
   for (int i = 0; i < 4; ++i)
 #pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      wmma::store_matrix_sync(scratch, acc[i][j], 16, wmma::mem_row_major);
-      __syncwarp();
+    for (int h = 0; h < 2; ++h) {
+      const int row = m0 + wm + i * 16 + g + 8 * h;
+      if (row >= M) continue;
+      float* crow = C + int64_t(row) * N;
 #pragma unroll
-      for (int q = 0; q < 8; ++q) {
-        const int e = lane + q * 32, r = e / 16, c = e % 16;
-        const int row = m0 + wm * 64 + i * 16 + r, col = n0 + wn * 32 + j * 16 + c;
-        if (row < M && col < N) {
-          float o = scratch[e];
-          if (bias) o += bias[col];
-          float* cp = C + int64_t(row) * N + col;
-          if (accumulate) o += *cp;
-          *cp = o;
+      for (int j = 0; j < 4; ++j) {
+        const int col = n0 + wn + j * 8 + 2 * tq;
+        float v0 = acc[i][j][2 * h], v1 = acc[i][j][2 * h + 1];
+        if (VEC) {  // N % 4 == 0: col < N means col + 1 < N; 8-byte aligned
+          if (col >= N) continue;
+          if (bias) v0 += bias[col], v1 += bias[col + 1];
+          if (accumulate) {
+            const float2 cc = *reinterpret_cast<const float2*>(crow + col);
+            v0 += cc.x, v1 += cc.y;
+          }
+          *reinterpret_cast<float2*>(crow + col) = make_float2(v0, v1);
+        } else {
+          if (col < N) crow[col] = v0 + (bias ? bias[col] : 0.0f) + (accumulate ? crow[col] : 0.0f);
+          if (col + 1 < N)
+            crow[col + 1] = v1 + (bias ? bias[col + 1] : 0.0f) + (accumulate ? crow[col + 1] : 0.0f);
         }
       }
-      __syncwarp();
     }
+}
+
+template <bool TA, bool TB, bool VEC, int STAGES>
+void launch_tf32(float* C, const float* A, const float* B, const float* bias, int M, int N, int K,
+                 bool accumulate, Stream stream) {
+  auto kernel = sgemm_tf32<TA, TB, VEC, STAGES>;
+  constexpr size_t smem = tf32_smem_bytes(STAGES);
+  RECA_CUDA_CALL("matmul: cudaFuncSetAttribute",
+                 cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  const dim3 grid((N + BN - 1) / BN, (M + BM - 1) / BM);
+  kernel<<<grid, kThreads, smem, stream>>>(C, A, B, bias, M, N, K, accumulate);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -270,16 +395,68 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 template <bool TA, bool TB>
 void launch(float* C, const float* A, const float* B, const float* bias, int M, int N, int K,
             bool accumulate, Stream stream, MatmulPrecision precision) {
-  const dim3 grid((N + BN - 1) / BN, (M + BM - 1) / BM);
-  if (precision == MatmulPrecision::Tf32) {
-    sgemm_tf32<TA, TB><<<grid, kThreads, 0, stream>>>(C, A, B, bias, M, N, K, accumulate);
-    return;
-  }
   // 16-byte accesses need every contiguous dimension % 4 == 0 and aligned bases.
   const bool vec = (TA ? M : K) % 4 == 0 && (TB ? K : N) % 4 == 0 && N % 4 == 0 && aligned16(A) &&
                    aligned16(B) && aligned16(C) && (!bias || aligned16(bias));
-  if (vec) sgemm_fp32<TA, TB, true><<<grid, kThreads, 0, stream>>>(C, A, B, bias, M, N, K, accumulate);
-  else sgemm_fp32<TA, TB, false><<<grid, kThreads, 0, stream>>>(C, A, B, bias, M, N, K, accumulate);
+  if (precision == MatmulPrecision::Tf32) {
+    // Three stages need 108 KB of shared memory a block: Hopper and the A100
+    // have it, other sm_8x parts (99 KB) take two.
+    int dev = 0, optin = 0;
+    RECA_CUDA_CALL("matmul: cudaGetDevice", cudaGetDevice(&dev));
+    RECA_CUDA_CALL("matmul: cudaDeviceGetAttribute",
+                   cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    if (vec && size_t(optin) >= tf32_smem_bytes(3))
+      launch_tf32<TA, TB, true, 3>(C, A, B, bias, M, N, K, accumulate, stream);
+    else if (vec)
+      launch_tf32<TA, TB, true, 2>(C, A, B, bias, M, N, K, accumulate, stream);
+    else
+      launch_tf32<TA, TB, false, 2>(C, A, B, bias, M, N, K, accumulate, stream);
+    return;
+  }
+  // Fewer 128×128 tiles than block slots (2 per SM) leaves SMs idle for the
+  // whole run: then split K into S slices (each ≥ 256 deep, a multiple of BK)
+  // picking the S in 2..4 with the fewest waves per slice, ceil(tiles·S /
+  // slots) / S, if it beats one wave by 20%; slices summed in order after.
+  const int gx = (N + BN - 1) / BN, gy = (M + BM - 1) / BM;
+  const int64_t tiles = int64_t(gx) * gy;
+  int dev = 0, sms = 0;
+  RECA_CUDA_CALL("matmul: cudaGetDevice", cudaGetDevice(&dev));
+  RECA_CUDA_CALL("matmul: cudaDeviceGetAttribute",
+                 cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int64_t slots = 2LL * sms;
+  int split = 1;
+  double best = 1.0;
+  for (int s = 2; tiles < slots && s <= 4 && K >= 256 * s; ++s) {
+    const double cost = double((tiles * s + slots - 1) / slots) / s;
+    if (cost < 0.8 * best) best = cost, split = s;
+  }
+  if (split == 1) {
+    const dim3 grid(gx, gy);
+    if (vec) sgemm_fp32<TA, TB, true, false><<<grid, kThreads, 0, stream>>>(C, A, B, bias, M, N, K, accumulate, K);
+    else sgemm_fp32<TA, TB, false, false><<<grid, kThreads, 0, stream>>>(C, A, B, bias, M, N, K, accumulate, K);
+    return;
+  }
+  const int k_slice = (K / split + BK - 1) / BK * BK;
+  const int64_t mn = int64_t(M) * N;
+  float* part = nullptr;  // [split, M, N]
+  RECA_CUDA_CALL("matmul: cudaMallocAsync",
+                 cudaMallocAsync(reinterpret_cast<void**>(&part), size_t(split) * mn * sizeof(float), stream));
+  const dim3 grid(gx, gy, split);
+  if (vec) sgemm_fp32<TA, TB, true, true><<<grid, kThreads, 0, stream>>>(part, A, B, nullptr, M, N, K, false, k_slice);
+  else sgemm_fp32<TA, TB, false, true><<<grid, kThreads, 0, stream>>>(part, A, B, nullptr, M, N, K, false, k_slice);
+  cudaError_t err = cudaGetLastError();
+  if (err == cudaSuccess) {
+    if (vec)
+      sum_k_slices<float4><<<detail::grid_1d(mn / 4, kThreads, 8LL * sms), kThreads, 0, stream>>>(
+          C, part, bias, mn, N, split, accumulate);
+    else
+      sum_k_slices<float><<<detail::grid_1d(mn, kThreads, 8LL * sms), kThreads, 0, stream>>>(
+          C, part, bias, mn, N, split, accumulate);
+    err = cudaGetLastError();
+  }
+  const cudaError_t ferr = cudaFreeAsync(part, stream);
+  if (err == cudaSuccess) err = ferr;
+  RECA_CUDA_CALL("matmul", err);
 }
 
 }  // namespace

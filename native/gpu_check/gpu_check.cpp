@@ -300,6 +300,26 @@ void check_layernorm(int64_t rows, int64_t C) {
   record_check("layernorm_backward dx", s, rel_l2(dx.data(), dxr.data(), n), 1e-5);
   record_check("layernorm_backward dw", s, rel_l2(dw.data(), dwr.data(), C), 1e-5);
   record_check("layernorm_backward db", s, rel_l2(db.data(), dbr.data(), C), 1e-5);
+  // dw/db are reductions over rows: the same inputs must give the same bits (dx too).
+  reca::cuda::copy_to_device(d_dx.p, dx0.data(), n * 4, g_stream);
+  reca::cuda::copy_to_device(d_dw.p, dw0.data(), C * 4, g_stream);
+  reca::cuda::copy_to_device(d_db.p, db0.data(), C * 4, g_stream);
+  reca::cuda::layernorm_backward(d_dx.f(), d_dw.f(), d_db.f(), d_dy.f(), d_x.f(), d_w.f(), d_meanr.f(),
+                                 d_rstdr.f(), rows, C, g_stream);
+  const std::vector<float> dx2 = to_host(d_dx, n), dw2 = to_host(d_dw, C), db2 = to_host(d_db, C);
+  const bool same = std::memcmp(dx.data(), dx2.data(), n * 4) == 0 &&
+                    std::memcmp(dw.data(), dw2.data(), C * 4) == 0 &&
+                    std::memcmp(db.data(), db2.data(), C * 4) == 0;
+  record_check("layernorm_backward run-to-run bits", s, same ? 0.0 : 1.0, 0.0);
+  // Only some gradients asked for: the others are left alone (null), the asked ones still right.
+  std::vector<double> dwr2 = to_double(dw0);
+  reca::cpu::ref::layernorm_backward(static_cast<double*>(nullptr), dwr2.data(), static_cast<double*>(nullptr),
+                                     dyd.data(), xd.data(), wd.data(), mfd.data(), rfd.data(), rows, C);
+  reca::cuda::copy_to_device(d_dw.p, dw0.data(), C * 4, g_stream);
+  reca::cuda::layernorm_backward(nullptr, d_dw.f(), nullptr, d_dy.f(), d_x.f(), d_w.f(), d_meanr.f(),
+                                 d_rstdr.f(), rows, C, g_stream);
+  const std::vector<float> dw3 = to_host(d_dw, C);
+  record_check("layernorm_backward dw only", s, rel_l2(dw3.data(), dwr2.data(), C), 1e-5);
 }
 
 void check_adamw(int64_t n, bool decay, bool ema, int misalign) {
@@ -621,6 +641,7 @@ int main(int argc, char** argv) {
         {200, 96, 100, true, true, true, false, 1}, {129, 3, 0, false, false, true, true, 0},
         {3104, 2304, 768, false, true, false, true, 0}, {3104, 768, 3072, false, true, true, true, 0},
         {3104, 3072, 768, false, false, false, false, 0}, {768, 3072, 3104, true, false, true, false, 0},
+        {260, 132, 68, true, true, false, true, 0},   {132, 260, 36, false, false, true, true, 0},
     };
     for (const MatmulCase& c : cases) check_matmul(c, P::Fp32, c.K <= 1024 ? 1e-5 : 3e-5);
     for (const MatmulCase& c : cases) check_matmul(c, P::Tf32, 1e-3);
@@ -628,9 +649,13 @@ int main(int argc, char** argv) {
     check_matmul_deterministic(3104, 768, 3072, P::Tf32);
 
     say("\n== correctness: gelu, layernorm, adamw (fp32 vs float64 reference)\n");
-    for (auto s : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {17, 33}, {33, 1027}, {3104, 3072}})
+    for (auto s : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {17, 33}, {33, 1027}, {3104, 3072},
+                   {1001, 768}, {5, 4}})
       check_gelu(s.first, s.second);
-    for (auto s : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {17, 64}, {33, 1027}, {3104, 768}})
+    // C covers the fused backward (float4: 64, 300, 768, 1024; scalar: 1, 7, 130)
+    // and the wide-row path (258 scalar, 1027, 1028); rows not a multiple of 16.
+    for (auto s : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {17, 64}, {33, 1027}, {3104, 768},
+                   {1000, 768}, {45, 300}, {19, 130}, {21, 258}, {50, 1024}, {9, 1028}})
       check_layernorm(s.first, s.second);
     for (int64_t n : {1, 7, 4099, 1 << 20}) {
       check_adamw(n, true, true, 0);

@@ -168,6 +168,10 @@ function formatInfo(i: EngineInfo): string {
     }
     if (cuda.devices.length === 0) lines.push(`         no devices: ${cuda.reason}`);
   }
+  const variant = i.cudaArtifact;
+  if (variant && !variant.used && variant.reason !== 'not installed') {
+    lines.push(`         CUDA variant not used (${variant.reason}): ${variant.path}`);
+  }
   return lines.join('\n');
 }
 

@@ -6,11 +6,11 @@
 import './dispose';
 
 import { RecaError } from './errors';
-import { addon, load as loadAddon, type Backend, type LoadOptions } from './loader';
+import { addon, load as loadAddon, type Backend, type CudaArtifactStatus, type LoadOptions } from './loader';
 import type { DType, Isa, KernelBenchRecord, NativeInfo, NativeTensor } from './native';
 
 export { RecaError, RECA_ERROR_CODES, isRecaError, type RecaErrorCode } from './errors';
-export type { Backend, LoadOptions } from './loader';
+export type { Backend, CudaArtifactStatus, LoadOptions } from './loader';
 export type { CudaDeviceInfo, DType, Isa, KernelBenchRecord } from './native';
 
 export interface EngineInfo extends NativeInfo {
@@ -18,6 +18,8 @@ export interface EngineInfo extends NativeInfo {
   backend: 'cpu' | 'cuda';
   /** The reca.node file that loaded. */
   addonPath: string;
+  /** The CUDA variant (prebuilds-cuda/): whether it is in use, or why not; null when not considered. */
+  cudaArtifact: CudaArtifactStatus | null;
 }
 
 /**
@@ -32,7 +34,7 @@ export function load(options: LoadOptions = {}): { backend: 'cpu' | 'cuda'; addo
 /** Versions, CPU SIMD level and threads, and what CUDA this build and machine offer. */
 export function info(): EngineInfo {
   const l = loadAddon();
-  return { ...l.addon.info(), backend: l.backend, addonPath: l.path };
+  return { ...l.addon.info(), backend: l.backend, addonPath: l.path, cudaArtifact: l.cudaArtifact };
 }
 
 function invalid(message: string): RecaError {

@@ -5,6 +5,12 @@
  * choice (build/Release, then prebuilds/<platform>-<arch>), then every other
  * candidate file. A failure throws one RecaError E_LOAD that lists each path
  * tried with its error, and the fix.
+ *
+ * The CUDA variant (prebuilds-cuda/<platform>-<arch>/reca.node, a separate
+ * artifact) is tried first only for backend `cuda` or `auto`, and only when a
+ * CUDA driver and device node are present on this machine. When it does not
+ * load or finds no device, the CPU addon loads as usual and info().loader
+ * records why.
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -20,12 +26,23 @@ export interface LoadOptions {
   backend?: Backend;
 }
 
+export interface CudaArtifactStatus {
+  /** prebuilds-cuda/<platform>-<arch>/reca.node */
+  path: string;
+  /** Whether it is the addon in use. */
+  used: boolean;
+  /** Why it is not (empty when it is). */
+  reason: string;
+}
+
 export interface Loaded {
   addon: NativeAddon;
   /** The .node file that loaded. */
   path: string;
   /** The backend in use: `cpu` or `cuda`. */
   backend: 'cpu' | 'cuda';
+  /** What became of the CUDA variant; null when it was not considered (RECA_ADDON_PATH, backend `cpu`). */
+  cudaArtifact: CudaArtifactStatus | null;
 }
 
 /** The package root (holds package.json, build/, prebuilds/). */
@@ -81,6 +98,82 @@ function candidates(): { files: string[]; attempts: Attempt[] } {
   return { files: [...new Set(files)], attempts };
 }
 
+/** The CUDA variant's path for this platform. */
+export function cudaArtifactPath(): string {
+  return path.join(packageRoot, 'prebuilds-cuda', `${process.platform}-${process.arch}`, 'reca.node');
+}
+
+const DRIVER_LIB_DIRS = [
+  '/usr/lib/x86_64-linux-gnu',
+  '/usr/lib/aarch64-linux-gnu',
+  '/usr/lib64',
+  '/usr/lib',
+  '/usr/local/nvidia/lib64',
+  '/usr/local/nvidia/lib',
+  '/usr/lib/wsl/lib',
+];
+
+let driverAnswer: string | undefined;
+
+/**
+ * Empty when a CUDA driver looks usable here, else why not. File checks only
+ * (no dlopen): a device node and libcuda.so.1 on the usual or
+ * LD_LIBRARY_PATH directories. Asked once per process.
+ */
+export function cudaDriverAbsence(): string {
+  if (driverAnswer !== undefined) return driverAnswer;
+  const devices = ['/dev/nvidia0', '/dev/dxg'];  // dxg: WSL2's GPU node
+  const dirs = [...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean), ...DRIVER_LIB_DIRS];
+  if (!devices.some((d) => fs.existsSync(d))) {
+    driverAnswer = 'no NVIDIA device node (/dev/nvidia0)';
+  } else if (!dirs.some((d) => fs.existsSync(path.join(d, 'libcuda.so.1')))) {
+    driverAnswer = 'no CUDA driver library (libcuda.so.1)';
+  } else {
+    driverAnswer = '';
+  }
+  return driverAnswer;
+}
+
+/** Loads and initializes one addon file; throws with the reason when it is not usable. */
+function requireOne(file: string): NativeAddon {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const addon = require(file) as NativeAddon;
+  if (typeof addon?.init !== 'function' || typeof addon?.info !== 'function') {
+    throw new Error('not a reca-engine addon (no init/info exports)');
+  }
+  addon.init(RecaError, packageVersion());
+  return addon;
+}
+
+/**
+ * The CUDA variant when it is present, a driver answers and it finds a device;
+ * otherwise null, with the reason in `status`. Never throws.
+ */
+function tryCudaArtifact(status: CudaArtifactStatus): NativeAddon | null {
+  if (!fs.existsSync(status.path)) {
+    status.reason = 'not installed';
+    return null;
+  }
+  const absent = cudaDriverAbsence();
+  if (absent) {
+    status.reason = absent;
+    return null;
+  }
+  try {
+    const addon = requireOne(status.path);
+    const cuda = addon.info().cuda;
+    if (!cuda.compiled) status.reason = 'built without CUDA';
+    else if (cuda.devices.length === 0) status.reason = cuda.reason || 'no CUDA device found';
+    else {
+      status.used = true;
+      return addon;
+    }
+  } catch (e) {
+    status.reason = `failed to load: ${firstLine(e)}`;
+  }
+  return null;
+}
+
 function loadError(attempts: Attempt[]): RecaError {
   const where = `${process.platform}-${process.arch}, Node ${process.version}, N-API ${process.versions.napi}`;
   const forced = process.env.RECA_ADDON_PATH
@@ -104,14 +197,7 @@ function requireAddon(): { addon: NativeAddon; path: string } {
       continue;
     }
     try {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const addon = require(file) as NativeAddon;
-      if (typeof addon?.init !== 'function' || typeof addon?.info !== 'function') {
-        attempts.push({ path: file, error: 'not a reca-engine addon (no init/info exports)' });
-        continue;
-      }
-      addon.init(RecaError, packageVersion());
-      return { addon, path: file };
+      return { addon: requireOne(file), path: file };
     } catch (e) {
       attempts.push({ path: file, error: firstLine(e) });
     }
@@ -119,20 +205,27 @@ function requireAddon(): { addon: NativeAddon; path: string } {
   throw loadError(attempts);
 }
 
-function pickBackend(addon: NativeAddon, requested: Backend): 'cpu' | 'cuda' {
+function checkBackendName(requested: Backend): void {
   if (!BACKENDS.includes(requested)) {
     throw new RecaError(
       'E_INVALID_ARGUMENT',
       `backend must be one of ${BACKENDS.join(', ')} (option backend or env RECA_BACKEND), got '${requested}'`,
     );
   }
+}
+
+function pickBackend(addon: NativeAddon, requested: Backend, artifact: CudaArtifactStatus | null): 'cpu' | 'cuda' {
+  checkBackendName(requested);
   if (requested === 'cpu') return 'cpu';
   const cuda = addon.info().cuda;
   const usable = cuda.compiled && cuda.devices.length > 0;
   if (requested === 'cuda' && !usable) {
+    const variant = artifact && !artifact.used && artifact.reason !== 'not installed'
+      ? ` (CUDA variant ${artifact.path}: ${artifact.reason})`
+      : '';
     throw new RecaError(
       'E_DEVICE',
-      `backend 'cuda' was requested but is not available: ${cuda.reason || 'no CUDA device found'}`,
+      `backend 'cuda' was requested but is not available: ${cuda.reason || 'no CUDA device found'}${variant}`,
     );
   }
   return usable ? 'cuda' : 'cpu';
@@ -145,10 +238,23 @@ function pickBackend(addon: NativeAddon, requested: Backend): 'cpu' | 'cuda' {
 export function load(options: LoadOptions = {}): Loaded {
   const requested = (options.backend ?? process.env.RECA_BACKEND ?? 'auto') as Backend;
   if (!loaded) {
-    const { addon, path: file } = requireAddon();
-    loaded = { addon, path: file, backend: pickBackend(addon, requested) };
+    checkBackendName(requested);
+    let artifact: CudaArtifactStatus | null = null;
+    let chosen: { addon: NativeAddon; path: string } | null = null;
+    if (!process.env.RECA_ADDON_PATH && requested !== 'cpu') {
+      artifact = { path: cudaArtifactPath(), used: false, reason: '' };
+      const cudaAddon = tryCudaArtifact(artifact);
+      if (cudaAddon) chosen = { addon: cudaAddon, path: artifact.path };
+    }
+    chosen ??= requireAddon();
+    loaded = {
+      addon: chosen.addon,
+      path: chosen.path,
+      backend: pickBackend(chosen.addon, requested, artifact),
+      cudaArtifact: artifact,
+    };
   } else if (options.backend !== undefined) {
-    loaded.backend = pickBackend(loaded.addon, requested);
+    loaded.backend = pickBackend(loaded.addon, requested, loaded.cudaArtifact);
   }
   return loaded;
 }

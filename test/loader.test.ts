@@ -58,6 +58,36 @@ describe('loader', () => {
     }
   });
 
+  test('the CUDA variant is skipped for backend cpu, and a broken one never takes the CPU addon down', async () => {
+    // A copy of the package: the CPU addon in build/Release, garbage as the CUDA variant.
+    const pkg = path.join(tmp, 'with-cuda-variant');
+    fs.mkdirSync(path.join(pkg, 'build', 'Release'), { recursive: true });
+    fs.cpSync(path.join(root, 'dist'), path.join(pkg, 'dist'), { recursive: true });
+    fs.copyFileSync(path.join(root, 'package.json'), path.join(pkg, 'package.json'));
+    fs.symlinkSync(path.join(root, 'node_modules'), path.join(pkg, 'node_modules'));
+    fs.copyFileSync(info().addonPath, path.join(pkg, 'build', 'Release', 'reca.node'));
+    const variant = path.join(pkg, 'prebuilds-cuda', `${process.platform}-${process.arch}`, 'reca.node');
+    fs.mkdirSync(path.dirname(variant), { recursive: true });
+    fs.writeFileSync(variant, 'not a shared library\n');
+
+    const script = `const i = require(${JSON.stringify(path.join(pkg, 'dist'))}).info();
+      console.log(JSON.stringify({ addonPath: i.addonPath, backend: i.backend, cudaArtifact: i.cudaArtifact }));`;
+    const env = { RECA_ADDON_PATH: '' };
+    const auto = await runNode(script, { ...env, RECA_BACKEND: 'auto' });
+    expect(auto.code).toBe(0);
+    const a = JSON.parse(auto.stdout);
+    expect(a.addonPath).toBe(path.join(pkg, 'build', 'Release', 'reca.node'));
+    expect(a.backend).toBe('cpu');
+    expect(a.cudaArtifact.path).toBe(variant);
+    expect(a.cudaArtifact.used).toBe(false);
+    // No driver here: skipped without loading it; with one: it failed to load.
+    expect(a.cudaArtifact.reason).toMatch(/^(no NVIDIA device node|no CUDA driver library|failed to load: )/);
+
+    const cpu = await runNode(script, { ...env, RECA_BACKEND: 'cpu' });
+    expect(cpu.code).toBe(0);
+    expect(JSON.parse(cpu.stdout).cudaArtifact).toBeNull();
+  });
+
   test('backend: cuda without CUDA is E_DEVICE with the reason; unknown names are E_INVALID_ARGUMENT', async () => {
     const cuda = info().cuda;
     if (cuda.compiled && cuda.devices.length > 0) {

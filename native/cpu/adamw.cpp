@@ -7,33 +7,10 @@ namespace reca::cpu::RECA_ISA_NS {
 namespace {
 constexpr int64_t kGrain = 16384;
 
-// The per-step scalars, rounded to float once.
-struct Consts {
-  float gs, b1, omb1, b2, omb2, decay_mul, step_size, bc2_sqrt, eps, d, omd;
-};
-
-inline Consts make_consts(const AdamWConfig& cfg) {
-  const double t = static_cast<double>(cfg.step);
-  const double bc1 = 1.0 - pow(cfg.beta1, t), bc2 = 1.0 - pow(cfg.beta2, t);
-  Consts k;
-  k.gs = static_cast<float>(cfg.grad_scale);
-  k.b1 = static_cast<float>(cfg.beta1);
-  k.omb1 = static_cast<float>(1.0 - cfg.beta1);
-  k.b2 = static_cast<float>(cfg.beta2);
-  k.omb2 = static_cast<float>(1.0 - cfg.beta2);
-  k.decay_mul = static_cast<float>(1.0 - cfg.lr * cfg.weight_decay);
-  k.step_size = static_cast<float>(cfg.lr / bc1);
-  k.bc2_sqrt = static_cast<float>(sqrt(bc2));
-  k.eps = static_cast<float>(cfg.eps);
-  k.d = static_cast<float>(cfg.ema_decay);
-  k.omd = static_cast<float>(1.0 - cfg.ema_decay);
-  return k;
-}
-
 // One vector of lanes [0, k) at offset i (k == Vec::W: full vector).
 template <bool Full>
 inline void update_vec(float* p, float* m, float* v, float* ema, const float* g, int64_t i, int k,
-                       bool decay, const Consts& c) {
+                       bool decay, const AdamWScalars& c) {
   auto ld = [&](const float* q) { return Full ? Vec::load(q + i) : Vec::load_tail(q + i, k); };
   auto st = [&](Vec x, float* q) {
     if (Full) x.store(q + i); else x.store_tail(q + i, k);
@@ -52,7 +29,7 @@ inline void update_vec(float* p, float* m, float* v, float* ema, const float* g,
 }
 
 inline void update_range(float* p, float* m, float* v, float* ema, const float* g, int64_t i0,
-                         int64_t i1, bool decay, const Consts& c) {
+                         int64_t i1, bool decay, const AdamWScalars& c) {
   int64_t i = i0;
   for (; i + Vec::W <= i1; i += Vec::W) update_vec<true>(p, m, v, ema, g, i, Vec::W, decay, c);
   if (i < i1) update_vec<false>(p, m, v, ema, g, i, static_cast<int>(i1 - i), decay, c);
@@ -62,7 +39,7 @@ inline void update_range(float* p, float* m, float* v, float* ema, const float* 
 // p, m, v, g, ema: [n]
 void adamw_step(float* p, float* m, float* v, float* ema, const float* g, int64_t n, bool decay,
                 const AdamWConfig& cfg) {
-  const Consts c = make_consts(cfg);
+  const AdamWScalars c = adamw_scalars(cfg);
   parallel_for(n, kGrain, [&](int64_t i0, int64_t i1) {
     update_range(p, m, v, ema, g, i0, i1, decay, c);
   });
@@ -70,7 +47,7 @@ void adamw_step(float* p, float* m, float* v, float* ema, const float* g, int64_
 
 // segs[i]: [segs[i].n] each
 void adamw_step_segments(const AdamWSegment<float>* segs, int64_t count, const AdamWConfig& cfg) {
-  const Consts c = make_consts(cfg);
+  const AdamWScalars c = adamw_scalars(cfg);
   // start[i]: offset of segment i in the virtual concatenation of all segments.
   int64_t* start = new int64_t[count + 1];
   start[0] = 0;

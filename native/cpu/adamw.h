@@ -18,6 +18,8 @@
 // Preconditions: cfg.step >= 1; n, segs[i].n >= 0; g does not overlap p, m, v, ema;
 // segments do not overlap each other.
 #pragma once
+#include <math.h>
+
 #include "cpu/kernel_family.h"
 
 namespace reca::cpu {
@@ -35,6 +37,30 @@ struct AdamWConfig {
   double ema_decay;    // d; used only where ema != null
 };
 
+// The per-step scalars of the update, computed in double and rounded to float
+// once (as PyTorch does with its Python-float hyperparameters). Every backend
+// takes them from here, so all of them round alike. `static` so each object
+// file keeps its own copy (per-ISA objects must not share inline code).
+struct AdamWScalars {
+  float gs, b1, omb1, b2, omb2, decay_mul, step_size, bc2_sqrt, eps, d, omd;
+};
+static inline AdamWScalars adamw_scalars(const AdamWConfig& cfg) {
+  const double t = static_cast<double>(cfg.step);
+  const double bc1 = 1.0 - pow(cfg.beta1, t), bc2 = 1.0 - pow(cfg.beta2, t);
+  AdamWScalars k;
+  k.gs = static_cast<float>(cfg.grad_scale);
+  k.b1 = static_cast<float>(cfg.beta1);
+  k.omb1 = static_cast<float>(1.0 - cfg.beta1);
+  k.b2 = static_cast<float>(cfg.beta2);
+  k.omb2 = static_cast<float>(1.0 - cfg.beta2);
+  k.decay_mul = static_cast<float>(1.0 - cfg.lr * cfg.weight_decay);
+  k.step_size = static_cast<float>(cfg.lr / bc1);
+  k.bc2_sqrt = static_cast<float>(sqrt(bc2));
+  k.eps = static_cast<float>(cfg.eps);
+  k.d = static_cast<float>(cfg.ema_decay);
+  k.omd = static_cast<float>(1.0 - cfg.ema_decay);
+  return k;
+}
 template <class T>
 struct AdamWSegment {
   T* p;          // [n] parameters

@@ -8,14 +8,8 @@
 namespace reca::cuda {
 namespace {
 
-// The per-step scalars, computed in double on the host and rounded to float
-// once, exactly as the CPU kernel does.
-struct AdamWScalars {
-  float gs, b1, omb1, b2, omb2, decay_mul, step_size, bc2_sqrt, eps, d, omd;
-};
-
 __device__ __forceinline__ void update_one(float& p, float& m, float& v, float* ema, float g,
-                                           bool decay, const AdamWScalars& k) {
+                                           bool decay, const cpu::AdamWScalars& k) {
   const float gp = g * k.gs;
   m = k.b1 * m + k.omb1 * gp;
   v = k.b2 * v + k.omb2 * (gp * gp);
@@ -28,7 +22,7 @@ __device__ __forceinline__ void update_one(float& p, float& m, float& v, float* 
 // when every pointer is 16-byte aligned (then n4 = n / 4 and the scalar tail
 // [4·n4, n) is done by the same kernel).
 __global__ void adamw_kernel(float* p, float* m, float* v, float* ema, const float* g, int64_t n,
-                             bool decay, AdamWScalars k, bool vec) {
+                             bool decay, cpu::AdamWScalars k, bool vec) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   const int64_t start = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   int64_t done = 0;
@@ -62,20 +56,7 @@ bool aligned16(const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0;
 void adamw_step(float* p, float* m, float* v, float* ema, const float* g, int64_t n, bool decay,
                 const cpu::AdamWConfig& cfg, Stream stream) {
   if (n <= 0) return;
-  const double t = static_cast<double>(cfg.step);
-  const double bc1 = 1.0 - std::pow(cfg.beta1, t), bc2 = 1.0 - std::pow(cfg.beta2, t);
-  AdamWScalars k;
-  k.gs = static_cast<float>(cfg.grad_scale);
-  k.b1 = static_cast<float>(cfg.beta1);
-  k.omb1 = static_cast<float>(1.0 - cfg.beta1);
-  k.b2 = static_cast<float>(cfg.beta2);
-  k.omb2 = static_cast<float>(1.0 - cfg.beta2);
-  k.decay_mul = static_cast<float>(1.0 - cfg.lr * cfg.weight_decay);
-  k.step_size = static_cast<float>(cfg.lr / bc1);
-  k.bc2_sqrt = static_cast<float>(std::sqrt(bc2));
-  k.eps = static_cast<float>(cfg.eps);
-  k.d = static_cast<float>(cfg.ema_decay);
-  k.omd = static_cast<float>(1.0 - cfg.ema_decay);
+  const cpu::AdamWScalars k = cpu::adamw_scalars(cfg);
   const bool vec = aligned16(p) && aligned16(m) && aligned16(v) && aligned16(g) && (!ema || aligned16(ema));
   adamw_kernel<<<detail::grid_1d(vec ? (n + 3) / 4 : n, 256), 256, 0, stream>>>(p, m, v, ema, g, n, decay, k, vec);
   RECA_CUDA_LAUNCHED("adamw_step");

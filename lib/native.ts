@@ -133,14 +133,20 @@ export interface NativeTrainerOptions {
 }
 
 export interface NativeStepResult {
+  /** Optimizer steps done, this one included. */
   step: number;
+  /** Σ λ·L over the tasks. */
   loss: number;
   losses: { reca?: number; t2i?: number; i2t?: number; tokenizer?: number };
+  /** Global gradient norm before clipping. */
   gradNorm: number;
+  /** The factor clipping applied (1: none). */
   clipScale: number;
+  /** Learning rate used for this update. */
   lr: number;
   images: number;
   seconds: number;
+  /** Caption bytes cut to fit max_text_len, over the batch. */
   cutBytes: number;
 }
 

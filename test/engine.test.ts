@@ -1,7 +1,8 @@
 import * as path from 'path';
 import { Worker } from 'worker_threads';
 
-import { bench, ops, Tensor } from '../lib';
+import { bench, info, ops, RecaError, Tensor } from '../lib';
+import type { NativeAddon } from '../lib/native';
 import { root } from './helpers';
 
 const dist = path.join(root, 'dist');
@@ -94,5 +95,31 @@ describe('engine', () => {
     await expect(bench.kernels({ threads: -1 })).rejects.toMatchObject({ name: 'RecaError', code: 'E_INVALID_ARGUMENT' });
     await expect(bench.kernels({ minSeconds: 0 })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
     await expect(bench.kernels({ filter: 3 as never })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+  });
+});
+
+describe('two copies of the addon in one thread', () => {
+  test('a second copy loads beside the first; each keeps its own state and errors', () => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const fs = require('fs') as typeof import('fs');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const os = require('os') as typeof import('os');
+    const first = info();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-copy-'));
+    const copyPath = path.join(dir, 'reca-copy.node');
+    fs.copyFileSync(first.addonPath, copyPath);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const copy = require(copyPath) as NativeAddon;
+    copy.init(RecaError, '0.0.0-copy');
+    expect(copy.info().version).toBe('0.0.0-copy');
+    expect(info().version).toBe(first.version);
+    const a = new copy.Tensor('float32', [2, 3], Float32Array.from([1, 2, 3, 4, 5, 6]));
+    const b = new copy.Tensor('float32', [3, 1], Float32Array.from([1, 0, -1]));
+    expect(Array.from(copy.matmul(a, b).toArray() as Float32Array)).toEqual([-2, -2]);
+    // Errors from the copy are this realm's RecaError too.
+    expect(() => copy.matmul(a, a)).toThrow(RecaError);
+    // The first instance still works.
+    const x = Tensor.from(Float32Array.from([1, 2, 3, 4]), [2, 2]);
+    expect(Array.from(ops.matmul(x, x).toArray())).toEqual([7, 10, 15, 22]);
   });
 });

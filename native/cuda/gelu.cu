@@ -1,6 +1,7 @@
 // GELU (tanh form, SPEC §0) with a fused bias, on the device; the semantics of
 // reca::cpu::gelu_forward / gelu_backward.
 #include "cuda/cuda_check.cuh"
+#include "cuda/column_sums.cuh"
 #include "cuda/cuda_ops.h"
 
 namespace reca::cuda {
@@ -105,28 +106,10 @@ __global__ void __launch_bounds__(kThreads, 3)
   }
 }
 
-// out[c] += Σ_k partial[k, c]: 32 columns per block; warp q adds the rows
-// k ≡ q (mod 8) in order, then the 8 warp sums are added in warp order (a
-// fixed order, and 1/8 of the serial load chain of one thread per column).
+// dbias[c] += Σ_k partial[k, c] (fixed order: see column_sums.cuh).
 __global__ void __launch_bounds__(kThreads)
     sum_partials_into(float* out, const float* partial, int64_t nk, int64_t cols) {
-  constexpr int kWarps = kThreads / 32;
-  __shared__ float s[kWarps][33];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int64_t c = int64_t(blockIdx.x) * 32 + lane;
-  float acc = 0.0f;
-  if (c < cols) {
-#pragma unroll 4
-    for (int64_t k = warp; k < nk; k += kWarps) acc += partial[k * cols + c];
-  }
-  s[warp][lane] = acc;
-  __syncthreads();
-  if (warp == 0 && c < cols) {
-    float t = 0.0f;
-#pragma unroll
-    for (int q = 0; q < kWarps; ++q) t += s[q][lane];
-    out[c] += t;
-  }
+  detail::add_column_partials<kThreads / 32>(out, partial, nk, cols);
 }
 
 }  // namespace

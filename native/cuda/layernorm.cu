@@ -1,6 +1,7 @@
 // LayerNorm over the last dim (SPEC §0, eps 1e-5) on the device; the semantics
 // of reca::cpu::layernorm_forward / layernorm_backward.
 #include "cuda/cuda_check.cuh"
+#include "cuda/column_sums.cuh"
 #include "cuda/cuda_ops.h"
 
 namespace reca::cuda {
@@ -222,31 +223,14 @@ __global__ void layernorm_backward_dwdb_chunk(float* pw, float* pb, const float*
 }
 
 // out_y[c] += Σ_k part_y[k, c] for y = blockIdx.y (out_0 = dw, out_1 = db; a
-// null out is skipped). 32 columns per block; warp q adds the rows k ≡ q
-// (mod 8) in order, then the 8 warp sums are added in warp order: a fixed
-// order, and 1/8 of the serial load chain of one thread per column.
+// null out is skipped), in a fixed order: see column_sums.cuh.
 __global__ void __launch_bounds__(kThreads)
     sum_partials_into(float* out0, float* out1, const float* part0, const float* part1, int64_t nk,
                       int64_t cols) {
-  __shared__ float s[kWarpsPerBlock][33];
   float* out = blockIdx.y == 0 ? out0 : out1;
   const float* part = blockIdx.y == 0 ? part0 : part1;
   if (!out) return;  // uniform across the block
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int64_t c = int64_t(blockIdx.x) * 32 + lane;
-  float acc = 0.0f;
-  if (c < cols) {
-#pragma unroll 4
-    for (int64_t k = warp; k < nk; k += kWarpsPerBlock) acc += part[k * cols + c];
-  }
-  s[warp][lane] = acc;
-  __syncthreads();
-  if (warp == 0 && c < cols) {
-    float t = 0.0f;
-#pragma unroll
-    for (int q = 0; q < kWarpsPerBlock; ++q) t += s[q][lane];
-    out[c] += t;
-  }
+  detail::add_column_partials<kWarpsPerBlock>(out, part, nk, cols);
 }
 
 template <class V, int NJ>

@@ -76,6 +76,23 @@ Napi::Value wrap_tensor(Napi::Env env, std::unique_ptr<HostTensor>& t) {
   return TensorWrap::Wrap(env, std::move(t));
 }
 
+// Runs produce(img) on the engine thread, img being a float image batch
+// [B, S, S, 3] in [-1, 1], and resolves to it as a uint8 Tensor.
+Napi::Promise submit_images(Napi::Env env, const Napi::CallbackInfo& info,
+                            std::unique_ptr<ModelLease> lease, int64_t B,
+                            std::function<void(float* img)> produce) {
+  const int64_t S = lease->model().config().image_size;
+  auto out = std::make_shared<std::unique_ptr<HostTensor>>();
+  return submit(
+      env, info, std::move(lease),
+      [B, S, produce = std::move(produce), out] {
+        std::vector<float> img(static_cast<size_t>(B * S * S * 3));
+        produce(img.data());
+        *out = image_bytes(img, {B, S, S, 3});
+      },
+      [out](Napi::Env e) { return wrap_tensor(e, *out); });
+}
+
 }  // namespace
 
 // ---- states and leases -------------------------------------------------------
@@ -392,17 +409,10 @@ Napi::Value ModelWrap::Decode(const Napi::CallbackInfo& info) {
     auto codes = std::make_shared<std::vector<int32_t>>(
         read_codes(env, info[0], c.num_image_tokens(), c.codebook_size, &B));
     RecaModel* m = &lease->model();
-    auto out = std::make_shared<std::unique_ptr<HostTensor>>();
-    return submit(
-        env, info, std::move(lease),
-        [m, codes, B, out] {
-          const int64_t S = m->config().image_size;
-          std::vector<float> img(static_cast<size_t>(B * S * S * 3));
-          model::Arena arena(m->backend());
-          m->decode(codes->data(), B, img.data(), arena);
-          *out = image_bytes(img, {B, S, S, 3});
-        },
-        [out](Napi::Env e) { return wrap_tensor(e, *out); });
+    return submit_images(env, info, std::move(lease), B, [m, codes, B](float* img) {
+      model::Arena arena(m->backend());
+      m->decode(codes->data(), B, img, arena);
+    });
   });
 }
 
@@ -417,19 +427,12 @@ Napi::Value ModelWrap::Reconstruct(const Napi::CallbackInfo& info) {
     Options o(info[1], "reconstruct options");
     const model::SampleOptions so = sample_options(o, c);
     const std::string tmpl = o.string("template", model::TrainerOptions().template_text);
-    auto out = std::make_shared<std::unique_ptr<HostTensor>>();
-    return submit(
-        env, info, std::move(lease),
-        [st, images, so, tmpl, out] {
-          RecaModel& m = *st->model;
-          const int64_t S = m.config().image_size, B = images->B;
-          std::vector<float> img(static_cast<size_t>(B * S * S * 3));
-          model::Sampler sampler(m);
-          sampler.reconstruct(images->bytes.data(), B, tmpl, so, img.data());
-          st->sampler_bytes.store(sampler.activation_bytes());
-          *out = image_bytes(img, {B, S, S, 3});
-        },
-        [out](Napi::Env e) { return wrap_tensor(e, *out); });
+    return submit_images(env, info, std::move(lease), images->B,
+                         [st, images, so, tmpl](float* img) {
+                           model::Sampler sampler(*st->model);
+                           sampler.reconstruct(images->bytes.data(), images->B, tmpl, so, img);
+                           st->sampler_bytes.store(sampler.activation_bytes());
+                         });
   });
 }
 
@@ -445,19 +448,11 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
     read_texts(info[0], -1, c.max_text_len, prompts.get(), "prompts", &B);
     Options o(info[1], "generate options");
     const model::SampleOptions so = sample_options(o, c);
-    auto out = std::make_shared<std::unique_ptr<HostTensor>>();
-    return submit(
-        env, info, std::move(lease),
-        [st, prompts, B, so, out] {
-          RecaModel& m = *st->model;
-          const int64_t S = m.config().image_size;
-          std::vector<float> img(static_cast<size_t>(B * S * S * 3));
-          model::Sampler sampler(m);
-          sampler.generate(prompts->data(), B, so, img.data());
-          st->sampler_bytes.store(sampler.activation_bytes());
-          *out = image_bytes(img, {B, S, S, 3});
-        },
-        [out](Napi::Env e) { return wrap_tensor(e, *out); });
+    return submit_images(env, info, std::move(lease), B, [st, prompts, B, so](float* img) {
+      model::Sampler sampler(*st->model);
+      sampler.generate(prompts->data(), B, so, img);
+      st->sampler_bytes.store(sampler.activation_bytes());
+    });
   });
 }
 

@@ -4,7 +4,9 @@
  *   reca info [--json]
  *   reca bench --suite kernels [--json FILE] [--threads N] [--filter S] [--min-seconds X] [--no-peer]
  *   reca bench --suite step [--preset P] [--mode M] [--task T] [--batch B] [--steps N] [--json FILE]
+ *   reca bench --suite all [--quick] [--threads N] [--json FILE] [--out DIR]
  *   reca debug-step --preset P --mode M --task T --seed S --out DIR [--batch B]
+ *   reca demo | pretrain | train | eval | sample | reconstruct | embed  (lib/cli/jobs.ts)
  * Exit codes: 0 ok, 1 engine error (`reca: E_CODE: message`), 2 usage error.
  */
 import * as fs from 'fs';
@@ -14,17 +16,26 @@ import * as path from 'path';
 import { debugStep, info, RecaError, setThreads, type EngineInfo, type Mode, type Preset } from './index';
 import { choice, MODES, number, parse, PRESETS, UsageError } from './cli/args';
 import { BENCH_HELP, cmdBench } from './cli/bench';
+import { JOB_HELP, JOBS } from './cli/jobs';
 
 export { benchTable } from './cli/bench';
 
 const HELP: Record<string, string> = {
+  ...JOB_HELP,
   bench: BENCH_HELP,
   main: `Usage: reca <command> [options]
 
 Commands:
-  info        versions, CPU SIMD level and threads, CUDA build and devices
-  bench       run a benchmark suite and print a table
-  debug-step  dump one training step (params, batch, grads, result) for checking
+  demo         the RecA experiment in miniature: ShapesEval before and after RecA post-training
+  pretrain     train a base model from scratch (tokenizer, then text-to-image + image-to-text)
+  train        train a model (RecA post-training by default) and save a resumable checkpoint
+  eval         score a model with ShapesEval
+  sample       generate images from prompts into a labelled PNG grid
+  reconstruct  regenerate images from the model's own embeddings (what RecA trains)
+  embed        write the understanding embeddings of images (safetensors)
+  info         versions, CPU SIMD level and threads, CUDA build and devices
+  bench        run a benchmark suite and print a table
+  debug-step   dump one training step (params, batch, grads, result) for checking
 
 Options:
   -h, --help     show help (also: reca <command> --help)
@@ -170,6 +181,10 @@ export async function main(argv: string[]): Promise<number> {
         await cmdDebugStep(rest);
         return 0;
       default:
+        if (Object.hasOwn(JOBS, command)) {
+          await JOBS[command](rest);
+          return 0;
+        }
         throw new UsageError(
           command.startsWith('-') ? `unknown option ${command}` : `unknown command '${command}'`,
         );

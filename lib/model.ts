@@ -292,6 +292,11 @@ export interface TrainerOptions {
   seed?: number | bigint;
   /** The reca template (default "describe the image"). */
   template?: string;
+  /**
+   * Recipe tokenizer: every this many steps, codes the batch did not choose
+   * are re-seeded from its encoder outputs (dead-code restart; default 50, 0 = off).
+   */
+  codeRestart?: number;
 }
 
 export interface StepBatch {
@@ -306,7 +311,7 @@ export type StepResult = NativeStepResult;
 const GROUPS: readonly ParamGroup[] = ['und', 'conn', 'vq', 'gen'];
 const TRAINER_KEYS = new Set([
   'tasks', 'recipe', 'microBatch', 'optimizer', 'schedule', 'maxGradNorm', 'ema', 'condDropout',
-  'condGradScale', 'freeze', 'seed', 'template',
+  'condGradScale', 'freeze', 'seed', 'template', 'codeRestart',
 ]);
 
 function checkKeys(o: object, allowed: readonly string[], what: string): void {
@@ -335,7 +340,9 @@ export function resolveTrainerOptions(options: TrainerOptions): NativeTrainerOpt
       throw invalid("recipe 'tokenizer' trains vq.* with the tokenizer loss only: leave out tasks and freeze");
     }
     out.tokenizer = true;
+    out.codeRestart = o.codeRestart ?? 50;
   } else {
+    if (o.codeRestart !== undefined) throw invalid("codeRestart belongs to recipe 'tokenizer'");
     const tasks = o.tasks === undefined ? (recipe === 'reca' ? { reca: 1 } : { reca: 1, i2t: 1 }) : objectOr(o.tasks, 'tasks');
     checkKeys(tasks, ['reca', 't2i', 'i2t'], 'tasks');
     const t = tasks as { reca?: number; t2i?: number; i2t?: number };

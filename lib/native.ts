@@ -124,6 +124,7 @@ export interface NativeTrainerOptions {
   ema?: number;
   condDropout?: number;
   condGradScale?: number;
+  codeRestart?: number;
   trainUnd?: boolean;
   trainConn?: boolean;
   trainVq?: boolean;
@@ -148,6 +149,9 @@ export interface NativeStepResult {
   seconds: number;
   /** Caption bytes cut to fit max_text_len, over the batch. */
   cutBytes: number;
+  /** Tokenizer steps: distinct codes the batch chose, and codes re-seeded after the update. */
+  codesUsed?: number;
+  codesRestarted?: number;
 }
 
 export interface NativeTrainer {

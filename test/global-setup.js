@@ -7,7 +7,7 @@ const path = require('path');
 module.exports = async function globalSetup() {
   const root = path.join(__dirname, '..');
   const lib = path.join(root, 'lib');
-  const stale = fs.readdirSync(lib).some((f) => {
+  const stale = fs.readdirSync(lib, { recursive: true }).some((f) => {
     if (!f.endsWith('.ts')) return false;
     const out = path.join(root, 'dist', f.replace(/\.ts$/, '.js'));
     return !fs.existsSync(out) || fs.statSync(out).mtimeMs < fs.statSync(path.join(lib, f)).mtimeMs;

@@ -592,6 +592,7 @@ TrainerWrap::TrainerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trai
     t.ema = o.number("ema", t.ema);
     t.cond_dropout = o.number("condDropout", t.cond_dropout);
     t.cond_grad_scale = o.number("condGradScale", t.cond_grad_scale);
+    t.code_restart_every = o.integer("codeRestart", t.code_restart_every, 0, int64_t(1) << 40);
     t.trainable.und = o.boolean("trainUnd", t.trainable.und);
     t.trainable.conn = o.boolean("trainConn", t.trainable.conn);
     t.trainable.vq = o.boolean("trainVq", t.trainable.vq);
@@ -694,6 +695,10 @@ Napi::Value TrainerWrap::Step(const Napi::CallbackInfo& info) {
           r.Set("images", num(static_cast<double>(s.images)));
           r.Set("seconds", num(s.seconds));
           r.Set("cutBytes", num(static_cast<double>(cut)));
+          if (s.codes_used >= 0) {
+            r.Set("codesUsed", num(static_cast<double>(s.codes_used)));
+            r.Set("codesRestarted", num(static_cast<double>(s.codes_restarted)));
+          }
           return r;
         });
   });

@@ -87,6 +87,7 @@ std::string trainer_options_to_json(const TrainerOptions& o) {
   j.set("ema", JsonValue::number(o.ema));
   j.set("cond_dropout", JsonValue::number(o.cond_dropout));
   j.set("cond_grad_scale", JsonValue::number(o.cond_grad_scale));
+  j.set("code_restart_every", JsonValue::integer(o.code_restart_every));
   JsonValue tr = JsonValue::object();
   tr.set("und", JsonValue::boolean(o.trainable.und));
   tr.set("conn", JsonValue::boolean(o.trainable.conn));
@@ -150,6 +151,7 @@ TrainerOptions trainer_options_from_json(const std::string& json) {
     else if (k == "ema") o.ema = number(v, k);
     else if (k == "cond_dropout") o.cond_dropout = number(v, k);
     else if (k == "cond_grad_scale") o.cond_grad_scale = number(v, k);
+    else if (k == "code_restart_every") o.code_restart_every = integer(v, k);
     else if (k == "trainable") {
       RECA_CHECK(v.is_object(), Checkpoint, "trainer option trainable must be an object, found %s",
                  json_type_name(v.type()));

@@ -124,7 +124,7 @@ const float* RecaModel::vq_encode(const float* img, int64_t B, int32_t* codes_de
 }
 
 PassResult RecaModel::tokenizer_pass(const uint8_t* images, int64_t B, float* grads, float weight,
-                                     Arena& arena, int32_t* codes_out) {
+                                     Arena& arena, int32_t* codes_out, float* z_out) {
   RECA_CHECK(cfg_.discrete(), InvalidArgument,
              "the VQ tokenizer exists only in the discrete modes (ar, mask), not in '%s'",
              mode_name(cfg_.mode));
@@ -149,6 +149,7 @@ PassResult RecaModel::tokenizer_pass(const uint8_t* images, int64_t B, float* gr
   r.loss = static_cast<double>(rec) + cb + commit;
   r.count = n;
   if (codes_out) be_.download(codes_out, codes, n * 4);
+  if (z_out) be_.download(z_out, z, n * C * 4);
   if (!grads) return r;
   Trainable tr;
   tr.vq = true, tr.gen = false;

@@ -67,8 +67,10 @@ class RecaModel {
   PassResult generator_pass(const MicroBatch& mb, float* grads, const Trainable& tr,
                             float weight, float cond_grad_scale, Arena& arena);
   // Tokenizer loss (SPEC §3): mse + codebook + 0.25·commit; grads into vq.* only.
+  // codes_out [B·N] and z_out [B·N, C] (host, optional) receive the nearest
+  // codes and the encoder outputs (what code restarts re-seed from).
   PassResult tokenizer_pass(const uint8_t* images, int64_t B, float* grads, float weight,
-                            Arena& arena, int32_t* codes_out = nullptr);
+                            Arena& arena, int32_t* codes_out = nullptr, float* z_out = nullptr);
 
   // Inference pieces (host in / host out).
   void embed(const uint8_t* images, int64_t B, float* c_out, Arena& arena);        // [B, N_u, W]

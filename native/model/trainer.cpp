@@ -50,6 +50,8 @@ void TrainerOptions::validate() const {
   RECA_CHECK(cond_dropout >= 0 && cond_dropout <= 1, InvalidArgument,
              "condDropout must be in [0, 1] (got %g)", cond_dropout);
   finite_nonneg(cond_grad_scale, "condGradScale");
+  RECA_CHECK(code_restart_every >= 0, InvalidArgument,
+             "codeRestart must be >= 0 (0 = off), got %lld", static_cast<long long>(code_restart_every));
 }
 
 Trainer::Trainer(RecaModel& model, const TrainerOptions& opts)
@@ -183,12 +185,18 @@ StepStats Trainer::step(const StepBatch& batch, const std::vector<TaskDraws>* re
     }
   };
 
+  // Tokenizer steps keep the batch's codes and encoder outputs for code upkeep.
+  std::vector<int32_t> batch_codes;
+  std::vector<float> batch_z;
   if (opts_.tokenizer) {
+    const int64_t C = c.code_dim;
+    batch_codes.resize(static_cast<size_t>(B * N));
+    batch_z.resize(static_cast<size_t>(B * N * C));
     double sum = 0;
     for (int64_t b0 = 0; b0 < B; b0 += mb_size) {
       const int64_t n = B - b0 < mb_size ? B - b0 : mb_size;
       const PassResult r = model_.tokenizer_pass(batch.images + b0 * S * S * 3, n, grads_, 1.0f,
-                                                 arena_);
+                                                 arena_, &batch_codes[b0 * N], &batch_z[b0 * N * C]);
       check_finite(r.loss, "tokenizer");
       sum += r.loss;
     }
@@ -274,8 +282,37 @@ StepStats Trainer::step(const StepBatch& batch, const std::vector<TaskDraws>* re
                       st.clip_scale, opts_.ema};
   be.adamw_step_segments(segs.data(), static_cast<int64_t>(segs.size()), ac);
   step_ = st.step;
+  if (opts_.tokenizer) restart_codes(batch_codes, batch_z, st);
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return st;
+}
+
+// Dead-code restart (SPEC §3): codes the batch did not choose take the value
+// of a random encoder output of the batch, drawn from Philox so that it is the
+// same on every backend and thread count; their moments (and EMA) restart too.
+void Trainer::restart_codes(const std::vector<int32_t>& codes, const std::vector<float>& z,
+                            StepStats& st) {
+  const ModelConfig& c = model_.config();
+  const int64_t K = c.codebook_size, C = c.code_dim, n = static_cast<int64_t>(codes.size());
+  std::vector<uint8_t> used(static_cast<size_t>(K), 0);
+  for (int32_t k : codes) used[static_cast<size_t>(k)] = 1;
+  st.codes_used = 0;
+  for (uint8_t u : used) st.codes_used += u;
+  if (opts_.code_restart_every <= 0 || st.step % opts_.code_restart_every != 0) return;
+  Backend& be = model_.backend();
+  const ParamInfo& cb = *model_.layout().find("vq.codebook");
+  const uint64_t stream = (static_cast<uint64_t>(st.step) * 8 + 7) << 32;  // apart from task draws
+  for (int64_t k = 0; k < K; ++k) {
+    if (used[static_cast<size_t>(k)]) continue;
+    const int64_t j = static_cast<int64_t>(philox_u32(opts_.seed, stream, static_cast<uint64_t>(k)) %
+                                           static_cast<uint64_t>(n));
+    const int64_t at = cb.offset + k * C;
+    be.upload(model_.params() + at, &z[j * C], C * 4);
+    if (ema_) be.upload(ema_ + at, &z[j * C], C * 4);
+    be.zero(m_ + at, C * 4);
+    be.zero(v_ + at, C * 4);
+    ++st.codes_restarted;
+  }
 }
 
 }  // namespace reca::model

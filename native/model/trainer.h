@@ -28,6 +28,11 @@ struct TrainerOptions {
   double ema = 0.0;            // EMA decay; 0: no EMA
   double cond_dropout = 0.1;
   double cond_grad_scale = 0.1;
+  // Tokenizer stage: every this many steps, codes no position of the step's
+  // batch chose are re-seeded from random encoder outputs of that batch, and
+  // their Adam moments cleared (dead-code restart, SPEC §3). 0 = off. It reads
+  // only the current batch, so a resumed run restarts exactly as a straight one.
+  int64_t code_restart_every = 0;
   Trainable trainable;         // default: the generator only (und, conn, vq frozen)
   uint64_t seed = 0;
   std::string template_text = "describe the image";
@@ -57,6 +62,8 @@ struct StepStats {
   double loss = 0;                       // Σ λ·L over micro-batches
   double loss_reca = NAN, loss_t2i = NAN, loss_i2t = NAN, loss_tokenizer = NAN;
   double grad_norm = 0, clip_scale = 1, lr = 0;
+  int64_t codes_used = -1;      // tokenizer steps: distinct codes the batch chose
+  int64_t codes_restarted = 0;  // tokenizer steps: codes re-seeded after this update
   int64_t images = 0;
   double seconds = 0;
 };
@@ -94,6 +101,7 @@ class Trainer {
 
  private:
   void draw(Task task, const StepBatch& batch, TaskDraws& d) const;
+  void restart_codes(const std::vector<int32_t>& codes, const std::vector<float>& z, StepStats& st);
 
   RecaModel& model_;
   TrainerOptions opts_;

@@ -407,6 +407,7 @@ RECA_TEST(checkpoint_trainer_options_json_exact) {
     o.ema = i % 2 ? 0.999 : 0.0;
     o.cond_dropout = 0.1;
     o.cond_grad_scale = 0.1 / 3;
+    o.code_restart_every = r.index(100);
     o.trainable = Trainable{i % 2 == 0, i % 3 == 0, i % 5 == 0, true};
     o.seed = r.gen();
     o.template_text = i % 2 ? "describe the image" : "d\xc3\xa9""cris \"l'image\"\n\t\\";
@@ -425,7 +426,8 @@ RECA_TEST(checkpoint_trainer_options_json_exact) {
                       o.trainable.und == p.trainable.und && o.trainable.conn == p.trainable.conn &&
                       o.trainable.vq == p.trainable.vq && o.trainable.gen == p.trainable.gen &&
                       o.seed == p.seed && o.template_text == p.template_text &&
-                      o.tokenizer == p.tokenizer && trainer_options_to_json(p) == j;
+                      o.tokenizer == p.tokenizer && o.code_restart_every == p.code_restart_every &&
+                      trainer_options_to_json(p) == j;
     if (!same) {
       report_failure("trainer options round trip: " + j);
       break;
@@ -936,4 +938,64 @@ RECA_TEST(checkpoint_failed_save_keeps_old_file) {
       [](const char* p, const struct stat*, int, struct FTW*) { return std::strstr(p, ".tmp-") ? 1 : 0; },
       8, FTW_PHYS);
   expect_true(found == 0, "no temporary file left behind");
+}
+
+// ---------------------------------------------------------------- code upkeep
+
+// Dead-code restart of the tokenizer stage: on a restart step, exactly the codes
+// the step's batch did not choose (found here with the pre-update parameters)
+// take the value of one of that batch's encoder outputs, their Adam moments are
+// zero, and the result is the same at 1 and 2 threads; other steps restart nothing.
+RECA_TEST(tokenizer_code_restart_reseeds_unused_codes) {
+  const int saved_threads = reca::num_threads();
+  const ModelConfig cfg = ModelConfig::preset("tiny", Mode::Mask);
+  const int64_t B = 5, K = cfg.codebook_size, C = cfg.code_dim, n = B * cfg.num_image_tokens();
+  std::vector<float> codebooks[2];
+  for (const int threads : {1, 2}) {
+    reca::set_num_threads(threads);
+    Data d = make_data(cfg, B, 5);
+    RecaModel model(cfg, cpu_backend());
+    model.init(3);
+    TrainerOptions o;
+    o.tokenizer = true;
+    o.lr = 1e-3;
+    o.code_restart_every = 2;
+    Trainer trainer(model, o);
+    const StepStats s1 = trainer.step(d.batch(B));
+    expect_true(s1.codes_restarted == 0 && s1.codes_used > 0 && s1.codes_used <= K,
+                "step 1 restarts nothing and reports the codes it used");
+    // The batch's codes and encoder outputs under the parameters step 2 sees.
+    std::vector<int32_t> codes(static_cast<size_t>(n));
+    std::vector<float> z(static_cast<size_t>(n * C));
+    Arena arena(model.backend());
+    model.tokenizer_pass(d.images.data(), B, nullptr, 1.0f, arena, codes.data(), z.data());
+    std::vector<uint8_t> used(static_cast<size_t>(K), 0);
+    for (int32_t k : codes) used[static_cast<size_t>(k)] = 1;
+    int64_t unused = 0;
+    for (uint8_t u : used) unused += !u;
+    expect_true(unused > 0, "the random tiny batch leaves some codes unused (the test needs some)");
+    const StepStats s2 = trainer.step(d.batch(B));
+    expect_true(s2.codes_used == K - unused, "codes_used counts the batch's distinct codes");
+    expect_true(s2.codes_restarted == unused,
+                "every unused code restarted (" + std::to_string(s2.codes_restarted) + " vs " +
+                    std::to_string(unused) + ")");
+    const std::vector<float> params = model_params(model);
+    const State st = trainer_state(trainer);
+    const ParamInfo& cb = *model.layout().find("vq.codebook");
+    bool rows_ok = true, moments_ok = true;
+    for (int64_t k = 0; k < K; ++k) {
+      if (used[static_cast<size_t>(k)]) continue;
+      const float* row = &params[cb.offset + k * C];
+      bool found = false;
+      for (int64_t j = 0; j < n && !found; ++j) found = std::memcmp(row, &z[j * C], C * 4) == 0;
+      rows_ok = rows_ok && found;
+      for (int64_t c = 0; c < C; ++c)
+        moments_ok = moments_ok && st.m[cb.offset + k * C + c] == 0 && st.v[cb.offset + k * C + c] == 0;
+    }
+    expect_true(rows_ok, "each restarted code equals one of the batch's encoder outputs");
+    expect_true(moments_ok, "restarted codes have zero Adam moments");
+    codebooks[threads - 1].assign(params.begin() + cb.offset, params.begin() + cb.offset + K * C);
+  }
+  expect_true(same_bits(codebooks[0], codebooks[1]), "restarts identical at 1 and 2 threads");
+  reca::set_num_threads(saved_threads);
 }

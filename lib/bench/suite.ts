@@ -1,0 +1,442 @@
+/**
+ * `reca bench --suite all`: every benchmark in one process and one run, each
+ * beside its peer or ceiling measured in the same run — kernels vs the
+ * OpenBLAS SGEMM peak and the memory-copy bandwidth, whole steps and sampling,
+ * memory against the engine's own accounting, cost growth with batch, image
+ * size, width and threads, PyTorch (the reference model) and TF.js (the same
+ * step) — written as tables, one JSON document and two SVG plots.
+ */
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+import { bench, getThreads, setThreads, type KernelBenchRecord } from '../index';
+import { RecaError } from '../errors';
+import { Model, type Config, type Mode, type ModelMemory, type Preset, type Task } from '../model';
+import { fixed, table } from '../cli/args';
+import { stepFlops } from './flops';
+import { measureMemcopy, type MemcopyResult } from './memcopy';
+import { linePlotSvg, type Series } from './plot';
+import { machineInfo, runSampleBench, type MachineInfo, runStepBench, type SampleBenchResult, type StepBenchResult } from './step';
+import { benchTfjsStep, loadTf, type TfjsBackend, type TfjsStepResult } from './tfjs_step';
+
+export interface SuiteOptions {
+  /** Kernel threads for every section (default: all hardware threads). */
+  threads?: number;
+  /** A smoke run: tiny preset, few points, one repeat (under a minute). */
+  quick?: boolean;
+  /** Directory of the SVG plots (and of suite.json when `json` is not given). */
+  out: string;
+  /** The JSON document's path (default: OUT/suite.json). */
+  json?: string;
+  /** Where progress and tables go (default console.log). */
+  log?: (line: string) => void;
+}
+
+const MODES: readonly Mode[] = ['ar', 'mask', 'flow'];
+const STEP_TASKS: readonly Task[] = ['reca', 't2i'];
+/** A combination (warm-up + timed steps) estimated to take longer than this is skipped. */
+const STEP_BUDGET_SECONDS = 60;
+const CLI_PATH = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
+const TORCH_SCRIPT = path.resolve(__dirname, '..', '..', 'benchmarks', 'torch_step.py');
+const PYTHON = '/usr/bin/python3';
+
+export interface KernelRecordWithPeak extends KernelBenchRecord {
+  /** Roofline side: FLOPs per byte above the machine balance (peak / copy bandwidth) is compute-bound. */
+  bound: 'compute' | 'memory';
+  /** GFLOP/s over the matmul peak (compute-bound) or GB/s over the copy bandwidth (memory-bound). */
+  fraction_of_peak: number;
+}
+
+export interface GrowthPoint {
+  axis: 'batch' | 'image_size' | 'width' | 'threads';
+  x: number;
+  ours: StepBenchResult;
+  pytorch?: TorchResult;
+}
+
+interface TorchPoint {
+  preset: Preset;
+  mode: Mode;
+  task: Task;
+  batch: number;
+  threads: number;
+  steps: number;
+  config?: Partial<Config>;
+}
+
+export interface TorchResult extends TorchPoint {
+  peer: 'pytorch';
+  torch: string;
+  step_seconds: number;
+  images_per_s: number;
+  tokens_per_s: number;
+}
+
+export interface SuiteDocument {
+  suite: 'all';
+  quick: boolean;
+  date: string;
+  seconds: number;
+  machine: MachineInfo;
+  threads: number;
+  peers: { pytorch: string | null; tfjs: string | null; openblas: boolean; skipped: string[] };
+  memcopy: MemcopyResult[];
+  peak: { matmul_gflops: number; matmul_source: string; copy_gbps: number };
+  kernels: KernelRecordWithPeak[];
+  steps: Array<StepBenchResult & { fraction_of_matmul_peak: number; pytorch?: TorchResult }>;
+  inference: SampleBenchResult[];
+  memory: Array<{
+    preset: Preset;
+    peak_rss_bytes: number;
+    /** RSS before the model existed: the runtime and the addon. */
+    rss_at_start_bytes: number;
+    theoretical_bytes: number;
+    memory: ModelMemory;
+    /** (peak RSS − RSS at start) / theoretical bytes. */
+    growth_over_theoretical: number;
+  }>;
+  growth: GrowthPoint[];
+  tfjs: Array<TfjsStepResult & { ours_images_per_s?: number }>;
+  plots: string[];
+  notes: string[];
+}
+
+function sameConfig(a: Partial<Config> | undefined, b: Partial<Config> | undefined): boolean {
+  return JSON.stringify(a ?? {}) === JSON.stringify(b ?? {});
+}
+
+/**
+ * Runs the PyTorch peer over all points in one Python process, with
+ * OpenBLAS's overrides removed from its environment only. Returns null and a
+ * reason when Python or torch is missing or the script fails.
+ */
+function runTorch(points: TorchPoint[]): { version: string; results: TorchResult[] } | { skipped: string } {
+  if (!fs.existsSync(PYTHON)) return { skipped: `${PYTHON} not found` };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-torch-'));
+  try {
+    const pointsFile = path.join(dir, 'points.json');
+    const outFile = path.join(dir, 'out.json');
+    fs.writeFileSync(pointsFile, JSON.stringify(points));
+    const env = { ...process.env };
+    delete env.OPENBLAS_CORETYPE;
+    delete env.OPENBLAS_L2_SIZE;
+    const r = spawnSync(PYTHON, [TORCH_SCRIPT, '--points', pointsFile, '--json', outFile], {
+      env,
+      encoding: 'utf8',
+      timeout: 3600e3,
+    });
+    if (r.status !== 0 || !fs.existsSync(outFile)) {
+      const why = (r.stderr || r.error?.message || '').trim().split('\n').pop() ?? 'unknown failure';
+      return { skipped: /No module named 'torch'/.test(r.stderr ?? '') ? 'torch is not installed for /usr/bin/python3' : why };
+    }
+    const doc = JSON.parse(fs.readFileSync(outFile, 'utf8')) as { torch: string; results: TorchResult[] };
+    return { version: doc.torch, results: doc.results.map((x, i) => ({ ...x, ...points[i] })) };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Peak RSS and the engine's accounting of one preset's step, in a fresh process so peaks do not mix. */
+function memoryOfPreset(preset: Preset, threads: number): SuiteDocument['memory'][number] {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-mem-'));
+  try {
+    const file = path.join(dir, 'step.json');
+    const r = spawnSync(
+      process.execPath,
+      [CLI_PATH, 'bench', '--suite', 'step', '--preset', preset, '--mode', 'mask', '--task', 'reca', '--batch', '8',
+        '--steps', '1', '--threads', String(threads), '--json', file],
+      { encoding: 'utf8', timeout: 1800e3 },
+    );
+    if (r.status !== 0 || !fs.existsSync(file)) {
+      throw new RecaError('E_IO', `the memory run of preset ${preset} failed: ${(r.stderr || r.error?.message || '').trim()}`);
+    }
+    const s = JSON.parse(fs.readFileSync(file, 'utf8')) as StepBenchResult;
+    const m = s.memory;
+    const theoretical = m.params + m.grads + m.optimizer + m.activations;
+    return {
+      preset,
+      peak_rss_bytes: s.peak_rss_bytes,
+      rss_at_start_bytes: s.rss_at_start_bytes,
+      theoretical_bytes: theoretical,
+      memory: m,
+      growth_over_theoretical: (s.peak_rss_bytes - s.rss_at_start_bytes) / theoretical,
+    };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const MiB = 2 ** 20;
+
+export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
+  const log = o.log ?? ((line: string) => console.log(line));
+  const quick = o.quick ?? false;
+  const threads = o.threads ?? os.availableParallelism();
+  const t0 = Date.now();
+  const notes: string[] = [];
+  const skipped: string[] = [];
+  const threads0 = getThreads();
+  setThreads(threads);
+  try {
+    const machine = machineInfo();
+    log(`# reca bench --suite all${quick ? ' --quick' : ''}: ${machine.cpuModel}, isa ${machine.isa}, ` +
+      `${threads} threads, load ${os.loadavg()[0].toFixed(1)}`);
+    if (os.loadavg()[0] > 0.5) {
+      notes.push(`load average ${os.loadavg()[0].toFixed(1)} at the start: other work shared the CPUs, figures are not clean`);
+    }
+
+    // -- memory-copy ceiling
+    const copyBytes = quick ? 32 * MiB : 256 * MiB;
+    const copyRounds = quick ? 1 : 5;
+    const memcopy: MemcopyResult[] = [await measureMemcopy(1, copyBytes, copyRounds)];
+    if (threads > 1) memcopy.push(await measureMemcopy(threads, copyBytes, copyRounds));
+    log('\n## memory copy (TypedArray.set, read + write bytes)');
+    log(table([['threads', 'MiB', 'GB/s'], ...memcopy.map((m) => [String(m.threads), fixed(m.bytes / MiB, 0), fixed(m.gbps, 1)])],
+      [true, true, true]));
+    const copyGbps = Math.max(...memcopy.map((m) => m.gbps));
+
+    // -- kernels, each as a fraction of the measured peak
+    const records = await bench.kernels({ threads, minSeconds: quick ? 0.005 : 0.25, withPeer: true });
+    const blas = records.filter((r) => r.peer).map((r) => r.peer!.gflops);
+    const ourMatmul = records.filter((r) => r.name.startsWith('matmul')).map((r) => r.gflops);
+    const peakGflops = blas.length ? Math.max(...blas) : Math.max(0, ...ourMatmul);
+    const peakSource = blas.length ? 'best OpenBLAS SGEMM of this run' : 'best of our matmuls (OpenBLAS not found)';
+    if (!blas.length) skipped.push('OpenBLAS: not installed, the matmul peak is our own best matmul');
+    const balance = peakGflops / copyGbps;
+    const kernels: KernelRecordWithPeak[] = records.map((r) => {
+      const intensity = r.gbps > 0 ? r.gflops / r.gbps : Infinity;
+      const bound = intensity >= balance ? 'compute' : 'memory';
+      return { ...r, bound, fraction_of_peak: bound === 'compute' ? r.gflops / peakGflops : r.gbps / copyGbps };
+    });
+    log(`\n## kernels (peak: ${fixed(peakGflops, 1)} GFLOP/s, ${peakSource}; copy ${fixed(copyGbps, 1)} GB/s)`);
+    log(table(
+      [['name', 'shape', 'ms', 'GFLOP/s', 'GB/s', 'peer GFLOP/s', 'bound', 'of peak'],
+        ...kernels.map((r) => [r.name, r.shape.join('x'), fixed(r.seconds * 1e3, 3), fixed(r.gflops, 1), fixed(r.gbps, 1),
+          r.peer ? fixed(r.peer.gflops, 1) : '-', r.bound, fixed(r.fraction_of_peak, 2)])],
+      [false, false, true, true, true, true, false, true],
+    ));
+
+    // -- whole training steps
+    const stepCount = quick ? 1 : 5;
+    const batch = quick ? 2 : 8;
+    const presets: Preset[] = quick ? ['tiny'] : ['tiny', 'small'];
+    const steps: SuiteDocument['steps'] = [];
+    for (const preset of presets) {
+      for (const mode of MODES) {
+        for (const task of STEP_TASKS) {
+          const r = await runStepBench({ preset, mode, task, batch, steps: stepCount, threads });
+          steps.push({ ...r, fraction_of_matmul_peak: r.achieved_gflops / peakGflops });
+        }
+      }
+    }
+    if (!quick) {
+      // base: only when a combination would fit the budget at the small preset's achieved rate
+      const smallRate = Math.min(...steps.filter((s) => s.preset === 'small').map((s) => s.achieved_gflops));
+      using base = await Model.create({ preset: 'base', mode: 'mask' });
+      const seconds = stepFlops(base.config, 'reca', batch).total / (smallRate * 1e9);
+      if (seconds * (stepCount + 1) > STEP_BUDGET_SECONDS) {
+        skipped.push(`preset base: a step would take about ${fixed(seconds, 1)} s here, over the ${STEP_BUDGET_SECONDS} s budget per combination`);
+      } else {
+        for (const mode of MODES) {
+          for (const task of STEP_TASKS) {
+            const r = await runStepBench({ preset: 'base', mode, task, batch, steps: stepCount, threads });
+            steps.push({ ...r, fraction_of_matmul_peak: r.achieved_gflops / peakGflops });
+          }
+        }
+      }
+    }
+
+    // -- sampling
+    const inference: SampleBenchResult[] = [];
+    for (const mode of MODES) {
+      for (const cfg of [1, 3]) {
+        inference.push(await runSampleBench({ preset: quick ? 'tiny' : 'small', mode, cfg, batch, repeats: quick ? 1 : 3, threads }));
+      }
+    }
+
+    // -- memory, one fresh process per preset
+    const memory = [...new Set(steps.map((s) => s.preset))].map((p) => memoryOfPreset(p, threads));
+
+    // -- cost growth (ours now; PyTorch at the same points below)
+    const growthPreset: Preset = quick ? 'tiny' : 'small';
+    const growthSteps = quick ? 1 : 3;
+    const axes: Array<{ axis: GrowthPoint['axis']; x: number; batch: number; threads: number; config?: Partial<Config> }> = [];
+    for (const b of quick ? [1, 2] : [1, 2, 4, 8, 16, 32]) axes.push({ axis: 'batch', x: b, batch: b, threads });
+    for (const s of quick ? [16] : [16, 32, 64]) {
+      axes.push({ axis: 'image_size', x: s, batch, threads, config: { image_size: s, und_image_size: s / 2 } });
+    }
+    for (const w of quick ? [32, 64] : [64, 128, 256, 384]) {
+      axes.push({ axis: 'width', x: w, batch, threads, config: { width: w, heads: w / 32 } });
+    }
+    for (const n of [...new Set([1, Math.min(2, threads)])]) axes.push({ axis: 'threads', x: n, batch, threads: n });
+    const growth: GrowthPoint[] = [];
+    for (const a of axes) {
+      const ours = await runStepBench({
+        preset: growthPreset, mode: 'mask', task: 'reca', batch: a.batch, steps: growthSteps, threads: a.threads, config: a.config,
+      });
+      growth.push({ axis: a.axis, x: a.x, ours });
+    }
+
+    // -- PyTorch at every step and growth point, in one process
+    const torchPoints: TorchPoint[] = [
+      ...steps.filter((s) => s.preset !== 'base').map((s) => ({
+        preset: s.preset, mode: s.mode, task: s.task, batch: s.batch, threads, steps: stepCount,
+      })),
+      ...growth.map((g) => ({
+        preset: growthPreset, mode: 'mask' as Mode, task: 'reca' as Task, batch: g.ours.batch, threads: g.ours.threads,
+        steps: growthSteps, config: g.ours.config_overrides,
+      })),
+    ];
+    if (steps.some((s) => s.preset === 'base')) {
+      skipped.push('PyTorch at preset base: not run (the reference takes minutes per base step on a CPU)');
+    }
+    log(`\n## PyTorch peer (${torchPoints.length} points, one process)`);
+    const torch = runTorch(torchPoints);
+    let torchVersion: string | null = null;
+    if ('skipped' in torch) {
+      skipped.push(`PyTorch: ${torch.skipped}`);
+      log(`PyTorch peer skipped: ${torch.skipped}`);
+    } else {
+      torchVersion = torch.version;
+      const find = (p: TorchPoint) => torch.results.find((r) =>
+        r.preset === p.preset && r.mode === p.mode && r.task === p.task && r.batch === p.batch &&
+        r.threads === p.threads && sameConfig(r.config, p.config));
+      for (const s of steps) s.pytorch = find({ ...s, threads, steps: stepCount });
+      for (const g of growth) {
+        g.pytorch = find({
+          preset: growthPreset, mode: 'mask', task: 'reca', batch: g.ours.batch, threads: g.ours.threads, steps: growthSteps,
+          config: g.ours.config_overrides,
+        });
+      }
+    }
+
+    log(`\n## training steps (${threads} threads, median of ${stepCount} after a warm-up; of peak = achieved / matmul peak)`);
+    log(table(
+      [['preset', 'mode', 'task', 'batch', 'step ms', 'images/s', 'tokens/s', 'GFLOP/s', 'of peak', 'PyTorch images/s', 'ours/PyTorch'],
+        ...steps.map((s) => [s.preset, s.mode, s.task, String(s.batch), fixed(s.step_seconds * 1e3, 1), fixed(s.images_per_s, 1),
+          fixed(s.tokens_per_s, 0), fixed(s.achieved_gflops, 1), fixed(s.fraction_of_matmul_peak, 2),
+          fixed(s.pytorch?.images_per_s, 1), s.pytorch ? fixed(s.images_per_s / s.pytorch.images_per_s, 2) : '-'])],
+      [false, false, false, true, true, true, true, true, true, true, true],
+    ));
+    log('\n## sampling (model.generate, default sampler steps)');
+    log(table(
+      [['preset', 'mode', 'cfg', 'batch', 'sampler steps', 'seconds', 'images/s'],
+        ...inference.map((r) => [r.preset, r.mode, String(r.cfg), String(r.batch), String(r.sampler_steps), fixed(r.seconds, 3),
+          fixed(r.images_per_s, 2)])],
+      [false, false, true, true, true, true, true],
+    ));
+    log('\n## memory (mask/reca step, batch 8, fresh process per preset)');
+    log(table(
+      [['preset', 'params MiB', 'grads MiB', 'optimizer MiB', 'activations MiB', 'sum MiB', 'RSS at start MiB', 'peak RSS MiB',
+        '(peak-start)/sum'],
+        ...memory.map((m) => [m.preset, fixed(m.memory.params / MiB, 1), fixed(m.memory.grads / MiB, 1),
+          fixed(m.memory.optimizer / MiB, 1), fixed(m.memory.activations / MiB, 1), fixed(m.theoretical_bytes / MiB, 1),
+          fixed(m.rss_at_start_bytes / MiB, 1), fixed(m.peak_rss_bytes / MiB, 1), fixed(m.growth_over_theoretical, 2)])],
+      [false, true, true, true, true, true, true, true, true],
+    ));
+    log(`\n## cost growth (${growthPreset} mask/reca step)`);
+    log(table(
+      [['axis', 'x', 'batch', 'threads', 'ours images/s', 'PyTorch images/s', 'ours/PyTorch'],
+        ...growth.map((g) => [g.axis, String(g.x), String(g.ours.batch), String(g.ours.threads), fixed(g.ours.images_per_s, 1),
+          fixed(g.pytorch?.images_per_s, 1), g.pytorch ? fixed(g.ours.images_per_s / g.pytorch.images_per_s, 2) : '-'])],
+      [false, true, true, true, true, true, true],
+    ));
+
+    // -- TF.js: the same step (tiny preset), loss checked against ours first
+    const tfjs: SuiteDocument['tfjs'] = [];
+    let tfjsVersion: string | null = null;
+    const backends: TfjsBackend[] = quick ? ['cpu'] : ['cpu', 'wasm'];
+    const tfjsCases: Array<{ mode: Mode; task: Task }> = quick
+      ? [{ mode: 'mask', task: 'reca' }]
+      : [{ mode: 'mask', task: 'reca' }, { mode: 'mask', task: 't2i' }, { mode: 'ar', task: 'reca' }];
+    for (const backend of backends) {
+      try {
+        const t = await loadTf(backend, threads);
+        tfjsVersion = t.version;
+        for (const c of tfjsCases) {
+          const r = await benchTfjsStep(t, { ...c, batch, steps: stepCount });
+          const ours = steps.find((s) => s.preset === 'tiny' && s.mode === c.mode && s.task === c.task && s.batch === batch);
+          tfjs.push({ ...r, ours_images_per_s: ours?.images_per_s });
+          if (r.loss_check.relativeDifference > 1e-4) {
+            notes.push(`TF.js ${backend} ${c.mode}/${c.task}: loss ${r.loss_check.tfjs} differs from ours ${r.loss_check.ours}`);
+          }
+        }
+      } catch (e) {
+        skipped.push(`TF.js ${backend}: ${(e as Error).message}`);
+      }
+    }
+    log('\n## TF.js peer (tiny preset; loss on the same weights and batch as ours, then the step timed)');
+    log(table(
+      [['backend', 'threads', 'mode', 'task', 'batch', 'loss ours', 'loss TF.js', 'rel diff', 'step ms', 'images/s', 'ours/TF.js'],
+        ...tfjs.map((r) => [r.backend, String(r.threads), r.mode, r.task, String(r.batch), r.loss_check.ours.toPrecision(8),
+          r.loss_check.tfjs.toPrecision(8), r.loss_check.relativeDifference.toExponential(1), fixed(r.step_seconds * 1e3, 1),
+          fixed(r.images_per_s, 1), r.ours_images_per_s ? fixed(r.ours_images_per_s / r.images_per_s, 1) : '-'])],
+      [false, true, false, false, true, true, true, true, true, true, true],
+    ));
+
+    // -- plots
+    fs.mkdirSync(o.out, { recursive: true });
+    const plotOf = (axis: GrowthPoint['axis']): Series[] => {
+      const pts = growth.filter((g) => g.axis === axis);
+      const series: Series[] = [{ name: 'reca-engine', points: pts.map((g) => [g.x, g.ours.images_per_s]) }];
+      if (pts.some((g) => g.pytorch)) {
+        series.push({ name: `PyTorch ${torchVersion ?? ''}`.trim(), points: pts.filter((g) => g.pytorch).map((g) => [g.x, g.pytorch!.images_per_s]) });
+      }
+      return series;
+    };
+    const plots = [
+      { file: 'growth-batch.svg', axis: 'batch' as const, xLabel: 'batch size (images per step)' },
+      { file: 'growth-width.svg', axis: 'width' as const, xLabel: 'generator width (heads = width / 32)' },
+    ].map((p) => {
+      const file = path.join(o.out, p.file);
+      const svg = linePlotSvg({
+        title: `${growthPreset} mask/reca training step, ${threads} threads`,
+        xLabel: p.xLabel,
+        yLabel: 'images/s',
+        logX: true,
+        series: plotOf(p.axis),
+      });
+      writeFile(file, svg);
+      return file;
+    });
+
+    const doc: SuiteDocument = {
+      suite: 'all',
+      quick,
+      date: new Date().toISOString(),
+      seconds: (Date.now() - t0) / 1e3,
+      machine: { ...machine, threads },
+      threads,
+      peers: { pytorch: torchVersion, tfjs: tfjsVersion, openblas: blas.length > 0, skipped },
+      memcopy,
+      peak: { matmul_gflops: peakGflops, matmul_source: peakSource, copy_gbps: copyGbps },
+      kernels,
+      steps,
+      inference,
+      memory,
+      growth,
+      tfjs,
+      plots,
+      notes,
+    };
+    const jsonFile = o.json ?? path.join(o.out, 'suite.json');
+    writeFile(jsonFile, JSON.stringify(doc, null, 2) + '\n');
+    for (const s of skipped) log(`skipped: ${s}`);
+    for (const n of notes) log(`note: ${n}`);
+    log(`\nwrote ${jsonFile}, ${plots.join(', ')} (${fixed(doc.seconds, 1)} s)`);
+    return doc;
+  } finally {
+    setThreads(threads0);
+  }
+}
+
+function writeFile(file: string, text: string): void {
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, text);
+  } catch (e) {
+    throw new RecaError('E_IO', `could not write ${file}: ${(e as Error).message}`);
+  }
+}

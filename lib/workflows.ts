@@ -1,0 +1,268 @@
+/**
+ * The engine's jobs, as functions the CLI and applications share: pretraining
+ * a base model on the shapes world, ShapesEval scoring, RecA post-training and
+ * the before/after demo. Every heavy step runs on the engine thread (Model and
+ * Trainer calls), so these functions keep the event loop free.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { RecaError } from './errors';
+import type { ImageFolder } from './images';
+import { Model, Trainer, type Config, type Mode, type Preset, type SampleOptions, type StepResult, type TrainerOptions } from './model';
+import { evalSet, scoreImages, type EvalItem, type EvalReport } from './shapes/eval';
+import { CATEGORIES, Rng, ShapesWorld, type Category } from './shapes/world';
+
+// ---- data ---------------------------------------------------------------------
+
+/** A stream of training batches. */
+export interface DataSource {
+  /** What the data is, for logs and reports. */
+  readonly description: string;
+  readonly imageSize: number;
+  /** Whether batches carry captions (the t2i and i2t tasks need them). */
+  readonly captioned: boolean;
+  next(batchSize: number): { images: Uint8Array; shape: [number, number, number, number]; captions?: string[] };
+}
+
+/** Batches of the built-in shapes world (train prompts only), batch k of a seed always the same. */
+export function shapesData(imageSize: number, seed = 0): DataSource {
+  const world = new ShapesWorld({ imageSize, split: 'train', seed });
+  let index = 0;
+  return {
+    description: `shapes world (train split, seed ${seed})`,
+    imageSize,
+    captioned: true,
+    next(batchSize) {
+      const b = world.batch(batchSize, index++);
+      return { images: b.images, shape: b.shape, captions: b.captions };
+    },
+  };
+}
+
+/** Batches of a loaded image folder: a seeded shuffle per epoch. */
+export function folderData(folder: ImageFolder, seed = 0): DataSource {
+  const [count, S] = folder.shape;
+  const rng = new Rng(seed);
+  let order: number[] = [];
+  let at = 0;
+  const frame = S * S * 3;
+  return {
+    description: `image folder (${count} images${folder.captions ? ', captioned' : ''})`,
+    imageSize: S,
+    captioned: folder.captions !== undefined,
+    next(batchSize) {
+      const images = new Uint8Array(batchSize * frame);
+      const captions: string[] = [];
+      for (let i = 0; i < batchSize; i++) {
+        if (at === order.length) {
+          order = Array.from({ length: count }, (_, k) => k);
+          for (let k = count - 1; k > 0; k--) {
+            const j = rng.int(k + 1);
+            [order[k], order[j]] = [order[j], order[k]];
+          }
+          at = 0;
+        }
+        const src = order[at++];
+        images.set(folder.images.subarray(src * frame, (src + 1) * frame), i * frame);
+        if (folder.captions) captions.push(folder.captions[src]);
+      }
+      return { images, shape: [batchSize, S, S, 3], captions: folder.captions ? captions : undefined };
+    },
+  };
+}
+
+// ---- training ---------------------------------------------------------------
+
+export type StepHook = (stage: string, step: number, total: number, result: StepResult) => void;
+
+/** Runs `steps` optimizer steps of `trainer` on `data`; returns the results. */
+export async function trainSteps(
+  trainer: Trainer,
+  data: DataSource,
+  steps: number,
+  batch: number,
+  stage: string,
+  onStep?: StepHook,
+): Promise<StepResult[]> {
+  const results: StepResult[] = [];
+  for (let i = 0; i < steps; i++) {
+    const b = data.next(batch);
+    const r = await trainer.step({ images: { data: b.images, shape: b.shape }, captions: b.captions });
+    results.push(r);
+    onStep?.(stage, i + 1, steps, r);
+  }
+  return results;
+}
+
+export interface PretrainOptions {
+  preset?: Preset;
+  mode?: Mode;
+  config?: Partial<Config>;
+  seed?: number;
+  /** Tokenizer stage (discrete modes): steps, batch and learning rate. */
+  tokenizerSteps?: number;
+  tokenizerBatch?: number;
+  tokenizerLr?: number;
+  /** Generation + understanding stage (t2i + i2t, everything but vq trainable). */
+  steps?: number;
+  batch?: number;
+  lr?: number;
+  data?: DataSource;
+  onStep?: StepHook;
+}
+
+/** Defaults of `reca pretrain` (the shipped base models were made with these). */
+export const PRETRAIN_DEFAULTS = {
+  tokenizerSteps: 1500,
+  tokenizerBatch: 64,
+  tokenizerLr: 2e-3,
+  steps: 1500,
+  batch: 24,
+  lr: 1e-3,
+} as const;
+
+/**
+ * A base model from scratch: the VQ tokenizer alone (discrete modes), then
+ * text-to-image and image-to-text together (the understanding side learns
+ * from captions, so its embeddings carry what the captions say).
+ */
+export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
+  const o = { ...PRETRAIN_DEFAULTS, ...stripUndefined(options) };
+  const model = await Model.create({ preset: o.preset ?? 'small', mode: o.mode ?? 'mask', config: o.config, seed: o.seed ?? 0 });
+  try {
+    const data = o.data ?? shapesData(model.config.image_size, o.seed ?? 0);
+    if (!data.captioned) throw new RecaError('E_INVALID_ARGUMENT', 'pretraining needs captions (t2i + i2t): use the shapes world or a captioned image folder');
+    if (data.imageSize !== model.config.image_size) {
+      throw new RecaError('E_SHAPE', `data images are ${data.imageSize}px but the model generates ${model.config.image_size}px`);
+    }
+    if (model.config.mode !== 'flow' && o.tokenizerSteps > 0) {
+      using tok = new Trainer(model, {
+        recipe: 'tokenizer',
+        optimizer: { lr: o.tokenizerLr, weightDecay: 0 },
+        schedule: { warmup: Math.min(100, o.tokenizerSteps), kind: 'cosine', totalSteps: o.tokenizerSteps, minLr: o.tokenizerLr / 10 },
+        seed: o.seed ?? 0,
+      });
+      await trainSteps(tok, data, o.tokenizerSteps, o.tokenizerBatch, 'tokenizer', o.onStep);
+    }
+    if (o.steps > 0) {
+      using gen = new Trainer(model, {
+        recipe: 'reca+i2t',
+        tasks: { t2i: 1, i2t: 1 },
+        freeze: ['vq'],
+        optimizer: { lr: o.lr },
+        schedule: { warmup: Math.min(200, o.steps), kind: 'cosine', totalSteps: o.steps, minLr: o.lr / 10 },
+        seed: (o.seed ?? 0) + 1,
+      });
+      await trainSteps(gen, data, o.steps, o.batch, 't2i+i2t', o.onStep);
+    }
+    return model;
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+}
+
+export interface PosttrainOptions {
+  recipe?: 'reca' | 'reca+i2t';
+  steps?: number;
+  batch?: number;
+  lr?: number;
+  seed?: number;
+  data?: DataSource;
+  trainer?: TrainerOptions;
+  onStep?: StepHook;
+}
+
+/** RecA post-training: the generator regenerates uncaptioned images from their own embeddings. */
+export async function posttrain(model: Model, options: PosttrainOptions = {}): Promise<StepResult[]> {
+  const steps = options.steps ?? 300;
+  const lr = options.lr ?? 3e-4;
+  const data = options.data ?? shapesData(model.config.image_size, (options.seed ?? 0) + 1000);
+  const recipe = options.recipe ?? 'reca';
+  if (recipe === 'reca+i2t' && !data.captioned) {
+    throw new RecaError('E_INVALID_ARGUMENT', "recipe 'reca+i2t' needs captions for the i2t task: use --recipe reca or a captioned folder");
+  }
+  using trainer = new Trainer(model, {
+    recipe,
+    optimizer: { lr },
+    schedule: { warmup: Math.min(20, steps), kind: 'cosine', totalSteps: steps, minLr: lr / 10 },
+    seed: options.seed ?? 0,
+    ...options.trainer,
+  });
+  return trainSteps(trainer, data, steps, options.batch ?? 16, recipe, options.onStep);
+}
+
+// ---- ShapesEval ---------------------------------------------------------------
+
+export interface EvaluateOptions {
+  samplesPerPrompt?: number;
+  perCategory?: number;
+  sampler?: SampleOptions;
+  /** Prompts per generate call. */
+  chunk?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Sampler settings per mode used by eval and the demo (CFG keeps the image embeddings, SPEC §7). */
+export function defaultSampler(mode: Mode): SampleOptions {
+  return mode === 'flow' ? { steps: 24, cfg: 3, seed: 0 } : mode === 'mask' ? { steps: 12, cfg: 3, temperature: 1, seed: 0 } : { cfg: 3, temperature: 1, seed: 0 };
+}
+
+export interface Evaluation {
+  report: EvalReport;
+  items: EvalItem[];
+  /** The generated images, NHWC, one per item. */
+  images: Uint8Array;
+  seconds: number;
+}
+
+/** Generates every ShapesEval item with the model and scores it. */
+export async function evaluate(model: Model, options: EvaluateOptions = {}): Promise<Evaluation> {
+  const t0 = Date.now();
+  const items = evalSet({ samplesPerPrompt: options.samplesPerPrompt, perCategory: options.perCategory });
+  const S = model.config.image_size;
+  const frame = S * S * 3;
+  const images = new Uint8Array(items.length * frame);
+  const sampler = { ...defaultSampler(model.config.mode), ...stripUndefined(options.sampler ?? {}) };
+  const chunk = options.chunk ?? 48;
+  for (let at = 0; at < items.length; at += chunk) {
+    const part = items.slice(at, at + chunk);
+    // One seed per chunk, derived from the items' own seeds: the same set always gives the same images.
+    const seed = BigInt(sampler.seed ?? 0) * 1000003n + BigInt(part[0].seed) * 7919n + BigInt(at);
+    using out = await model.generate({ ...sampler, prompts: part.map((it) => it.prompt.text), seed });
+    images.set(out.toArray(), at * frame);
+    options.onProgress?.(Math.min(at + chunk, items.length), items.length);
+  }
+  const report = scoreImages(items, images, S);
+  return { report, items, images, seconds: (Date.now() - t0) / 1000 };
+}
+
+/** A few items of each category, for picture grids. */
+export function gridSelection(items: EvalItem[], perCategory: number): number[] {
+  const picked: number[] = [];
+  for (const c of CATEGORIES as readonly Category[]) {
+    let n = 0;
+    for (let i = 0; i < items.length && n < perCategory; i++) {
+      if (items[i].prompt.category === c && (i === 0 || items[i - 1].prompt.text !== items[i].prompt.text)) {
+        picked.push(i);
+        n++;
+      }
+    }
+  }
+  return picked;
+}
+
+// ---- shipped base models --------------------------------------------------------
+
+/** Where the package keeps its pretrained base models. */
+export const MODELS_DIR = path.join(__dirname, '..', 'models');
+
+export function shippedBase(preset: Preset, mode: Mode): string | undefined {
+  const file = path.join(MODELS_DIR, `${preset}-${mode}.safetensors`);
+  return fs.existsSync(file) ? file : undefined;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -140,7 +140,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
       using tok = new Trainer(model, {
         recipe: 'tokenizer',
         optimizer: { lr: o.tokenizerLr, weightDecay: 0 },
-        schedule: { warmup: Math.min(100, o.tokenizerSteps), kind: 'cosine', totalSteps: o.tokenizerSteps, minLr: o.tokenizerLr / 10 },
+        schedule: { warmup: Math.min(100, Math.floor(o.tokenizerSteps / 5)), kind: 'cosine', totalSteps: o.tokenizerSteps, minLr: o.tokenizerLr / 10 },
         seed: o.seed ?? 0,
       });
       await trainSteps(tok, data, o.tokenizerSteps, o.tokenizerBatch, 'tokenizer', o.onStep);
@@ -151,7 +151,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
         tasks: { t2i: 1, i2t: 1 },
         freeze: ['vq'],
         optimizer: { lr: o.lr },
-        schedule: { warmup: Math.min(200, o.steps), kind: 'cosine', totalSteps: o.steps, minLr: o.lr / 10 },
+        schedule: { warmup: Math.min(200, Math.floor(o.steps / 5)), kind: 'cosine', totalSteps: o.steps, minLr: o.lr / 10 },
         seed: (o.seed ?? 0) + 1,
       });
       await trainSteps(gen, data, o.steps, o.batch, 't2i+i2t', o.onStep);
@@ -186,11 +186,12 @@ export async function posttrain(model: Model, options: PosttrainOptions = {}): P
   using trainer = new Trainer(model, {
     recipe,
     optimizer: { lr },
-    schedule: { warmup: Math.min(20, steps), kind: 'cosine', totalSteps: steps, minLr: lr / 10 },
+    schedule: { warmup: Math.min(20, Math.floor(steps / 10)), kind: 'cosine', totalSteps: steps, minLr: lr / 10 },
     seed: options.seed ?? 0,
     ...options.trainer,
   });
-  return trainSteps(trainer, data, steps, options.batch ?? 16, recipe, options.onStep);
+  // Awaited here: `using` frees the trainer when this function returns.
+  return await trainSteps(trainer, data, steps, options.batch ?? 16, recipe, options.onStep);
 }
 
 // ---- ShapesEval ---------------------------------------------------------------

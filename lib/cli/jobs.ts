@@ -9,7 +9,7 @@ import * as path from 'path';
 
 import { getThreads, info, RecaError, setThreads } from '../index';
 import { loadImageFolder, writeGrid } from '../images';
-import { Model, type Mode, type Preset, type Recipe, type SampleOptions, type StepResult } from '../model';
+import { Model, type Config, type Mode, type Preset, type Recipe, type SampleOptions, type StepResult } from '../model';
 import { Progress } from '../progress';
 import { writeSafetensors } from '../safetensors';
 import { reportMarkdown, type EvalReport } from '../shapes/eval';
@@ -280,6 +280,15 @@ function categoryTable(before: EvalReport, after?: EvalReport): string {
   return table(rows, head.map((_, i) => i > 0));
 }
 
+function beforeAfterMarkdown(before: EvalReport, after: EvalReport): string {
+  const rows = ['| category | before | after | change |', '|---|---:|---:|---:|'];
+  for (const c of CATEGORIES) {
+    rows.push(`| ${c} | ${fixed(before.categories[c], 3)} | ${fixed(after.categories[c], 3)} | ${signed(after.categories[c] - before.categories[c])} |`);
+  }
+  rows.push(`| **overall** | **${fixed(before.overall, 3)}** | **${fixed(after.overall, 3)}** | **${signed(after.overall - before.overall)}** |`);
+  return rows.join('\n');
+}
+
 function signed(x: number): string {
   return (x >= 0 ? '+' : '') + x.toFixed(3);
 }
@@ -311,6 +320,15 @@ function evalRenders(ev: Evaluation, S: number, count: number): Uint8Array {
   const out = new Uint8Array(picked.length * frame);
   picked.forEach((idx, k) => renderScene(layoutScene(ev.items[idx].prompt, S, new Rng(ev.items[idx].seed)), S, out, k * frame));
   return out;
+}
+
+/** The preset a config was made from (by its sizes), or 'custom'. */
+function presetOf(c: Config): string {
+  const sizes: Record<string, [number, number, number]> = { tiny: [64, 2, 64], small: [256, 6, 512], base: [768, 12, 4096] };
+  for (const [name, [width, depth, K]] of Object.entries(sizes)) {
+    if (c.width === width && c.depth === depth && c.codebook_size === K) return name;
+  }
+  return 'custom';
 }
 
 // ---- demo -----------------------------------------------------------------------
@@ -349,9 +367,10 @@ export async function cmdDemo(args: string[]): Promise<void> {
   using model = await Model.load(base);
   const cfg = model.config;
   const S = cfg.image_size;
+  const presetName = baseFile ? presetOf(cfg) : preset;
   const sampler = samplerFrom(flags, cfg.mode);
   const log = (s: string): void => void process.stderr.write(`${s}\n`);
-  log(`reca demo: ${preset}/${cfg.mode} base ${path.relative(process.cwd(), base) || base}, ${model.parameterCount} parameters, ` +
+  log(`reca demo: ${presetName}/${cfg.mode} base ${path.relative(process.cwd(), base) || base}, ${model.parameterCount} parameters, ` +
     `${getThreads()} threads, isa ${info().cpu.isa}`);
 
   const before = await evalWithProgress(model, 'ShapesEval before', samples, sampler);
@@ -386,7 +405,7 @@ export async function cmdDemo(args: string[]): Promise<void> {
   const seconds = (Date.now() - t0) / 1000;
   const summary = (r: EvalReport) => ({ overall: r.overall, categories: r.categories });
   const report = {
-    preset,
+    preset: presetName,
     mode: cfg.mode,
     recipe,
     steps,
@@ -409,15 +428,13 @@ export async function cmdDemo(args: string[]): Promise<void> {
   };
   writeJson(path.join(out, 'report.json'), report);
   const md = [
-    `# RecA demo: ${preset} preset, ${cfg.mode} mode, recipe ${recipe}`,
+    `# RecA demo: ${presetName} preset, ${cfg.mode} mode, recipe ${recipe}`,
     '',
     `${steps} RecA steps (batch ${batch}, lr ${lr}) on uncaptioned shapes-world images; ShapesEval with ` +
       `${before.items.length} images (${samples} per prompt), sampler ${JSON.stringify(sampler)}. ` +
       `Total ${seconds.toFixed(0)} s on ${getThreads()} threads (${report.machine.cpu}).`,
     '',
-    '```',
-    categoryTable(before.report, after.report),
-    '```',
+    beforeAfterMarkdown(before.report, after.report),
     '',
     reportMarkdown(before.report, 'Before RecA'),
     '',
@@ -436,7 +453,7 @@ export async function cmdDemo(args: string[]): Promise<void> {
     console.log(JSON.stringify(brief, null, 2));
     return;
   }
-  console.log(`\nShapesEval, ${preset}/${cfg.mode}, ${steps} RecA steps (${recipe}):\n`);
+  console.log(`\nShapesEval, ${presetName}/${cfg.mode}, ${steps} RecA steps (${recipe}):\n`);
   console.log(categoryTable(before.report, after.report));
   console.log(`\n${seconds.toFixed(0)} s. Wrote ${report.outputs.map((f) => path.join(out, f)).join(', ')}`);
 }
@@ -517,7 +534,7 @@ export async function cmdTrain(args: string[]): Promise<void> {
   using trainer = new Trainer(model, {
     recipe,
     optimizer: { lr },
-    schedule: { warmup: Math.min(20, steps), kind: 'cosine', totalSteps: steps, minLr: lr / 10 },
+    schedule: { warmup: Math.min(20, Math.floor(steps / 10)), kind: 'cosine', totalSteps: steps, minLr: lr / 10 },
     seed,
   });
   if (resume) await trainer.load(resume);

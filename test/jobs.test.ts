@@ -1,0 +1,191 @@
+/**
+ * The model jobs of the CLI (demo, pretrain, train, eval, sample, reconstruct,
+ * embed) run end to end on a tiny model, and their user errors exit non-zero
+ * with one line and no stack trace.
+ */
+import { execFile } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+import sharp from 'sharp';
+
+import { Model } from '../lib';
+import { loadImageFolder, readPng } from '../lib/images';
+import { readSafetensors } from '../lib/safetensors';
+import { CATEGORIES } from '../lib/shapes/world';
+import { cliPath, root } from './helpers';
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function reca(...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cliPath, ...args], { cwd: root, encoding: 'utf8', timeout: 120000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A user error: the exit code, one line on stderr, no stack trace. */
+function expectUserError(r: Run, code: number, pattern: RegExp): void {
+  expect(r.code).toBe(code);
+  const lines = r.stderr.trim().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^reca: /);
+  expect(lines[0]).toMatch(pattern);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+}
+
+let dir: string;
+let tinyModel: string;
+let folder: string;
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-jobs-'));
+  tinyModel = path.join(dir, 'tiny.safetensors');
+  const model = await Model.create({ preset: 'tiny', mode: 'mask', seed: 3, config: { max_text_len: 48 } });
+  await model.save(tinyModel);
+  model.dispose();
+  // A small folder: three images, one corrupt file.
+  folder = path.join(dir, 'images');
+  fs.mkdirSync(folder);
+  const colors = [[200, 30, 30], [30, 200, 30], [30, 30, 200]];
+  for (let i = 0; i < 3; i++) {
+    const [r, g, b] = colors[i];
+    await sharp({ create: { width: 24 + 8 * i, height: 20, channels: 3, background: { r, g, b } } }).png().toFile(path.join(folder, `img${i}.png`));
+  }
+  fs.writeFileSync(path.join(folder, 'broken.png'), Buffer.from('not a png at all'));
+});
+
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('help', () => {
+  test.each(['demo', 'pretrain', 'train', 'eval', 'sample', 'reconstruct', 'embed'])('reca %s --help', async (command) => {
+    const r = await reca(command, '--help');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Usage: reca ${command}`);
+    expect(r.stderr).toBe('');
+  });
+
+  test('the main help lists every command', async () => {
+    const r = await reca('--help');
+    for (const c of ['info', 'demo', 'pretrain', 'train', 'eval', 'sample', 'reconstruct', 'embed', 'debug-step', 'bench']) {
+      expect(r.stdout).toMatch(new RegExp(`^  ${c} `, 'm'));
+    }
+  });
+});
+
+describe('user errors', () => {
+  test('an unknown flag exits 2', async () => {
+    expectUserError(await reca('demo', '--bogus'), 2, /unknown option --bogus/);
+  });
+
+  test('a bad value exits 2', async () => {
+    expectUserError(await reca('demo', '--preset', 'huge'), 2, /--preset must be one of tiny, small/);
+    expectUserError(await reca('eval', '--samples', '0'), 2, /--samples needs a positive integer/);
+    expectUserError(await reca('train', '--out', 'x', '--steps', 'many'), 2, /--steps needs an integer/);
+  });
+
+  test('a missing required option exits 2', async () => {
+    expectUserError(await reca('pretrain'), 2, /pretrain needs --out FILE/);
+    expectUserError(await reca('sample', '--out', 'x.png'), 2, /sample needs at least one --prompt/);
+    expectUserError(await reca('embed', '--out', 'x.safetensors'), 2, /embed needs --images/);
+  });
+
+  test('a missing image folder exits 1 with E_IO', async () => {
+    const r = await reca('train', '--model', tinyModel, '--data', path.join(dir, 'nope'), '--out', path.join(dir, 'x.safetensors'));
+    expectUserError(r, 1, /E_IO: .*nope.* does not exist/);
+  });
+
+  test('a missing or corrupt checkpoint exits 1', async () => {
+    expectUserError(await reca('eval', '--model', path.join(dir, 'missing.safetensors')), 1, /E_IO: checkpoint .* does not exist/);
+    const bad = path.join(dir, 'bad.safetensors');
+    fs.writeFileSync(bad, Buffer.alloc(100, 7));
+    expectUserError(await reca('eval', '--model', bad), 1, /E_CHECKPOINT/);
+  });
+
+  test('a missing base model names the command that makes one', async () => {
+    const r = await reca('demo', '--preset', 'tiny', '--mode', 'flow', '--base', path.join(dir, 'none.safetensors'));
+    expectUserError(r, 1, /E_IO: checkpoint .*none\.safetensors does not exist/);
+  });
+});
+
+describe('jobs on a tiny model', () => {
+  test('embed writes the understanding embeddings of a folder, skipping the corrupt file', async () => {
+    const out = path.join(dir, 'emb.safetensors');
+    const r = await reca('embed', '--model', tinyModel, '--images', folder, '--out', out, '--json');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/skipped 1 unreadable file\(s\):\n\s+broken\.png: /);
+    const st = readSafetensors(out);
+    const emb = st.tensors.get('embeddings')!;
+    const model = await Model.load(tinyModel);
+    try {
+      const { width } = model.config;
+      expect(emb.shape).toEqual([3, 16, width]);
+      expect(JSON.parse(st.metadata.files)).toEqual(['img0.png', 'img1.png', 'img2.png']);
+      // The same images through the API give the same numbers.
+      const loaded = await loadImageFolder(folder, { imageSize: model.config.image_size });
+      const direct = await model.embed({ data: loaded.images, shape: loaded.shape });
+      expect(Array.from(emb.data)).toEqual(Array.from(direct.toArray()));
+    } finally {
+      model.dispose();
+    }
+  });
+
+  test('sample and reconstruct write PNG grids of the right size', async () => {
+    const grid = path.join(dir, 'sample.png');
+    const r = await reca('sample', '--model', tinyModel, '--prompt', 'a red circle', '--prompt', 'two blue squares', '--n', '2', '--out', grid);
+    expect(r.code).toBe(0);
+    const png = await readPng(grid);
+    expect(png.width).toBeGreaterThan(2 * 16 * 8);
+    const recon = path.join(dir, 'recon.png');
+    const r2 = await reca('reconstruct', '--model', tinyModel, '--images', 'shapes', '--limit', '4', '--out', recon);
+    expect(r2.code).toBe(0);
+    expect(r2.stdout).toContain('4 images and their reconstructions');
+    expect(fs.existsSync(recon)).toBe(true);
+  });
+
+  test('pretrain then train (resumable) produce loadable checkpoints', async () => {
+    const base = path.join(dir, 'pre.safetensors');
+    const r = await reca('pretrain', '--preset', 'tiny', '--tokenizer-steps', '3', '--steps', '3', '--batch', '4', '--out', base, '--json');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ preset: 'tiny', mode: 'mask', steps: 3, tokenizerSteps: 3 });
+    const model = await Model.load(base);
+    expect(model.config.max_text_len).toBe(48);
+    model.dispose();
+    const run = path.join(dir, 'run.safetensors');
+    const t1 = await reca('train', '--model', base, '--steps', '2', '--batch', '4', '--out', run, '--json');
+    expect(t1.code).toBe(0);
+    expect(JSON.parse(t1.stdout).steps).toBe(2);
+    const t2 = await reca('train', '--resume', run, '--steps', '4', '--batch', '4', '--out', run, '--json');
+    expect(t2.code).toBe(0);
+    expect(JSON.parse(t2.stdout).steps).toBe(4);
+  }, 60000);
+
+  test('demo writes the report with before and after scores for every category', async () => {
+    const out = path.join(dir, 'demo');
+    const r = await reca('demo', '--base', tinyModel, '--steps', '2', '--samples', '1', '--out', out, '--json');
+    expect(r.code).toBe(0);
+    const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'));
+    expect(report).toMatchObject({ preset: 'tiny', mode: 'mask', recipe: 'reca', steps: 2 });
+    expect(report.seconds).toBeGreaterThan(0);
+    for (const side of ['before', 'after']) {
+      expect(Object.keys(report[side].categories).sort()).toEqual([...CATEGORIES].sort());
+      const cats = Object.values(report[side].categories) as number[];
+      // overall is the mean of the six category scores.
+      expect(report[side].overall).toBeCloseTo(cats.reduce((a, b) => a + b, 0) / cats.length, 12);
+      expect(report.samples[side]).toHaveLength(report.eval_images);
+    }
+    for (const f of ['report.md', 'before.png', 'after.png', 'reconstructions.png', 'model.safetensors']) {
+      expect(fs.existsSync(path.join(out, f))).toBe(true);
+    }
+    expect(fs.readFileSync(path.join(out, 'report.md'), 'utf8')).toMatch(/^\| \*\*overall\*\* \| \*\*[01]\.\d{3}\*\* \| \*\*[01]\.\d{3}\*\* \|/m);
+  }, 60000);
+});

@@ -339,3 +339,33 @@ export {
   type Task,
   type TrainerOptions,
 } from './model';
+
+// The shapes world and ShapesEval, image files, and the training jobs.
+export * from './shapes';
+export {
+  gridImage,
+  loadImageFolder,
+  readPng,
+  writeGrid,
+  writePng,
+  type GridOptions,
+  type ImageFolder,
+  type ImageFolderOptions,
+  type SkippedFile,
+} from './images';
+export {
+  defaultSampler,
+  evaluate,
+  folderData,
+  posttrain,
+  pretrain,
+  shapesData,
+  shippedBase,
+  trainSteps,
+  PRETRAIN_DEFAULTS,
+  type DataSource,
+  type EvaluateOptions,
+  type Evaluation,
+  type PosttrainOptions,
+  type PretrainOptions,
+} from './workflows';

@@ -10,7 +10,7 @@ import * as path from 'path';
 import { RecaError } from './errors';
 import type { ImageFolder } from './images';
 import { Model, Trainer, type Config, type Mode, type Preset, type SampleOptions, type StepResult, type TrainerOptions } from './model';
-import { evalSet, scoreImages, type EvalItem, type EvalReport } from './shapes/eval';
+import { evalSet, renderEvalImages, scoreImages, type EvalItem, type EvalReport } from './shapes/eval';
 import { CATEGORIES, Rng, ShapesWorld, type Category } from './shapes/world';
 
 // ---- data ---------------------------------------------------------------------
@@ -237,6 +237,39 @@ export async function evaluate(model: Model, options: EvaluateOptions = {}): Pro
   }
   const report = scoreImages(items, images, S);
   return { report, items, images, seconds: (Date.now() - t0) / 1000 };
+}
+
+/**
+ * ShapesEval of what the image pathway alone can do, on the world's own
+ * renders of the eval items (one sample per prompt):
+ * - `tokenizer` (discrete modes): decode(tokenize(render)), the ceiling any
+ *   generator of this model can reach, since it emits VQ codes;
+ * - `reconstruction`: the RecA task itself, each render regenerated from its
+ *   own understanding embeddings plus the template.
+ */
+export async function pathwayScores(
+  model: Model,
+  options: { sampler?: SampleOptions; chunk?: number } = {},
+): Promise<{ tokenizer?: EvalReport; reconstruction: EvalReport }> {
+  const items = evalSet({ samplesPerPrompt: 1 });
+  const S = model.config.image_size;
+  const frame = S * S * 3;
+  const renders = renderEvalImages(items, S);
+  let tokenizer: EvalReport | undefined;
+  if (model.config.mode !== 'flow') {
+    using codes = await model.tokenize({ data: renders, shape: [items.length, S, S, 3] });
+    using decoded = await model.decode(codes);
+    tokenizer = scoreImages(items, decoded.toArray(), S);
+  }
+  const sampler = { ...defaultSampler(model.config.mode), ...stripUndefined(options.sampler ?? {}) };
+  const recon = new Uint8Array(items.length * frame);
+  const chunk = options.chunk ?? 48;
+  for (let at = 0; at < items.length; at += chunk) {
+    const n = Math.min(chunk, items.length - at);
+    using out = await model.reconstruct({ data: renders.subarray(at * frame, (at + n) * frame), shape: [n, S, S, 3] }, { ...sampler, seed: BigInt(sampler.seed ?? 0) + BigInt(at) });
+    recon.set(out.toArray(), at * frame);
+  }
+  return { tokenizer, reconstruction: scoreImages(items, recon, S) };
 }
 
 /** A few items of each category, for picture grids. */

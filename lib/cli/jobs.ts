@@ -19,6 +19,7 @@ import {
   evaluate,
   folderData,
   gridSelection,
+  pathwayScores,
   posttrain,
   pretrain,
   PRETRAIN_DEFAULTS,
@@ -289,6 +290,20 @@ function beforeAfterMarkdown(before: EvalReport, after: EvalReport): string {
   return rows.join('\n');
 }
 
+type Pathways = Awaited<ReturnType<typeof pathwayScores>>;
+
+/** The image pathway's own ShapesEval scores, on the world's renders of the eval prompts. */
+function pathwayLines(before: Pathways, after: Pathways): string {
+  const lines = [
+    `RecA reconstruction of the eval renders (the task RecA trains): ${fixed(before.reconstruction.overall, 3)} -> ` +
+      `${fixed(after.reconstruction.overall, 3)}`,
+  ];
+  if (before.tokenizer) {
+    lines.push(`VQ tokenizer ceiling (decode(tokenize(render)), the best any generator of this model can score): ${fixed(before.tokenizer.overall, 3)}`);
+  }
+  return lines.join('\n');
+}
+
 function signed(x: number): string {
   return (x >= 0 ? '+' : '') + x.toFixed(3);
 }
@@ -374,6 +389,7 @@ export async function cmdDemo(args: string[]): Promise<void> {
     `${getThreads()} threads, isa ${info().cpu.isa}`);
 
   const before = await evalWithProgress(model, 'ShapesEval before', samples, sampler);
+  const pathBefore = await pathwayScores(model, { sampler });
   await evalGrid(path.join(out, 'before.png'), before, S, `before RecA: overall ${before.report.overall.toFixed(3)}`);
 
   const progress = trainingProgress(`RecA (${recipe})`, steps);
@@ -383,6 +399,7 @@ export async function cmdDemo(args: string[]): Promise<void> {
   const trainSeconds = (Date.now() - tTrain) / 1000;
 
   const after = await evalWithProgress(model, 'ShapesEval after', samples, sampler);
+  const pathAfter = await pathwayScores(model, { sampler });
   await evalGrid(path.join(out, 'after.png'), after, S, `after ${steps} RecA steps: overall ${after.report.overall.toFixed(3)}`);
 
   // Reconstructions: reference renders of some eval prompts beside what the model regenerates from their embeddings.
@@ -412,6 +429,8 @@ export async function cmdDemo(args: string[]): Promise<void> {
     seconds,
     before: summary(before.report),
     after: summary(after.report),
+    reconstruction: { before: summary(pathBefore.reconstruction), after: summary(pathAfter.reconstruction) },
+    tokenizer_ceiling: pathBefore.tokenizer ? summary(pathBefore.tokenizer) : null,
     batch,
     lr,
     base,
@@ -436,6 +455,8 @@ export async function cmdDemo(args: string[]): Promise<void> {
     '',
     beforeAfterMarkdown(before.report, after.report),
     '',
+    pathwayLines(pathBefore, pathAfter),
+    '',
     reportMarkdown(before.report, 'Before RecA'),
     '',
     reportMarkdown(after.report, 'After RecA'),
@@ -455,6 +476,7 @@ export async function cmdDemo(args: string[]): Promise<void> {
   }
   console.log(`\nShapesEval, ${presetName}/${cfg.mode}, ${steps} RecA steps (${recipe}):\n`);
   console.log(categoryTable(before.report, after.report));
+  console.log(`\n${pathwayLines(pathBefore, pathAfter)}`);
   console.log(`\n${seconds.toFixed(0)} s. Wrote ${report.outputs.map((f) => path.join(out, f)).join(', ')}`);
 }
 

@@ -72,6 +72,9 @@ TARBALL="$WORK/$(npm pack --silent --pack-destination "$WORK" | tail -n 1)"
 tar -tzf "$TARBALL" >"$WORK/contents.txt"
 grep -q "^package/prebuilds/$TUPLE/.*\.node$" "$WORK/contents.txt" || fail "the tarball has no prebuilds/$TUPLE/*.node"
 grep -q '^package/dist/cli.js$' "$WORK/contents.txt" || fail "the tarball has no dist/cli.js"
+for m in small-mask tiny-mask; do
+  grep -q "^package/models/$m.safetensors$" "$WORK/contents.txt" || fail "the tarball has no shipped base model models/$m.safetensors"
+done
 if grep -E '^package/(test|tools/reference|native/tests|benchmarks|build|build-[^/]*|bench-out)/|\.(so|a|o)(\.[0-9]+)*$|libcud' "$WORK/contents.txt"; then
   fail "the tarball holds files it should not (above)"
 fi
@@ -93,6 +96,9 @@ echo "$INFO" | node -e '
   console.log("reca info: " + i.addonPath + ", backend " + i.backend + ", isa " + i.cpu.isa);' "$PKG_A" \
   || fail "(a) reca info did not load the prebuilt binary"
 (cd "$A" && no_tools node -e "$STEP_JS") || fail "(a) the tiny training step failed on the prebuilt binary"
+(cd "$A" && no_tools npx --no-install reca demo --quick --out "$A/demo" >/dev/null) || fail "(a) reca demo --quick failed on the installed package"
+node -e 'const r = require(process.argv[1]); if (!(r.before.overall >= 0 && r.after.overall >= 0)) process.exit(1); console.log(`demo --quick: before ${r.before.overall.toFixed(3)}, after ${r.after.overall.toFixed(3)}, ${r.seconds.toFixed(0)} s`)' "$A/demo/report.json" \
+  || fail "(a) the quick demo wrote no report with before and after scores"
 
 step "(a) install with the install script allowed and no toolchain: it must compile nothing"
 A2=$(new_project a2)

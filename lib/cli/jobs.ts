@@ -126,6 +126,7 @@ Options:
   --out FILE           PNG grid to write
   --each DIR           also write one PNG per image to DIR
   --threads N          CPU threads (default: all)
+  --json               print a JSON summary
 ${SAMPLER_HELP}`,
   reconstruct: `Usage: reca reconstruct --images DIR|shapes --out FILE.png [options]
 
@@ -140,6 +141,7 @@ Options:
   --template TEXT      the text beside the embeddings (default "describe the image")
   --out FILE           PNG grid to write
   --threads N          CPU threads (default: all)
+  --json               print a JSON summary
 ${SAMPLER_HELP}`,
   embed: `Usage: reca embed --images DIR|shapes --out FILE.safetensors [options]
 
@@ -618,7 +620,7 @@ export async function cmdSample(args: string[]): Promise<void> {
     } else if (args[i].startsWith('--prompt=')) prompts.push(args[i].slice(9));
     else rest.push(args[i]);
   }
-  const { flags, positional } = parse(rest, new Set(['model', 'preset', 'mode', 'n', 'out', 'each', 'threads', ...SAMPLER_FLAGS]), new Set(['help']));
+  const { flags, positional } = parse(rest, new Set(['model', 'preset', 'mode', 'n', 'out', 'each', 'threads', ...SAMPLER_FLAGS]), new Set(['help', 'json']));
   if (flags.has('help')) return void console.log(JOB_HELP.sample);
   noPositional(positional, 'sample');
   if (!prompts.length) throw new UsageError('sample needs at least one --prompt TEXT');
@@ -640,7 +642,8 @@ export async function cmdSample(args: string[]): Promise<void> {
       await writePng(path.join(each, `${String(i).padStart(4, '0')}.png`), bytes.subarray(i * S * S * 3, (i + 1) * S * S * 3), S, S);
     }
   }
-  console.log(`wrote ${out}${each ? ` and ${all.length} images to ${each}` : ''}`);
+  if (flags.has('json')) console.log(JSON.stringify({ out, each: each ?? null, images: all.length, prompts }, null, 2));
+  else console.log(`wrote ${out}${each ? ` and ${all.length} images to ${each}` : ''}`);
 }
 
 // ---- reconstruct / embed ------------------------------------------------------------
@@ -661,7 +664,7 @@ export async function cmdReconstruct(args: string[]): Promise<void> {
   const { flags, positional } = parse(
     args,
     new Set(['model', 'preset', 'mode', 'images', 'limit', 'template', 'out', 'threads', ...SAMPLER_FLAGS]),
-    new Set(['help']),
+    new Set(['help', 'json']),
   );
   if (flags.has('help')) return void console.log(JOB_HELP.reconstruct);
   noPositional(positional, 'reconstruct');
@@ -682,7 +685,8 @@ export async function cmdReconstruct(args: string[]): Promise<void> {
     pair.set(bytes.subarray(i * frame, (i + 1) * frame), (2 * i + 1) * frame);
   }
   await writeGrid(out, pair, 2 * count, S, { columns: 8, scale: S <= 16 ? 8 : 4, labels: Array.from({ length: 2 * count }, (_, i) => (i % 2 ? 'recon' : 'input')) });
-  console.log(`wrote ${out} (${count} images and their reconstructions)`);
+  if (flags.has('json')) console.log(JSON.stringify({ out, images: count }, null, 2));
+  else console.log(`wrote ${out} (${count} images and their reconstructions)`);
 }
 
 export async function cmdEmbed(args: string[]): Promise<void> {

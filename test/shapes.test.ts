@@ -434,6 +434,37 @@ describe('ShapesEval', () => {
     expect(empty.samples.every((s) => !s.correct && /found 0|found nothing/.test(s.reason))).toBe(true);
   });
 
+  test('ragged edges (what a VQ decoder leaves) keep the answers at 32 px', () => {
+    // Every edge pixel (one with a 4-neighbour of another color) is, with
+    // probability 1/4, replaced by that neighbour's color: notches and bumps
+    // along every outline, the object's own size unchanged on average.
+    const S = 32;
+    const some = evalSet({ perCategory: 24, samplesPerPrompt: 1 });
+    const clean = renderEvalImages(some, S);
+    const ragged = clean.slice();
+    const rand = pseudoRandomBytes(clean.length, 7);
+    let changed = 0;
+    for (let img = 0; img < some.length; img++) {
+      const base = img * S * S * 3;
+      const at = (x: number, y: number) => base + 3 * (y * S + x);
+      const same = (a: number, b: number) => clean[a] === clean[b] && clean[a + 1] === clean[b + 1] && clean[a + 2] === clean[b + 2];
+      for (let y = 1; y < S - 1; y++) {
+        for (let x = 1; x < S - 1; x++) {
+          const p = at(x, y);
+          if (rand[p] >= 64) continue;
+          const q = [at(x + 1, y), at(x - 1, y), at(x, y + 1), at(x, y - 1)].find((n) => !same(n, p));
+          if (q === undefined) continue;
+          ragged.set(clean.subarray(q, q + 3), p);
+          changed++;
+        }
+      }
+    }
+    const report = scoreImages(some, ragged, S);
+    console.log(`ShapesEval of ragged renders (${changed} pixels changed): ${report.overall.toFixed(3)}`);
+    expect(changed).toBeGreaterThan(some.length * 5);
+    expect(report.overall).toBeGreaterThanOrEqual(0.9);
+  });
+
   test('reportMarkdown lists every category and the overall score', () => {
     const items = evalSet({ perCategory: 2, samplesPerPrompt: 1 });
     const images = renderEvalImages(items, 32);

@@ -16,7 +16,9 @@ import {
   promptSplit,
   renderScene,
   Rng,
+  shapeContains,
   sizeRange,
+  SHAPES,
   type Category,
   type Prompt,
   type Relation,
@@ -90,37 +92,55 @@ function snapToPalette(image: Uint8Array, n: number, offset: number): Uint8Array
 }
 
 /**
- * Shape from the component's box: a triangle (apex up) has much less area in
- * its top half than in its bottom half; a square fills its box and its corners;
- * a circle fills about pi/4 of its box and leaves the corners empty.
+ * Shape by template matching: the component's pixels against the ideal
+ * circle, square and triangle (apex up) fitted to its box, scored by
+ * intersection over union; the best match wins when its IoU is at least
+ * MIN_IOU. Unlike thresholds on fill ratio or corners, one ragged edge or a
+ * notch (what a VQ decoder or a sampler leaves) moves IoU only a little, while
+ * the three shapes stay far apart (a disc covers pi/4 of its square, a
+ * triangle half of it). The template's box may also sit one pixel inside each
+ * side of the component's box, so that a one-pixel spur does not stretch it.
  */
+const MIN_IOU = 0.6;
+
 function classify(xs: Int32Array, ys: Int32Array, count: number, bbox: [number, number, number, number]): Shape | 'unknown' {
   const [x0, y0, x1, y1] = bbox;
   const w = x1 - x0 + 1;
   const h = y1 - y0 + 1;
   const aspect = w / h;
   if (aspect < 0.7 || aspect > 1 / 0.7) return 'unknown';
-  const fill = count / (w * h);
-  const half = Math.floor(h / 2);
-  const k = Math.max(1, Math.round(Math.min(w, h) / 6));
-  let top = 0;
-  let bottom = 0;
-  let corners = 0;
-  for (let i = 0; i < count; i++) {
-    const r = ys[i] - y0;
-    if (r < half) top++;
-    if (r >= h - half) bottom++;
-    const nearX = xs[i] - x0 < k || x1 - xs[i] < k;
-    const nearY = r < k || y1 - ys[i] < k;
-    if (nearX && nearY) corners++;
+  const mask = new Uint8Array(w * h);
+  for (let i = 0; i < count; i++) mask[(ys[i] - y0) * w + (xs[i] - x0)] = 1;
+  let best: Shape | 'unknown' = 'unknown';
+  let bestIou = MIN_IOU;
+  for (let inset = 0; inset < 16; inset++) {
+    // Bits of `inset`: move the left, top, right, bottom side one pixel in.
+    const bx0 = x0 + (inset & 1);
+    const by0 = y0 + ((inset >> 1) & 1);
+    const bx1 = x1 - ((inset >> 2) & 1);
+    const by1 = y1 - ((inset >> 3) & 1);
+    if (bx1 - bx0 < 2 || by1 - by0 < 2) continue;
+    const cx = (bx0 + bx1 + 1) / 2;
+    const cy = (by0 + by1 + 1) / 2;
+    const size = (bx1 - bx0 + by1 - by0 + 2) / 2;
+    for (const shape of SHAPES) {
+      let inter = 0;
+      let template = 0;
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          if (!shapeContains(shape, cx, cy, size, x0 + x + 0.5, y0 + y + 0.5)) continue;
+          template++;
+          inter += mask[y * w + x];
+        }
+      }
+      const iou = inter / (count + template - inter);
+      if (iou > bestIou || (iou === bestIou && best === 'unknown')) {
+        bestIou = iou;
+        best = shape;
+      }
+    }
   }
-  const balance = bottom === 0 ? Infinity : top / bottom;
-  const cornerFill = corners / (4 * k * k);
-  if (balance < 0.7 && fill >= 0.3 && fill <= 0.85) return 'triangle';
-  if (balance < 0.7 || balance > 1 / 0.7) return 'unknown';
-  if (fill >= 0.85 && cornerFill >= 0.75) return 'square';
-  if (fill >= 0.6 && fill < 0.95 && cornerFill <= 0.5) return 'circle';
-  return 'unknown';
+  return best;
 }
 
 /**

@@ -96,6 +96,8 @@ export async function trainSteps(
 }
 
 export interface PretrainOptions {
+  /** Continue from this checkpoint's parameters (preset, mode and config come from it). */
+  init?: string;
   preset?: Preset;
   mode?: Mode;
   config?: Partial<Config>;
@@ -129,7 +131,9 @@ export const PRETRAIN_DEFAULTS = {
  */
 export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
   const o = { ...PRETRAIN_DEFAULTS, ...stripUndefined(options) };
-  const model = await Model.create({ preset: o.preset ?? 'small', mode: o.mode ?? 'mask', config: o.config, seed: o.seed ?? 0 });
+  const model = o.init
+    ? await Model.load(o.init)
+    : await Model.create({ preset: o.preset ?? 'small', mode: o.mode ?? 'mask', config: o.config, seed: o.seed ?? 0 });
   try {
     const data = o.data ?? shapesData(model.config.image_size, o.seed ?? 0);
     if (!data.captioned) throw new RecaError('E_INVALID_ARGUMENT', 'pretraining needs captions (t2i + i2t): use the shapes world or a captioned image folder');
@@ -207,7 +211,8 @@ export interface EvaluateOptions {
 
 /** Sampler settings per mode used by eval and the demo (CFG keeps the image embeddings, SPEC §7). */
 export function defaultSampler(mode: Mode): SampleOptions {
-  return mode === 'flow' ? { steps: 24, cfg: 3, seed: 0 } : mode === 'mask' ? { steps: 12, cfg: 3, temperature: 1, seed: 0 } : { cfg: 3, temperature: 1, seed: 0 };
+  // MaskGIT at 12 steps left objects in pieces (ShapesEval 0.03 on the small base); 32 steps scored 0.09.
+  return mode === 'flow' ? { steps: 32, cfg: 3, seed: 0 } : mode === 'mask' ? { steps: 32, cfg: 3, temperature: 1, seed: 0 } : { cfg: 3, temperature: 1, seed: 0 };
 }
 
 export interface Evaluation {

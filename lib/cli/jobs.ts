@@ -33,7 +33,7 @@ import {
 import { choice, fixed, MODES, number, parse, PRESETS, table, UsageError, writeJson, type Flags } from './args';
 
 const SAMPLER_HELP = `sampling:
-  --sample-steps N     mask: MaskGIT steps (12); flow: Euler steps (24); ar: unused
+  --sample-steps N     mask: MaskGIT steps (32); flow: Euler steps (32); ar: unused
   --cfg X              classifier-free guidance scale (3; 1 = off)
   --temperature X      discrete modes (1; 0 = greedy)
   --top-k K            discrete modes (0 = every code)
@@ -73,10 +73,11 @@ shapes world's train prompts). The shipped base models were made with
 
 Options:
   --out FILE           checkpoint to write (float16 parameters)
+  --init FILE          continue from this checkpoint (its preset and mode) instead of a fresh model
   --preset P           tiny | small (default) | base
   --mode M             mask (default) | ar | flow
   --data D             shapes (default) | a folder of images with captions
-  --tokenizer-steps N  (default ${PRETRAIN_DEFAULTS.tokenizerSteps}; flow has no tokenizer)
+  --tokenizer-steps N  (default ${PRETRAIN_DEFAULTS.tokenizerSteps}, with --init 0; flow has no tokenizer)
   --steps N            t2i + i2t steps (default ${PRETRAIN_DEFAULTS.steps})
   --batch B            images per step (default ${PRETRAIN_DEFAULTS.batch})
   --lr X               peak learning rate (default ${PRETRAIN_DEFAULTS.lr})
@@ -487,16 +488,25 @@ export async function cmdDemo(args: string[]): Promise<void> {
 export async function cmdPretrain(args: string[]): Promise<void> {
   const { flags, positional } = parse(
     args,
-    new Set(['out', 'preset', 'mode', 'data', 'tokenizer-steps', 'steps', 'batch', 'lr', 'seed', 'threads']),
+    new Set(['out', 'init', 'preset', 'mode', 'data', 'tokenizer-steps', 'steps', 'batch', 'lr', 'seed', 'threads']),
     new Set(['help', 'json']),
   );
   if (flags.has('help')) return void console.log(JOB_HELP.pretrain);
   noPositional(positional, 'pretrain');
   const out = required(flags, 'out', 'pretrain', 'FILE');
-  const preset = choice<Preset>(flags, 'preset', PRESETS, 'small');
-  const mode = choice<Mode>(flags, 'mode', MODES, 'mask');
+  const init = str(flags, 'init');
+  if (init && (flags.has('preset') || flags.has('mode'))) throw new UsageError('--init takes its preset and mode from the checkpoint: leave out --preset and --mode');
+  let initConfig: Config | undefined;
+  if (init) {
+    if (!fs.existsSync(init)) throw new RecaError('E_IO', `checkpoint ${init} does not exist`);
+    using m = await Model.load(init);
+    initConfig = { ...m.config };
+  }
+  const preset = init ? (presetOf(initConfig!) as Preset) : choice<Preset>(flags, 'preset', PRESETS, 'small');
+  const mode = initConfig?.mode ?? choice<Mode>(flags, 'mode', MODES, 'mask');
   const seed = nonNegative(number(flags, 'seed', true) ?? 0, 'seed');
-  const tokenizerSteps = nonNegative(number(flags, 'tokenizer-steps', true) ?? PRETRAIN_DEFAULTS.tokenizerSteps, 'tokenizer-steps');
+  // A continued run keeps its tokenizer: retraining it would move the codes under the generator.
+  const tokenizerSteps = nonNegative(number(flags, 'tokenizer-steps', true) ?? (init ? 0 : PRETRAIN_DEFAULTS.tokenizerSteps), 'tokenizer-steps');
   const steps = nonNegative(number(flags, 'steps', true) ?? PRETRAIN_DEFAULTS.steps, 'steps');
   const batch = positive(number(flags, 'batch', true) ?? PRETRAIN_DEFAULTS.batch, 'batch');
   const lr = number(flags, 'lr', false) ?? PRETRAIN_DEFAULTS.lr;
@@ -504,13 +514,13 @@ export async function cmdPretrain(args: string[]): Promise<void> {
   mkdirFor(out);
   // Shapes captions run to 48 bytes; the tiny preset's 32 would cut position prompts.
   const config = preset === 'tiny' ? { max_text_len: 48 } : undefined;
-  const imageSize = { tiny: 16, small: 32, base: 64 }[preset];
+  const imageSize = initConfig?.image_size ?? { tiny: 16, small: 32, base: 64 }[preset];
   const data = await dataFrom(str(flags, 'data') ?? 'shapes', imageSize, seed, 'loading images');
   const t0 = Date.now();
   const stages = mode === 'flow' ? [['t2i+i2t', steps]] : [['tokenizer', tokenizerSteps], ['t2i+i2t', steps]];
   const bars = new Map(stages.map(([name, n]) => [name as string, trainingProgress(`pretrain ${name}`, n as number)]));
   const model = await pretrain({
-    preset, mode, config, seed, tokenizerSteps, steps, batch, lr, data,
+    init, preset, mode, config, seed, tokenizerSteps, steps, batch, lr, data,
     onStep: (stage, step, total, r) => {
       const p = bars.get(stage);
       p?.hook(stage, step, total, r);
@@ -520,7 +530,7 @@ export async function cmdPretrain(args: string[]): Promise<void> {
   try {
     await model.save(out, { dtype: 'float16' });
     const summary = {
-      out, preset, mode, seed, tokenizerSteps: mode === 'flow' ? 0 : tokenizerSteps, steps, batch, lr,
+      out, init: init ?? null, preset, mode, seed, tokenizerSteps: mode === 'flow' ? 0 : tokenizerSteps, steps, batch, lr,
       data: data.description, parameters: model.parameterCount, seconds: (Date.now() - t0) / 1000,
       command: `reca pretrain ${args.join(' ')}`,
     };

@@ -16,6 +16,7 @@ result per point in the same order.
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -28,7 +29,13 @@ import reca_ref as R  # noqa: E402
 CAPTIONS = ["a red circle", "two blue squares on white", "a green triangle", "a small yellow star"]
 
 
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def run_point(preset="small", mode="mask", task="reca", batch=8, threads=2, steps=5, config=None):
+    rss_at_start = rss_bytes()  # torch imported, no model yet
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     cfg = R.make_config(preset, mode, **(config or {}))
@@ -68,6 +75,9 @@ def run_point(preset="small", mode="mask", task="reca", batch=8, threads=2, step
         "preset": preset, "mode": mode, "task": task, "batch": B, "config_overrides": config or {},
         "step_seconds": step, "step_seconds_all": times, "images_per_s": B / step,
         "tokens_per_s": B * seq / step, "sequence_length": seq, "loss": float(loss),
+        # Peak of the whole process so far: meaningful for the first (or only) point of a process.
+        "rss_at_start_bytes": rss_at_start,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
 
 

@@ -96,6 +96,8 @@ export interface SuiteDocument {
     memory: ModelMemory;
     /** (peak RSS − RSS at start) / theoretical bytes. */
     growth_over_theoretical: number;
+    /** PyTorch on the same step in its own process (null when the peer is missing). */
+    pytorch: { peak_rss_bytes: number; rss_at_start_bytes: number } | null;
   }>;
   growth: GrowthPoint[];
   tfjs: Array<TfjsStepResult & { ours_images_per_s?: number }>;
@@ -138,6 +140,14 @@ function runTorch(points: TorchPoint[]): { version: string; results: TorchResult
   }
 }
 
+/** PyTorch's peak RSS growth on the same step (its own fresh process), or null when the peer cannot run. */
+function torchMemory(preset: Preset, threads: number): { peak_rss_bytes: number; rss_at_start_bytes: number } | null {
+  const r = runTorch([{ preset, mode: 'mask', task: 'reca', batch: 8, threads, steps: 1 }]);
+  if ('skipped' in r) return null;
+  const p = r.results[0] as TorchResult & { peak_rss_bytes?: number; rss_at_start_bytes?: number };
+  return p.peak_rss_bytes && p.rss_at_start_bytes ? { peak_rss_bytes: p.peak_rss_bytes, rss_at_start_bytes: p.rss_at_start_bytes } : null;
+}
+
 /** Peak RSS and the engine's accounting of one preset's step, in a fresh process so peaks do not mix. */
 function memoryOfPreset(preset: Preset, threads: number): SuiteDocument['memory'][number] {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-mem-'));
@@ -162,6 +172,7 @@ function memoryOfPreset(preset: Preset, threads: number): SuiteDocument['memory'
       theoretical_bytes: theoretical,
       memory: m,
       growth_over_theoretical: (s.peak_rss_bytes - s.rss_at_start_bytes) / theoretical,
+      pytorch: torchMemory(preset, threads),
     };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -330,11 +341,12 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
     log('\n## memory (mask/reca step, batch 8, fresh process per preset)');
     log(table(
       [['preset', 'params MiB', 'grads MiB', 'optimizer MiB', 'activations MiB', 'sum MiB', 'RSS at start MiB', 'peak RSS MiB',
-        '(peak-start)/sum'],
+        '(peak-start)/sum', 'PyTorch peak-start MiB'],
         ...memory.map((m) => [m.preset, fixed(m.memory.params / MiB, 1), fixed(m.memory.grads / MiB, 1),
           fixed(m.memory.optimizer / MiB, 1), fixed(m.memory.activations / MiB, 1), fixed(m.theoretical_bytes / MiB, 1),
-          fixed(m.rss_at_start_bytes / MiB, 1), fixed(m.peak_rss_bytes / MiB, 1), fixed(m.growth_over_theoretical, 2)])],
-      [false, true, true, true, true, true, true, true, true],
+          fixed(m.rss_at_start_bytes / MiB, 1), fixed(m.peak_rss_bytes / MiB, 1), fixed(m.growth_over_theoretical, 2),
+          m.pytorch ? fixed((m.pytorch.peak_rss_bytes - m.pytorch.rss_at_start_bytes) / MiB, 1) : '-'])],
+      [false, true, true, true, true, true, true, true, true, true],
     ));
     log(`\n## cost growth (${growthPreset} mask/reca step)`);
     log(table(

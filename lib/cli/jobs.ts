@@ -8,8 +8,8 @@ import * as os from 'os';
 import * as path from 'path';
 
 import { getThreads, info, RecaError, setThreads } from '../index';
-import { loadImageFolder, writeGrid } from '../images';
-import { Model, type Config, type Mode, type Preset, type Recipe, type SampleOptions, type StepResult } from '../model';
+import { loadImageFolder, writeGrid, writePng } from '../images';
+import { Model, Trainer, type Config, type Mode, type Preset, type Recipe, type SampleOptions, type StepResult } from '../model';
 import { Progress } from '../progress';
 import { writeSafetensors } from '../safetensors';
 import { reportMarkdown, type EvalReport } from '../shapes/eval';
@@ -564,7 +564,6 @@ export async function cmdTrain(args: string[]): Promise<void> {
   using model = resume ? await modelFrom(flags, 'resume') : await modelFrom(flags);
   const data = await dataFrom(str(flags, 'data') ?? 'shapes', model.config.image_size, seed + 1000, 'loading images');
   if (recipe === 'reca+i2t' && !data.captioned) throw new UsageError("recipe reca+i2t needs captions (i2t): use --recipe reca or a captioned folder");
-  const { Trainer } = await import('../model');
   using trainer = new Trainer(model, {
     recipe,
     optimizer: { lr },
@@ -647,7 +646,6 @@ export async function cmdSample(args: string[]): Promise<void> {
   await writeGrid(out, bytes, all.length, S, { columns: n, scale: S <= 16 ? 8 : 4, labels: all });
   if (each) {
     mkdir(each);
-    const { writePng } = await import('../images');
     for (let i = 0; i < all.length; i++) {
       await writePng(path.join(each, `${String(i).padStart(4, '0')}.png`), bytes.subarray(i * S * S * 3, (i + 1) * S * S * 3), S, S);
     }

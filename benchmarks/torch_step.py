@@ -4,8 +4,9 @@ steps (loss, backward, clipping, AdamW) of tools/reference/reca_ref.py, the PyTo
 implementation of the same model, on the same preset, mode, task, batch, config overrides
 and thread count.
 
-One point:
-  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 benchmarks/torch_step.py \
+One point (OPENBLAS_NUM_THREADS=1: torch's OpenMP threads each call a one-thread OpenBLAS;
+letting the pthread OpenBLAS start its own threads on top halves torch's speed on 2 cores):
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 /usr/bin/python3 benchmarks/torch_step.py \
       --preset small --mode mask --batch 8 --threads 2 --json out.json
 Several points in one process (start-up paid once; `reca bench --suite all` does this):
   ... benchmarks/torch_step.py --points points.json --json out.json

@@ -124,6 +124,11 @@ function runTorch(points: TorchPoint[]): { version: string; results: TorchResult
     const env = { ...process.env };
     delete env.OPENBLAS_CORETYPE;
     delete env.OPENBLAS_L2_SIZE;
+    // torch.set_num_threads sets its OpenMP pool; Debian's torch calls the pthread OpenBLAS,
+    // which by default starts its own thread per core on top: 2 + 2 spinning threads on 2
+    // cores made the small step 2x slower (8.1 vs 17.1 images/s). One BLAS thread per
+    // OpenMP thread is PyTorch's best setting here, so the peer runs with it.
+    env.OPENBLAS_NUM_THREADS = '1';
     const r = spawnSync(PYTHON, [TORCH_SCRIPT, '--points', pointsFile, '--json', outFile], {
       env,
       encoding: 'utf8',

@@ -254,14 +254,14 @@ export async function evaluate(model: Model, options: EvaluateOptions = {}): Pro
  */
 export async function pathwayScores(
   model: Model,
-  options: { sampler?: SampleOptions; chunk?: number } = {},
+  options: { sampler?: SampleOptions; chunk?: number; tokenizer?: boolean } = {},
 ): Promise<{ tokenizer?: EvalReport; reconstruction: EvalReport }> {
   const items = evalSet({ samplesPerPrompt: 1 });
   const S = model.config.image_size;
   const frame = S * S * 3;
   const renders = renderEvalImages(items, S);
   let tokenizer: EvalReport | undefined;
-  if (model.config.mode !== 'flow') {
+  if (model.config.mode !== 'flow' && options.tokenizer !== false) {
     using codes = await model.tokenize({ data: renders, shape: [items.length, S, S, 3] });
     using decoded = await model.decode(codes);
     tokenizer = scoreImages(items, decoded.toArray(), S);

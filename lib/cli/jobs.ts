@@ -12,8 +12,8 @@ import { loadImageFolder, writeGrid, writePng } from '../images';
 import { Model, Trainer, type Config, type Mode, type Preset, type Recipe, type SampleOptions, type StepResult } from '../model';
 import { Progress } from '../progress';
 import { writeSafetensors } from '../safetensors';
-import { reportMarkdown, type EvalReport } from '../shapes/eval';
-import { CATEGORIES, layoutScene, renderScene, Rng, ShapesWorld } from '../shapes/world';
+import { renderEvalImages, reportMarkdown, type EvalReport } from '../shapes/eval';
+import { CATEGORIES, ShapesWorld } from '../shapes/world';
 import {
   defaultSampler,
   evaluate,
@@ -331,12 +331,14 @@ async function evalGrid(file: string, ev: Evaluation, S: number, title: string):
   await writeGrid(file, images, picked.length, S, { columns: 6, scale: S <= 16 ? 8 : 4, labels, title });
 }
 
-/** Renders the first `count` eval items (their reference scenes) as a uint8 batch. */
-function evalRenders(ev: Evaluation, S: number, count: number): Uint8Array {
+/** Input i, then reconstruction i, for each of `count` images: the grid's cell order. */
+function interleave(inputs: Uint8Array, recons: Uint8Array, count: number, S: number): Uint8Array {
   const frame = S * S * 3;
-  const picked = gridSelection(ev.items, Math.ceil(count / CATEGORIES.length)).slice(0, count);
-  const out = new Uint8Array(picked.length * frame);
-  picked.forEach((idx, k) => renderScene(layoutScene(ev.items[idx].prompt, S, new Rng(ev.items[idx].seed)), S, out, k * frame));
+  const out = new Uint8Array(2 * count * frame);
+  for (let i = 0; i < count; i++) {
+    out.set(inputs.subarray(i * frame, (i + 1) * frame), 2 * i * frame);
+    out.set(recons.subarray(i * frame, (i + 1) * frame), (2 * i + 1) * frame);
+  }
   return out;
 }
 
@@ -402,22 +404,17 @@ export async function cmdDemo(args: string[]): Promise<void> {
   const trainSeconds = (Date.now() - tTrain) / 1000;
 
   const after = await evalWithProgress(model, 'ShapesEval after', samples, sampler);
-  const pathAfter = await pathwayScores(model, { sampler });
+  // Both RecA recipes keep vq frozen: the tokenizer ceiling cannot move, so only the reconstruction is rescored.
+  const pathAfter = await pathwayScores(model, { sampler, tokenizer: false });
   await evalGrid(path.join(out, 'after.png'), after, S, `after ${steps} RecA steps: overall ${after.report.overall.toFixed(3)}`);
 
   // Reconstructions: reference renders of some eval prompts beside what the model regenerates from their embeddings.
-  const count = 12;
-  const originals = evalRenders(before, S, count);
+  const picked = gridSelection(before.items, 2).slice(0, 12);
+  const count = picked.length;
+  const originals = renderEvalImages(picked.map((i) => before.items[i]), S);
   using recon = await model.reconstruct({ data: originals, shape: [count, S, S, 3] }, { ...sampler, seed: 1 });
-  const pair = new Uint8Array(2 * count * S * S * 3);
-  const frame = S * S * 3;
-  const labels: string[] = [];
-  const reconBytes = recon.toArray();
-  for (let i = 0; i < count; i++) {
-    pair.set(originals.subarray(i * frame, (i + 1) * frame), 2 * i * frame);
-    pair.set(reconBytes.subarray(i * frame, (i + 1) * frame), (2 * i + 1) * frame);
-    labels.push('original', 'reconstructed');
-  }
+  const pair = interleave(originals, recon.toArray(), count, S);
+  const labels = Array.from({ length: 2 * count }, (_, i) => (i % 2 ? 'reconstructed' : 'original'));
   await writeGrid(path.join(out, 'reconstructions.png'), pair, 2 * count, S, { columns: 6, scale: S <= 16 ? 8 : 4, labels, title: 'RecA reconstructions after post-training' });
   const checkpoint = path.join(out, 'model.safetensors');
   await model.save(checkpoint, { dtype: 'float16' });
@@ -685,13 +682,7 @@ export async function cmdReconstruct(args: string[]): Promise<void> {
   const S = model.config.image_size;
   const { images, count } = await imagesFrom(spec, S, limit);
   using recon = await model.reconstruct({ data: images, shape: [count, S, S, 3] }, { ...samplerFrom(flags, model.config.mode), template: str(flags, 'template') });
-  const frame = S * S * 3;
-  const pair = new Uint8Array(2 * count * frame);
-  const bytes = recon.toArray();
-  for (let i = 0; i < count; i++) {
-    pair.set(images.subarray(i * frame, (i + 1) * frame), 2 * i * frame);
-    pair.set(bytes.subarray(i * frame, (i + 1) * frame), (2 * i + 1) * frame);
-  }
+  const pair = interleave(images, recon.toArray(), count, S);
   await writeGrid(out, pair, 2 * count, S, { columns: 8, scale: S <= 16 ? 8 : 4, labels: Array.from({ length: 2 * count }, (_, i) => (i % 2 ? 'recon' : 'input')) });
   if (flags.has('json')) console.log(JSON.stringify({ out, images: count }, null, 2));
   else console.log(`wrote ${out} (${count} images and their reconstructions)`);

@@ -81,6 +81,18 @@ describe('info', () => {
     expectInfoShape(JSON.parse(r.stdout));
   });
 
+  test('the bin runs as a program (shebang + executable bit), as `npx reca` runs it in a checkout', async () => {
+    const bin = path.join(root, JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).bin.reca);
+    const r = await new Promise<Run>((resolve) => {
+      execFile(bin, ['info', '--json'], (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
+      );
+    });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expectInfoShape(JSON.parse(r.stdout));
+  });
+
   test('`reca info` prints a table', async () => {
     const r = await recaInProcess('info');
     expect(r.code).toBe(0);

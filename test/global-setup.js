@@ -16,5 +16,7 @@ module.exports = async function globalSetup() {
     execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.json')], {
       stdio: 'inherit',
     });
+    // Same as `npm run build:ts`: the package's bin must be executable for `npx reca`.
+    fs.chmodSync(path.join(root, 'dist', 'cli.js'), 0o755);
   }
 };

@@ -37,106 +37,242 @@ void gather_transposed(float* dst, const float* src, const int32_t* idx, int64_t
     for (int64_t t = n; t < ld; ++t) dst[d * ld + t] = 0.0f;
 }
 
-// s[t] = Σ_d a[d]·bt[d·ld + t] for t in [0, n); n is a multiple of Vec::W and every
-// bt row is readable up to n. Vectorised over keys, so head sizes below the vector
-// width still fill the lanes.
-void dot_keys(float* s, const float* a, const float* bt, int64_t ld, int64_t hd, int64_t n) {
+// Queries handled together: each key vector loaded from L1 serves kQ queries,
+// where one query at a time paid about one load per multiply-add.
+constexpr int kQ = 4;
+
+// s[q·ld + t] = Σ_d a[q][d]·bt[d·ld + t] for q < nq, t in [0, n); n is a multiple
+// of Vec::W and every bt row is readable up to n. Each score sums d in order,
+// whatever nq is.
+template <int NQ>
+void dot_keys_fixed(float* s, const float* const* a, const float* bt, int64_t ld, int64_t hd,
+                    int64_t n) {
   constexpr int W = Vec::W;
+  constexpr int nq = NQ;
   int64_t t = 0;
-  for (; t + 4 * W <= n; t += 4 * W) {
-    Vec a0 = Vec::zero(), a1 = Vec::zero(), a2 = Vec::zero(), a3 = Vec::zero();
+  for (; t + 2 * W <= n; t += 2 * W) {
+    Vec lo[NQ], hi[NQ];
+    for (int q = 0; q < NQ; ++q) lo[q] = hi[q] = Vec::zero();
     for (int64_t d = 0; d < hd; ++d) {
-      const Vec x = Vec::set1(a[d]);
-      const float* r = bt + d * ld + t;
-      a0 = fmadd(x, Vec::load(r), a0);
-      a1 = fmadd(x, Vec::load(r + W), a1);
-      a2 = fmadd(x, Vec::load(r + 2 * W), a2);
-      a3 = fmadd(x, Vec::load(r + 3 * W), a3);
+      const Vec k0 = Vec::load(bt + d * ld + t), k1 = Vec::load(bt + d * ld + t + W);
+#pragma GCC unroll 4
+      for (int q = 0; q < NQ; ++q) {
+        const Vec x = Vec::set1(a[q][d]);
+        lo[q] = fmadd(x, k0, lo[q]);
+        hi[q] = fmadd(x, k1, hi[q]);
+      }
     }
-    a0.store(s + t);
-    a1.store(s + t + W);
-    a2.store(s + t + 2 * W);
-    a3.store(s + t + 3 * W);
+    for (int q = 0; q < nq; ++q) {
+      lo[q].store(s + q * ld + t);
+      hi[q].store(s + q * ld + t + W);
+    }
   }
   for (; t < n; t += W) {
-    Vec a0 = Vec::zero();
-    for (int64_t d = 0; d < hd; ++d) a0 = fmadd(Vec::set1(a[d]), Vec::load(bt + d * ld + t), a0);
-    a0.store(s + t);
+    Vec acc[NQ];
+    for (int q = 0; q < NQ; ++q) acc[q] = Vec::zero();
+    for (int64_t d = 0; d < hd; ++d) {
+      const Vec k0 = Vec::load(bt + d * ld + t);
+#pragma GCC unroll 4
+      for (int q = 0; q < NQ; ++q) {
+        acc[q] = fmadd(Vec::set1(a[q][d]), k0, acc[q]);
+      }
+    }
+    for (int q = 0; q < nq; ++q) acc[q].store(s + q * ld + t);
   }
 }
 
-// y[0:hd] = Σ_{t<n} w[t]·base[idx[t]·stride + 0:hd]  (+ y when accumulate).
-// Four accumulators over t hide the FMA latency.
-void weighted_rows(float* y, const float* w, const float* base, const int32_t* idx, int64_t stride,
-                   int64_t n, int64_t hd, bool accumulate) {
+// y[q][0:hd] = Σ_{t<n[q]} w[q·ld + t]·base[idx[t]·stride + 0:hd]  (+ y[q] when
+// accumulate), for q < nq. Keys every query sees are loaded once for all of them;
+// each query then finishes its own few extra keys. Sums run over t in order.
+template <int NQ>
+void weighted_rows_fixed(float* const* y, const float* w, int64_t ld, const int64_t* n,
+                         const float* base, const int32_t* idx, int64_t stride, int64_t hd,
+                         bool accumulate) {
+  constexpr int nq = NQ;
+  constexpr int W = Vec::W;
+  int64_t n_min = n[0];
+  for (int q = 1; q < nq; ++q) n_min = imin(n_min, n[q]);
+  // Two vectors of head dims per pass: 2·kQ independent chains keep both FMA pipes busy.
+  for (int64_t d = 0; d < hd; d += 2 * W) {
+    const int m0 = static_cast<int>(imin(W, hd - d)), m1 = static_cast<int>(imax(0, imin(W, hd - d - W)));
+    const float* col = base + d;
+    Vec lo[NQ], hi[NQ];
+    for (int q = 0; q < NQ; ++q) lo[q] = hi[q] = Vec::zero();
+    for (int64_t t = 0; t < n_min; ++t) {
+      const float* r = col + idx[t] * stride;
+      const Vec v0 = Vec::load_tail(r, m0), v1 = Vec::load_tail(r + W, m1);
+#pragma GCC unroll 4
+      for (int q = 0; q < NQ; ++q) {
+        const Vec x = Vec::set1(w[q * ld + t]);
+        lo[q] = fmadd(x, v0, lo[q]);
+        hi[q] = fmadd(x, v1, hi[q]);
+      }
+    }
+    for (int q = 0; q < nq; ++q) {
+      for (int64_t t = n_min; t < n[q]; ++t) {
+        const float* r = col + idx[t] * stride;
+        const Vec x = Vec::set1(w[q * ld + t]);
+        lo[q] = fmadd(x, Vec::load_tail(r, m0), lo[q]);
+        hi[q] = fmadd(x, Vec::load_tail(r + W, m1), hi[q]);
+      }
+      Vec r0 = lo[q], r1 = hi[q];
+      if (accumulate) {
+        r0 = r0 + Vec::load_tail(y[q] + d, m0);
+        r1 = r1 + Vec::load_tail(y[q] + d + W, m1);
+      }
+      r0.store_tail(y[q] + d, m0);
+      if (m1) r1.store_tail(y[q] + d + W, m1);
+    }
+  }
+}
+
+// The query count as a compile-time constant, so the accumulators stay in registers.
+void dot_keys_block(float* s, const float* const* a, int nq, const float* bt, int64_t ld,
+                    int64_t hd, int64_t n) {
+  static_assert(kQ == 4, "one case per query count");
+  switch (nq) {
+    case 1: return dot_keys_fixed<1>(s, a, bt, ld, hd, n);
+    case 2: return dot_keys_fixed<2>(s, a, bt, ld, hd, n);
+    case 3: return dot_keys_fixed<3>(s, a, bt, ld, hd, n);
+    default: return dot_keys_fixed<4>(s, a, bt, ld, hd, n);
+  }
+}
+
+void weighted_rows_block(float* const* y, const float* w, int64_t ld, const int64_t* n, int nq,
+                         const float* base, const int32_t* idx, int64_t stride, int64_t hd,
+                         bool accumulate) {
+  switch (nq) {
+    case 1: return weighted_rows_fixed<1>(y, w, ld, n, base, idx, stride, hd, accumulate);
+    case 2: return weighted_rows_fixed<2>(y, w, ld, n, base, idx, stride, hd, accumulate);
+    case 3: return weighted_rows_fixed<3>(y, w, ld, n, base, idx, stride, hd, accumulate);
+    default: return weighted_rows_fixed<4>(y, w, ld, n, base, idx, stride, hd, accumulate);
+  }
+}
+
+// dK[t] += Σ_q dS[q][t]·Q_q and dV[t] += Σ_q P[q][t]·dO_q over t < n[q]: each key
+// row is loaded and stored once per block, and the queries are added in order, as
+// one query at a time would add them.
+template <int NQ>
+void key_grads_fixed(float* dk, float* dv, const float* ds, const float* pr, int64_t ld,
+                     const float* const* qs, const float* const* gos, const int64_t* n, int64_t hd) {
+  int64_t n_min = n[0], n_max = n[0];
+  for (int q = 1; q < NQ; ++q) {
+    n_min = imin(n_min, n[q]);
+    n_max = imax(n_max, n[q]);
+  }
   for (int64_t d = 0; d < hd; d += Vec::W) {
     const int m = static_cast<int>(imin(Vec::W, hd - d));
-    const float* col = base + d;
-    Vec a0 = Vec::zero(), a1 = Vec::zero(), a2 = Vec::zero(), a3 = Vec::zero();
-    int64_t t = 0;
-    for (; t + 4 <= n; t += 4) {
-      a0 = fmadd(Vec::set1(w[t]), Vec::load_tail(col + idx[t] * stride, m), a0);
-      a1 = fmadd(Vec::set1(w[t + 1]), Vec::load_tail(col + idx[t + 1] * stride, m), a1);
-      a2 = fmadd(Vec::set1(w[t + 2]), Vec::load_tail(col + idx[t + 2] * stride, m), a2);
-      a3 = fmadd(Vec::set1(w[t + 3]), Vec::load_tail(col + idx[t + 3] * stride, m), a3);
+    Vec qv[NQ], gv[NQ];
+    for (int q = 0; q < NQ; ++q) {
+      qv[q] = Vec::load_tail(qs[q] + d, m);
+      gv[q] = Vec::load_tail(gos[q] + d, m);
     }
-    for (; t < n; ++t) a0 = fmadd(Vec::set1(w[t]), Vec::load_tail(col + idx[t] * stride, m), a0);
-    Vec r = (a0 + a1) + (a2 + a3);
-    if (accumulate) r = r + Vec::load_tail(y + d, m);
-    r.store_tail(y + d, m);
+    for (int64_t t = 0; t < n_max; ++t) {
+      float* kr = dk + t * hd + d;
+      float* vr = dv + t * hd + d;
+      Vec kacc = Vec::load_tail(kr, m), vacc = Vec::load_tail(vr, m);
+      if (t < n_min) {
+#pragma GCC unroll 4
+        for (int q = 0; q < NQ; ++q) {
+          kacc = fmadd(Vec::set1(ds[q * ld + t]), qv[q], kacc);
+          vacc = fmadd(Vec::set1(pr[q * ld + t]), gv[q], vacc);
+        }
+      } else {
+        for (int q = 0; q < NQ; ++q) {
+          if (t >= n[q]) continue;
+          kacc = fmadd(Vec::set1(ds[q * ld + t]), qv[q], kacc);
+          vacc = fmadd(Vec::set1(pr[q * ld + t]), gv[q], vacc);
+        }
+      }
+      kacc.store_tail(kr, m);
+      vacc.store_tail(vr, m);
+    }
   }
+}
+
+void key_grads_block(float* dk, float* dv, const float* ds, const float* pr, int64_t ld,
+                     const float* const* qs, const float* const* gos, const int64_t* n, int nq,
+                     int64_t hd) {
+  switch (nq) {
+    case 1: return key_grads_fixed<1>(dk, dv, ds, pr, ld, qs, gos, n, hd);
+    case 2: return key_grads_fixed<2>(dk, dv, ds, pr, ld, qs, gos, n, hd);
+    case 3: return key_grads_fixed<3>(dk, dv, ds, pr, ld, qs, gos, n, hd);
+    default: return key_grads_fixed<4>(dk, dv, ds, pr, ld, qs, gos, n, hd);
+  }
+}
+
+// In place over s[0, nr): s = softmax(s·scale) over the first n entries, zero past them.
+void softmax_row(float* s, int64_t n, int64_t nr, float scale) {
+  for (int64_t t = n; t < nr; ++t) s[t] = -INFINITY;  // lanes past the last visible key
+  const Vec vscale = Vec::set1(scale);
+  Vec mx = Vec::set1(-INFINITY);
+  for (int64_t t = 0; t < nr; t += Vec::W) {
+    const Vec v = Vec::load(s + t) * vscale;
+    v.store(s + t);
+    mx = vmax(mx, v);
+  }
+  const Vec m = Vec::set1(hmax(mx));
+  Vec sum = Vec::zero();
+  for (int64_t t = 0; t < nr; t += Vec::W) {
+    const Vec e = vexp(Vec::load(s + t) - m);
+    e.store(s + t);
+    sum = sum + e;
+  }
+  const Vec inv = Vec::set1(1.0f / hsum(sum));
+  for (int64_t t = 0; t < nr; t += Vec::W) (Vec::load(s + t) * inv).store(s + t);
 }
 
 }  // namespace
 
-// Per (b, head): keys transposed once, then per query a compact score row over its
-// visible keys (vectorised along keys), softmax, and P·V along the head dims.
+// Per (b, head): keys transposed once, then kQ queries at a time: score rows over
+// their visible keys (vectorised along keys), softmax per row, and P·V.
 void attention_forward(float* out, float* att, const float* qkv, const uint8_t* key_pad, int64_t B,
                        int64_t L, int64_t heads, int64_t width, int64_t cond_len,
                        bool target_causal) {
   const int64_t hd = width / heads, C3 = 3 * width, ld = round_up(L, 4 * Vec::W);
   const float scale = 1.0f / sqrtf(static_cast<float>(hd));
   parallel_for(B * heads, 1, [&](int64_t p0, int64_t p1) {
-    float* kt = new float[hd * ld + ld];  // keys [hd, ld], then one score row [ld]
+    float* kt = new float[hd * ld + kQ * ld];  // keys [hd, ld], then kQ score rows [ld]
     float* s = kt + hd * ld;
     int32_t* idx = new int32_t[2 * L + 1];
     int32_t* cnt = idx + L;
-    const Vec vscale = Vec::set1(scale);
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t b = p / heads, h = p % heads;
       const float* x = qkv + b * L * C3 + h * hd;  // q_i at x + i·C3, k_i at +width, v_i at +2·width
       visible_keys(idx, cnt, key_pad ? key_pad + b * L : nullptr, L);
       gather_transposed(kt, x + width, idx, cnt[L], C3, hd, ld);
-      for (int64_t i = 0; i < L; ++i) {
-        const int64_t n = cnt[key_end(i, L, cond_len, target_causal)];
-        float* o = out + (b * L + i) * width + h * hd;
-        float* a = att ? att + (p * L + i) * L : nullptr;
-        if (a) memset(a, 0, static_cast<size_t>(L) * sizeof(float));
-        if (n == 0) {  // every candidate key is PAD: defined as a zero output
-          memset(o, 0, static_cast<size_t>(hd) * sizeof(float));
-          continue;
+      for (int64_t i0 = 0; i0 < L; i0 += kQ) {
+        const float* qs[kQ];
+        float* os[kQ];
+        int64_t n[kQ];
+        int nq = 0;
+        int64_t nr_max = 0;
+        // Queries that see no key (all candidates PAD) get a zero output and are
+        // left out of the block.
+        for (int64_t i = i0; i < imin(i0 + kQ, L); ++i) {
+          const int64_t ni = cnt[key_end(i, L, cond_len, target_causal)];
+          float* o = out + (b * L + i) * width + h * hd;
+          if (att) memset(att + (p * L + i) * L, 0, static_cast<size_t>(L) * sizeof(float));
+          if (ni == 0) {
+            memset(o, 0, static_cast<size_t>(hd) * sizeof(float));
+            continue;
+          }
+          qs[nq] = x + i * C3;
+          os[nq] = o;
+          n[nq] = ni;
+          nr_max = imax(nr_max, round_up(ni, Vec::W));
+          ++nq;
         }
-        const int64_t nr = round_up(n, Vec::W);
-        dot_keys(s, x + i * C3, kt, ld, hd, nr);
-        for (int64_t t = n; t < nr; ++t) s[t] = -INFINITY;  // lanes past the last visible key
-        Vec mx = Vec::set1(-INFINITY);
-        for (int64_t t = 0; t < nr; t += Vec::W) {
-          const Vec v = Vec::load(s + t) * vscale;
-          v.store(s + t);
-          mx = vmax(mx, v);
-        }
-        const Vec m = Vec::set1(hmax(mx));
-        Vec sum = Vec::zero();
-        for (int64_t t = 0; t < nr; t += Vec::W) {
-          const Vec e = vexp(Vec::load(s + t) - m);
-          e.store(s + t);
-          sum = sum + e;
-        }
-        const Vec inv = Vec::set1(1.0f / hsum(sum));
-        for (int64_t t = 0; t < nr; t += Vec::W) (Vec::load(s + t) * inv).store(s + t);
-        weighted_rows(o, s, x + 2 * width, idx, C3, n, hd, false);
-        if (a)
-          for (int64_t t = 0; t < n; ++t) a[idx[t]] = s[t];
+        if (nq == 0) continue;
+        dot_keys_block(s, qs, nq, kt, ld, hd, nr_max);
+        for (int q = 0; q < nq; ++q) softmax_row(s + q * ld, n[q], round_up(n[q], Vec::W), scale);
+        weighted_rows_block(os, s, ld, n, nq, x + 2 * width, idx, C3, hd, false);
+        if (att)
+          for (int q = 0; q < nq; ++q) {
+            const int64_t i = (qs[q] - x) / C3;
+            float* a = att + (p * L + i) * L;
+            for (int64_t t = 0; t < n[q]; ++t) a[idx[t]] = s[q * ld + t];
+          }
       }
     }
     delete[] idx;
@@ -144,19 +280,20 @@ void attention_forward(float* out, float* att, const float* qkv, const uint8_t* 
   });
 }
 
-// Per (b, head): dQ rows go straight into dqkv; dK and dV are summed over queries
-// in order in compact scratch rows and added to dqkv once at the end.
+// Per (b, head), kQ queries at a time: dQ rows go straight into dqkv; dK and dV
+// are summed over queries in order in compact scratch rows and added to dqkv once
+// at the end.
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
                         const uint8_t* key_pad, int64_t B, int64_t L, int64_t heads, int64_t width,
                         int64_t cond_len, bool target_causal) {
   const int64_t hd = width / heads, C3 = 3 * width, ld = round_up(L, 4 * Vec::W);
   const float scale = 1.0f / sqrtf(static_cast<float>(hd));
   parallel_for(B * heads, 1, [&](int64_t p0, int64_t p1) {
-    // values [hd, ld] | P row [ld] | dP/dS row [ld] | dK [L, hd] | dV [L, hd]
-    float* vt = new float[hd * ld + 2 * ld + 2 * L * hd];
+    // values [hd, ld] | kQ P rows [ld] | kQ dP/dS rows [ld] | dK [L, hd] | dV [L, hd]
+    float* vt = new float[hd * ld + 2 * kQ * ld + 2 * L * hd];
     float* pr = vt + hd * ld;
-    float* ds = pr + ld;
-    float* dk = ds + ld;
+    float* ds = pr + kQ * ld;
+    float* dk = ds + kQ * ld;
     float* dv = dk + L * hd;
     int32_t* idx = new int32_t[2 * L + 1];
     int32_t* cnt = idx + L;
@@ -169,33 +306,43 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
       const int64_t nv = cnt[L];
       gather_transposed(vt, x + 2 * width, idx, nv, C3, hd, ld);
       memset(dk, 0, static_cast<size_t>(2 * L * hd) * sizeof(float));
-      for (int64_t i = 0; i < L; ++i) {
-        const int64_t n = cnt[key_end(i, L, cond_len, target_causal)];
-        if (n == 0) continue;  // zero output, zero gradient
-        const int64_t nr = round_up(n, Vec::W);
-        const float* a = att + (p * L + i) * L;
-        for (int64_t t = 0; t < n; ++t) pr[t] = a[idx[t]];
-        for (int64_t t = n; t < nr; ++t) pr[t] = 0.0f;
-        const float* go = dout + (b * L + i) * width + h * hd;
-        dot_keys(ds, go, vt, ld, hd, nr);  // dP = dO·Vᵀ
-        Vec acc = Vec::zero();
-        for (int64_t t = 0; t < nr; t += Vec::W) acc = fmadd(Vec::load(pr + t), Vec::load(ds + t), acc);
-        const Vec r = Vec::set1(hsum(acc));
-        // dS/√hd, folded once so dQ and dK need no further scaling
-        for (int64_t t = 0; t < nr; t += Vec::W)
-          (Vec::load(pr + t) * (Vec::load(ds + t) - r) * vscale).store(ds + t);
-        weighted_rows(g + i * C3, ds, x + width, idx, C3, n, hd, true);  // dQ += dS·K/√hd
-        const float* q = x + i * C3;
-        for (int64_t d = 0; d < hd; d += Vec::W) {
-          const int m = static_cast<int>(imin(Vec::W, hd - d));
-          const Vec qv = Vec::load_tail(q + d, m), gv = Vec::load_tail(go + d, m);
-          for (int64_t t = 0; t < n; ++t) {
-            float* kr = dk + t * hd + d;
-            float* vr = dv + t * hd + d;
-            fmadd(Vec::set1(ds[t]), qv, Vec::load_tail(kr, m)).store_tail(kr, m);  // dK += dSᵀ·Q/√hd
-            fmadd(Vec::set1(pr[t]), gv, Vec::load_tail(vr, m)).store_tail(vr, m);  // dV += Pᵀ·dO
-          }
+      for (int64_t i0 = 0; i0 < L; i0 += kQ) {
+        const float* gos[kQ];
+        const float* qs[kQ];
+        float* gqs[kQ];
+        int64_t n[kQ];
+        int nq = 0;
+        int64_t nr_max = 0;
+        for (int64_t i = i0; i < imin(i0 + kQ, L); ++i) {
+          const int64_t ni = cnt[key_end(i, L, cond_len, target_causal)];
+          if (ni == 0) continue;  // zero output, zero gradient
+          gos[nq] = dout + (b * L + i) * width + h * hd;
+          qs[nq] = x + i * C3;
+          gqs[nq] = g + i * C3;
+          const float* a = att + (p * L + i) * L;
+          float* prq = pr + nq * ld;
+          const int64_t nr = round_up(ni, Vec::W);
+          for (int64_t t = 0; t < ni; ++t) prq[t] = a[idx[t]];
+          for (int64_t t = ni; t < nr; ++t) prq[t] = 0.0f;
+          n[nq] = ni;
+          nr_max = imax(nr_max, nr);
+          ++nq;
         }
+        if (nq == 0) continue;
+        dot_keys_block(ds, gos, nq, vt, ld, hd, nr_max);  // dP = dO·Vᵀ
+        for (int q = 0; q < nq; ++q) {
+          float* prq = pr + q * ld;
+          float* dsq = ds + q * ld;
+          const int64_t nr = round_up(n[q], Vec::W);
+          Vec acc = Vec::zero();
+          for (int64_t t = 0; t < nr; t += Vec::W) acc = fmadd(Vec::load(prq + t), Vec::load(dsq + t), acc);
+          const Vec r = Vec::set1(hsum(acc));
+          // dS/√hd, folded once so dQ and dK need no further scaling
+          for (int64_t t = 0; t < nr; t += Vec::W)
+            (Vec::load(prq + t) * (Vec::load(dsq + t) - r) * vscale).store(dsq + t);
+        }
+        weighted_rows_block(gqs, ds, ld, n, nq, x + width, idx, C3, hd, true);  // dQ += dS·K/√hd
+        key_grads_block(dk, dv, ds, pr, ld, qs, gos, n, nq, hd);
       }
       for (int64_t t = 0; t < nv; ++t) {
         float* gk = g + idx[t] * C3 + width;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <condition_variable>
 #include <mutex>
@@ -14,6 +15,18 @@ namespace reca {
 namespace {
 
 thread_local bool t_inside_pool_task = false;
+
+// How long an idle worker keeps polling for the next job before it sleeps. A step
+// runs hundreds of parallel regions a few microseconds apart; waking a sleeping
+// worker is a futex call plus a reschedule (tens of microseconds in a VM), so a
+// worker that has just finished waits here first.
+constexpr std::chrono::microseconds kSpinFor{200};
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
 
 // RECA_THREADS=n sets the starting thread count (1..256); otherwise one per
 // hardware thread.
@@ -56,13 +69,16 @@ class ThreadPool {
       fn(ctx, 0, n);
       return;
     }
+    bool sleeping;
     {
       std::lock_guard<std::mutex> lk(mutex_);
       job_ = Job{n, ranges, fn, ctx};
       pending_.store(ranges - 1, std::memory_order_relaxed);
       ++generation_;
+      published_.store(generation_, std::memory_order_release);
+      sleeping = sleepers_ > 0;
     }
-    wake_.notify_all();
+    if (sleeping) wake_.notify_all();  // spinning workers see published_ without a syscall
     run_range(0);
     // Short spin, then sleep until the workers finish.
     for (int spin = 0; spin < 20000 && pending_.load(std::memory_order_acquire) > 0; ++spin) {
@@ -91,9 +107,16 @@ class ThreadPool {
   // worker started by resize() never re-runs the job that finished before it.
   void worker(int index, uint64_t seen) {
     for (;;) {
+      const auto until = std::chrono::steady_clock::now() + kSpinFor;
+      for (int i = 1; published_.load(std::memory_order_acquire) == seen; ++i) {
+        cpu_relax();
+        if (i % 64 == 0 && std::chrono::steady_clock::now() > until) break;
+      }
       {
         std::unique_lock<std::mutex> lk(mutex_);
+        ++sleepers_;
         wake_.wait(lk, [&] { return quit_ || generation_ != seen; });
+        --sleepers_;
         if (quit_) return;
         seen = generation_;
         if (index >= job_.ranges) continue;
@@ -116,6 +139,8 @@ class ThreadPool {
     {
       std::lock_guard<std::mutex> lk(mutex_);
       quit_ = true;
+      ++generation_;  // ends any worker's spin; quit_ then ends its loop
+      published_.store(generation_, std::memory_order_release);
     }
     wake_.notify_all();
     for (auto& t : workers_) t.join();
@@ -128,7 +153,9 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   Job job_;
   std::atomic<int> pending_{0};
-  uint64_t generation_ = 0;
+  uint64_t generation_ = 0;            // guarded by mutex_
+  std::atomic<uint64_t> published_{0};  // generation_, readable without the lock
+  int sleepers_ = 0;                    // workers waiting on wake_, guarded by mutex_
   bool quit_ = false;
 };
 

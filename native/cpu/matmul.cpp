@@ -307,12 +307,24 @@ void matmul(float* C, const float* A, const float* B, const float* bias, int64_t
     gemm_direct(p);
     return;
   }
-  // Split C into a tm x tn grid of rectangles, one per thread; split columns
-  // first (each thread packs only its own B panel, and A packing is cheap).
+  // Split C into a tm x tn grid of rectangles, one per thread. Every thread packs
+  // the A rows and B columns of its own rectangle, so the grid packs A tn times
+  // and B tm times: take the grid with the least packing (columns first on a tie).
   const int threads = num_threads();
   const int64_t col_tiles = (N + kNR - 1) / kNR, row_tiles = (M + kMR - 1) / kMR;
-  int64_t tn = imin(threads, imax(1, col_tiles / 2));
-  int64_t tm = imin(threads / tn, imax(1, row_tiles / 2));
+  int64_t tn = 1, tm = 1, best = -1;
+  for (int64_t n_split = threads; n_split >= 1; --n_split) {
+    if (threads % n_split) continue;
+    const int64_t m_split = threads / n_split;
+    // At least two tiles per rectangle in the split direction (a thinner split idles lanes).
+    if ((n_split > 1 && col_tiles / n_split < 2) || (m_split > 1 && row_tiles / m_split < 2)) continue;
+    const int64_t packed = n_split * M * K + m_split * K * N;
+    if (best < 0 || packed < best) {
+      best = packed;
+      tn = n_split;
+      tm = m_split;
+    }
+  }
   if (M * N * K < (int64_t(1) << 21)) tn = tm = 1;  // not worth waking the pool
   parallel_for(tn * tm, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {

@@ -178,13 +178,26 @@ inline Vec vexp(Vec x) {
 inline Vec vexp(Vec x) { return {expf(x.v)}; }
 #endif
 
-// tanh(x) = sign(x) * (1 - e) / (1 + e), e = exp(-2|x|): no overflow, and the
-// absolute error stays near 1 ulp of 1 for small |x|.
+// tanh(x) = 1 - 2 / (1 + e^(2x)), x clamped to [-9, 9] where float tanh is already
+// ±1 to the last bit, so e^(2x) stays in [1.5e-8, 6.6e7]: a single 2^n scale, no
+// overflow handling, no sign select (about 2/3 of the instructions of the
+// general exp). The absolute error stays near 1 ulp of 1, which is what
+// 0.5·x·(1 + tanh) in GELU needs.
 inline Vec vtanh(Vec x) {
 #if RECA_ISA_LEVEL >= 1
-  const Vec e = vexp(Vec::set1(-2.0f) * vabs(x));
-  const Vec t = (Vec::set1(1.0f) - e) / (Vec::set1(1.0f) + e);
-  return select_lt(x, Vec::zero(), Vec::zero() - t, t);
+  const Vec y = Vec::set1(2.0f) * vmax(vmin(x, Vec::set1(9.0f)), Vec::set1(-9.0f));
+  const Vec n = vround(y * Vec::set1(1.44269504088896341f));
+  Vec r = fnmadd(n, Vec::set1(0.693359375f), y);
+  r = fnmadd(n, Vec::set1(-2.12194440e-4f), r);
+  Vec p = Vec::set1(1.9875691500e-4f);
+  p = fmadd(p, r, Vec::set1(1.3981999507e-3f));
+  p = fmadd(p, r, Vec::set1(8.3334519073e-3f));
+  p = fmadd(p, r, Vec::set1(4.1665795894e-2f));
+  p = fmadd(p, r, Vec::set1(1.6666665459e-1f));
+  p = fmadd(p, r, Vec::set1(5.0000001201e-1f));
+  p = fmadd(p * r, r, r) + Vec::set1(1.0f);
+  const Vec e = p * pow2i(n);
+  return Vec::set1(1.0f) - Vec::set1(2.0f) / (Vec::set1(1.0f) + e);
 #else
   return {tanhf(x.v)};
 #endif

@@ -1,6 +1,7 @@
 // The CPU backend: host memory and the runtime-dispatched SIMD kernels.
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +29,16 @@ namespace reca::model {
 namespace {
 
 class CpuBackend final : public Backend {
+  static constexpr int64_t kChunk = 256 << 10;
+  template <class F>
+  static void by_chunks(int64_t bytes, F&& f) {
+    if (bytes <= 0) return;
+    if (bytes < 4 * kChunk) return f(0, bytes);
+    parallel_for((bytes + kChunk - 1) / kChunk, 1, [&](int64_t c0, int64_t c1) {
+      f(c0 * kChunk, std::min(bytes, c1 * kChunk));
+    });
+  }
+
   static constexpr size_t kHeader = 64;
   static constexpr size_t kMapAtLeast = size_t(256) << 10;
 
@@ -63,11 +74,16 @@ class CpuBackend final : public Backend {
     if (total >= kMapAtLeast) munmap(base, total);
     else std::free(base);
   }
+  // Gradient buffers of several MiB are cleared and copied a few times per layer:
+  // split the big ones across the pool (one thread does not reach the copy bandwidth).
   void zero(void* p, int64_t bytes) override {
-    if (bytes > 0) std::memset(p, 0, static_cast<size_t>(bytes));
+    char* d = static_cast<char*>(p);
+    by_chunks(bytes, [d](int64_t b, int64_t e) { std::memset(d + b, 0, static_cast<size_t>(e - b)); });
   }
   void copy(void* dst, const void* src, int64_t bytes) override {
-    if (bytes > 0) std::memcpy(dst, src, static_cast<size_t>(bytes));
+    char* d = static_cast<char*>(dst);
+    const char* s = static_cast<const char*>(src);
+    by_chunks(bytes, [d, s](int64_t b, int64_t e) { std::memcpy(d + b, s + b, static_cast<size_t>(e - b)); });
   }
   void upload(void* dst, const void* host, int64_t bytes) override { copy(dst, host, bytes); }
   void download(void* host, const void* src, int64_t bytes) override { copy(host, src, bytes); }

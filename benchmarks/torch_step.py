@@ -13,6 +13,9 @@ Several points in one process (start-up paid once; `reca bench --suite all` does
 where points.json is a list of {"preset", "mode", "task", "batch", "threads", "steps",
 "config": {field: value}}; out.json is then {"torch": version, "results": [...]}, one
 result per point in the same order.
+As a server (`reca bench --suite all` does this, so it can alternate our step and this
+one point by point): ... benchmarks/torch_step.py --serve
+reads one point per line on stdin and writes one result per line on stdout, as JSON.
 """
 import argparse
 import json
@@ -92,8 +95,14 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--config", help="JSON object of config fields over the preset")
     ap.add_argument("--points", help="JSON file: a list of points to run in this process")
+    ap.add_argument("--serve", action="store_true", help="points on stdin, results on stdout, a JSON line each")
     ap.add_argument("--json")
     a = ap.parse_args()
+    if a.serve:
+        for line in sys.stdin:
+            if line.strip():
+                print(json.dumps({"torch": torch.__version__, **run_point(**json.loads(line))}), flush=True)
+        return
     if a.points:
         with open(a.points) as f:
             points = json.load(f)

@@ -269,8 +269,20 @@ describe('reca bench --suite all --quick', () => {
       expect(doc.memory.map((m) => m.preset)).toEqual(['tiny']);
       expect(doc.memory[0].peak_rss_bytes).toBeGreaterThan(doc.memory[0].theoretical_bytes);
       expect(new Set(doc.growth.map((g) => g.axis))).toEqual(new Set(['batch', 'image_size', 'width', 'threads']));
-      if (doc.peers.pytorch) expect(doc.growth.every((g) => g.pytorch !== undefined)).toBe(true);
-      else expect(doc.peers.skipped.some((s) => s.startsWith('PyTorch'))).toBe(true);
+      if (doc.peers.pytorch) {
+        expect(doc.growth.every((g) => g.pytorch !== undefined)).toBe(true);
+        // Each step point was paired with PyTorch's: one round in --quick, so the ratio
+        // is exactly PyTorch's step time over ours, and the rounds are the results kept.
+        for (const p of [...doc.steps, ...doc.growth.map((g) => ({ ...g.ours, pytorch: g.pytorch, paired: g.paired }))]) {
+          expect(p.paired?.rounds).toBe(1);
+          expect(p.paired!.ours_step_seconds).toEqual([p.step_seconds]);
+          expect(p.paired!.pytorch_step_seconds).toEqual([p.pytorch!.step_seconds]);
+          expect(p.paired!.ratio).toBeCloseTo(p.pytorch!.step_seconds / p.step_seconds, 12);
+          expect(p.pytorch!.threads).toBe(p.threads);
+        }
+      } else {
+        expect(doc.peers.skipped.some((s) => s.startsWith('PyTorch'))).toBe(true);
+      }
       if (!tfjsMissing) {
         expect(doc.tfjs.length).toBeGreaterThanOrEqual(1);
         expect(doc.tfjs[0].loss_check.relativeDifference).toBeLessThanOrEqual(1e-4);

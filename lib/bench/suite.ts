@@ -18,7 +18,8 @@ import { fixed, table } from '../cli/args';
 import { stepFlops } from './flops';
 import { measureMemcopy, type MemcopyResult } from './memcopy';
 import { linePlotSvg, type Series } from './plot';
-import { machineInfo, runSampleBench, type MachineInfo, runStepBench, type SampleBenchResult, type StepBenchResult } from './step';
+import { machineInfo, median, runSampleBench, type MachineInfo, runStepBench, type SampleBenchResult, type StepBenchResult, type StepBenchOptions } from './step';
+import { PYTHON, TORCH_SCRIPT, TorchPeer, torchEnv, torchUnavailable, type TorchPoint, type TorchResult } from './torch_peer';
 import { benchTfjsStep, loadTf, type TfjsBackend, type TfjsStepResult } from './tfjs_step';
 
 export interface SuiteOptions {
@@ -39,8 +40,6 @@ const STEP_TASKS: readonly Task[] = ['reca', 't2i'];
 /** A combination (warm-up + timed steps) estimated to take longer than this is skipped. */
 const STEP_BUDGET_SECONDS = 60;
 const CLI_PATH = path.resolve(__dirname, '..', '..', 'dist', 'cli.js');
-const TORCH_SCRIPT = path.resolve(__dirname, '..', '..', 'benchmarks', 'torch_step.py');
-const PYTHON = '/usr/bin/python3';
 
 export interface KernelRecordWithPeak extends KernelBenchRecord {
   /** Roofline side: FLOPs per byte above the machine balance (peak / copy bandwidth) is compute-bound. */
@@ -49,30 +48,23 @@ export interface KernelRecordWithPeak extends KernelBenchRecord {
   fraction_of_peak: number;
 }
 
+/** Our step and PyTorch's timed back to back, `rounds` times; ratio = median of PyTorch / ours per round. */
+export interface Paired {
+  rounds: number;
+  ours_step_seconds: number[];
+  pytorch_step_seconds: number[];
+  ratio: number;
+}
+
 export interface GrowthPoint {
   axis: 'batch' | 'image_size' | 'width' | 'threads';
   x: number;
   ours: StepBenchResult;
   pytorch?: TorchResult;
+  paired?: Paired;
 }
 
-interface TorchPoint {
-  preset: Preset;
-  mode: Mode;
-  task: Task;
-  batch: number;
-  threads: number;
-  steps: number;
-  config?: Partial<Config>;
-}
-
-export interface TorchResult extends TorchPoint {
-  peer: 'pytorch';
-  torch: string;
-  step_seconds: number;
-  images_per_s: number;
-  tokens_per_s: number;
-}
+export type { TorchResult } from './torch_peer';
 
 export interface SuiteDocument {
   suite: 'all';
@@ -85,7 +77,7 @@ export interface SuiteDocument {
   memcopy: MemcopyResult[];
   peak: { matmul_gflops: number; matmul_source: string; copy_gbps: number };
   kernels: KernelRecordWithPeak[];
-  steps: Array<StepBenchResult & { fraction_of_matmul_peak: number; pytorch?: TorchResult }>;
+  steps: Array<StepBenchResult & { fraction_of_matmul_peak: number; pytorch?: TorchResult; paired?: Paired }>;
   inference: SampleBenchResult[];
   memory: Array<{
     preset: Preset;
@@ -121,14 +113,7 @@ function runTorch(points: TorchPoint[]): { version: string; results: TorchResult
     const pointsFile = path.join(dir, 'points.json');
     const outFile = path.join(dir, 'out.json');
     fs.writeFileSync(pointsFile, JSON.stringify(points));
-    const env = { ...process.env };
-    delete env.OPENBLAS_CORETYPE;
-    delete env.OPENBLAS_L2_SIZE;
-    // torch.set_num_threads sets its OpenMP pool; Debian's torch calls the pthread OpenBLAS,
-    // which by default starts its own thread per core on top: 2 + 2 spinning threads on 2
-    // cores made the small step 2x slower (8.1 vs 17.1 images/s). One BLAS thread per
-    // OpenMP thread is PyTorch's best setting here, so the peer runs with it.
-    env.OPENBLAS_NUM_THREADS = '1';
+    const env = torchEnv();
     const r = spawnSync(PYTHON, [TORCH_SCRIPT, '--points', pointsFile, '--json', outFile], {
       env,
       encoding: 'utf8',
@@ -145,22 +130,47 @@ function runTorch(points: TorchPoint[]): { version: string; results: TorchResult
   }
 }
 
+/** The result of the round whose step time is the median of the rounds. */
+function medianRound<T extends { step_seconds: number }>(rs: T[]): T {
+  const sorted = [...rs].sort((x, y) => x.step_seconds - y.step_seconds);
+  return sorted[(sorted.length - 1) >> 1];
+}
+
 /**
- * The PyTorch peer over many points: duplicates dropped, one process per thread
- * count (in one process, torch.set_num_threads(1) after points at 2 threads still
- * ran at 2: 0.33 s per small step vs 0.45-0.87 s in a fresh 1-thread process).
+ * Our step and PyTorch's on the same point, alternated `rounds` times (one PyTorch
+ * process per thread count, started on first use). PyTorch's step time swings by up
+ * to 2x from step to step here (0.29-0.59 s for small mask/reca), so it gets at
+ * least 8 timed steps per round where ours get `o.steps`.
  */
-function runTorchByThreads(points: TorchPoint[]): { version: string; results: TorchResult[] } | { skipped: string } {
-  const unique = points.filter((p, i) => points.findIndex((q) => JSON.stringify(q) === JSON.stringify(p)) === i);
-  const results: TorchResult[] = [];
-  let version = '';
-  for (const n of [...new Set(unique.map((p) => p.threads))]) {
-    const r = runTorch(unique.filter((p) => p.threads === n));
-    if ('skipped' in r) return r;
-    version = r.version;
-    results.push(...r.results);
+async function pairedStep(
+  o: StepBenchOptions & { threads: number },
+  rounds: number,
+  peers: Map<number, TorchPeer> | null,
+  peerSteps: number,
+): Promise<{ ours: StepBenchResult; pytorch?: TorchResult; paired?: Paired }> {
+  const ours: StepBenchResult[] = [];
+  const theirs: TorchResult[] = [];
+  for (let r = 0; r < rounds; ++r) {
+    ours.push(await runStepBench(o));
+    if (peers) {
+      let peer = peers.get(o.threads);
+      if (!peer) peers.set(o.threads, (peer = new TorchPeer()));
+      theirs.push(await peer.run({
+        preset: o.preset, mode: o.mode, task: o.task, batch: o.batch, threads: o.threads, steps: peerSteps, config: o.config,
+      }));
+    }
   }
-  return { version, results };
+  if (!theirs.length) return { ours: medianRound(ours) };
+  return {
+    ours: medianRound(ours),
+    pytorch: medianRound(theirs),
+    paired: {
+      rounds,
+      ours_step_seconds: ours.map((x) => x.step_seconds),
+      pytorch_step_seconds: theirs.map((x) => x.step_seconds),
+      ratio: median(theirs.map((t, i) => t.step_seconds / ours[i].step_seconds)),
+    },
+  };
 }
 
 /** PyTorch's peak RSS growth on the same step (its own fresh process), or null when the peer cannot run. */
@@ -212,6 +222,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
   const notes: string[] = [];
   const skipped: string[] = [];
   const threads0 = getThreads();
+  let peers: Map<number, TorchPeer> | null = null;
   setThreads(threads);
   try {
     const machine = machineInfo();
@@ -252,16 +263,26 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
       [false, false, true, true, true, true, false, true],
     ));
 
-    // -- whole training steps
+    // -- whole training steps, each beside PyTorch's (alternated, see pairedStep)
     const stepCount = quick ? 1 : 5;
     const batch = quick ? 2 : 8;
+    const rounds = quick ? 1 : 3;
+    const peerSteps = quick ? 1 : 8;
     const presets: Preset[] = quick ? ['tiny'] : ['tiny', 'small'];
+    const noTorch = torchUnavailable();
+    if (noTorch) {
+      skipped.push(`PyTorch: ${noTorch}`);
+      log(`PyTorch peer skipped: ${noTorch}`);
+    }
+    peers = noTorch ? null : new Map<number, TorchPeer>();
     const steps: SuiteDocument['steps'] = [];
+    let torchVersion: string | null = null;
     for (const preset of presets) {
       for (const mode of MODES) {
         for (const task of STEP_TASKS) {
-          const r = await runStepBench({ preset, mode, task, batch, steps: stepCount, threads });
-          steps.push({ ...r, fraction_of_matmul_peak: r.achieved_gflops / peakGflops });
+          const r = await pairedStep({ preset, mode, task, batch, steps: stepCount, threads }, rounds, peers, peerSteps);
+          torchVersion = r.pytorch?.torch ?? torchVersion;
+          steps.push({ ...r.ours, fraction_of_matmul_peak: r.ours.achieved_gflops / peakGflops, pytorch: r.pytorch, paired: r.paired });
         }
       }
     }
@@ -307,54 +328,21 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
     for (const n of [...new Set([1, Math.min(2, threads)])]) axes.push({ axis: 'threads', x: n, batch, threads: n });
     const growth: GrowthPoint[] = [];
     for (const a of axes) {
-      const ours = await runStepBench({
+      const r = await pairedStep({
         preset: growthPreset, mode: 'mask', task: 'reca', batch: a.batch, steps: growthSteps, threads: a.threads, config: a.config,
-      });
-      growth.push({ axis: a.axis, x: a.x, ours });
+      }, quick ? 1 : 2, peers, peerSteps);
+      growth.push({ axis: a.axis, x: a.x, ...r });
     }
-
-    // -- PyTorch at every step and growth point, one process per thread count. Its step
-    // time swings by up to 2x from step to step here (0.29-0.59 s for small mask/reca),
-    // so it gets at least 8 timed steps where ours get 5.
-    const peerSteps = (n: number) => (quick ? n : Math.max(n, 8));
-    const torchPoints: TorchPoint[] = [
-      ...steps.filter((s) => s.preset !== 'base').map((s) => ({
-        preset: s.preset, mode: s.mode, task: s.task, batch: s.batch, threads, steps: peerSteps(stepCount),
-      })),
-      ...growth.map((g) => ({
-        preset: growthPreset, mode: 'mask' as Mode, task: 'reca' as Task, batch: g.ours.batch, threads: g.ours.threads,
-        steps: peerSteps(growthSteps), config: g.ours.config_overrides,
-      })),
-    ];
     if (steps.some((s) => s.preset === 'base')) {
       skipped.push('PyTorch at preset base: not run (the reference takes minutes per base step on a CPU)');
     }
-    log(`\n## PyTorch peer (${torchPoints.length} points, one process per thread count)`);
-    const torch = runTorchByThreads(torchPoints);
-    let torchVersion: string | null = null;
-    if ('skipped' in torch) {
-      skipped.push(`PyTorch: ${torch.skipped}`);
-      log(`PyTorch peer skipped: ${torch.skipped}`);
-    } else {
-      torchVersion = torch.version;
-      const find = (p: TorchPoint) => torch.results.find((r) =>
-        r.preset === p.preset && r.mode === p.mode && r.task === p.task && r.batch === p.batch &&
-        r.threads === p.threads && sameConfig(r.config, p.config));
-      for (const s of steps) s.pytorch = find({ ...s, threads, steps: peerSteps(stepCount) });
-      for (const g of growth) {
-        g.pytorch = find({
-          preset: growthPreset, mode: 'mask', task: 'reca', batch: g.ours.batch, threads: g.ours.threads, steps: peerSteps(growthSteps),
-          config: g.ours.config_overrides,
-        });
-      }
-    }
 
-    log(`\n## training steps (${threads} threads, median of ${stepCount} after a warm-up; of peak = achieved / matmul peak)`);
+    log(`\n## training steps (${threads} threads, median of ${stepCount} after a warm-up, median of ${rounds} rounds alternated with PyTorch's; of peak = achieved / matmul peak; ours/PyTorch = median of the rounds' ratios)`);
     log(table(
       [['preset', 'mode', 'task', 'batch', 'step ms', 'images/s', 'tokens/s', 'GFLOP/s', 'of peak', 'PyTorch images/s', 'ours/PyTorch'],
         ...steps.map((s) => [s.preset, s.mode, s.task, String(s.batch), fixed(s.step_seconds * 1e3, 1), fixed(s.images_per_s, 1),
           fixed(s.tokens_per_s, 0), fixed(s.achieved_gflops, 1), fixed(s.fraction_of_matmul_peak, 2),
-          fixed(s.pytorch?.images_per_s, 1), s.pytorch ? fixed(s.images_per_s / s.pytorch.images_per_s, 2) : '-'])],
+          fixed(s.pytorch?.images_per_s, 1), s.paired ? fixed(s.paired.ratio, 2) : '-'])],
       [false, false, false, true, true, true, true, true, true, true, true],
     ));
     log('\n## sampling (model.generate, default sampler steps)');
@@ -378,7 +366,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
     log(table(
       [['axis', 'x', 'batch', 'threads', 'ours images/s', 'PyTorch images/s', 'ours/PyTorch'],
         ...growth.map((g) => [g.axis, String(g.x), String(g.ours.batch), String(g.ours.threads), fixed(g.ours.images_per_s, 1),
-          fixed(g.pytorch?.images_per_s, 1), g.pytorch ? fixed(g.ours.images_per_s / g.pytorch.images_per_s, 2) : '-'])],
+          fixed(g.pytorch?.images_per_s, 1), g.paired ? fixed(g.paired.ratio, 2) : '-'])],
       [false, true, true, true, true, true, true],
     ));
 
@@ -466,6 +454,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
     log(`\nwrote ${jsonFile}, ${plots.join(', ')} (${fixed(doc.seconds, 1)} s)`);
     return doc;
   } finally {
+    for (const peer of peers?.values() ?? []) peer.close();
     setThreads(threads0);
   }
 }

@@ -19,7 +19,7 @@ import { stepFlops } from './flops';
 import { measureMemcopy, type MemcopyResult } from './memcopy';
 import { linePlotSvg, type Series } from './plot';
 import { machineInfo, median, runSampleBench, type MachineInfo, runStepBench, type SampleBenchResult, type StepBenchResult, type StepBenchOptions } from './step';
-import { PYTHON, TORCH_SCRIPT, TorchPeer, torchEnv, torchUnavailable, type TorchPoint, type TorchResult } from './torch_peer';
+import { TorchPeer, torchUnavailable, type TorchResult } from './torch_peer';
 import { benchTfjsStep, loadTf, type TfjsBackend, type TfjsStepResult } from './tfjs_step';
 
 export interface SuiteOptions {
@@ -97,39 +97,6 @@ export interface SuiteDocument {
   notes: string[];
 }
 
-function sameConfig(a: Partial<Config> | undefined, b: Partial<Config> | undefined): boolean {
-  return JSON.stringify(a ?? {}) === JSON.stringify(b ?? {});
-}
-
-/**
- * Runs the PyTorch peer over all points in one Python process, with
- * OpenBLAS's overrides removed from its environment only. Returns null and a
- * reason when Python or torch is missing or the script fails.
- */
-function runTorch(points: TorchPoint[]): { version: string; results: TorchResult[] } | { skipped: string } {
-  if (!fs.existsSync(PYTHON)) return { skipped: `${PYTHON} not found` };
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-torch-'));
-  try {
-    const pointsFile = path.join(dir, 'points.json');
-    const outFile = path.join(dir, 'out.json');
-    fs.writeFileSync(pointsFile, JSON.stringify(points));
-    const env = torchEnv();
-    const r = spawnSync(PYTHON, [TORCH_SCRIPT, '--points', pointsFile, '--json', outFile], {
-      env,
-      encoding: 'utf8',
-      timeout: 3600e3,
-    });
-    if (r.status !== 0 || !fs.existsSync(outFile)) {
-      const why = (r.stderr || r.error?.message || '').trim().split('\n').pop() ?? 'unknown failure';
-      return { skipped: /No module named 'torch'/.test(r.stderr ?? '') ? 'torch is not installed for /usr/bin/python3' : why };
-    }
-    const doc = JSON.parse(fs.readFileSync(outFile, 'utf8')) as { torch: string; results: TorchResult[] };
-    return { version: doc.torch, results: doc.results.map((x, i) => ({ ...x, ...points[i] })) };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 /** The result of the round whose step time is the median of the rounds. */
 function medianRound<T extends { step_seconds: number }>(rs: T[]): T {
   const sorted = [...rs].sort((x, y) => x.step_seconds - y.step_seconds);
@@ -173,16 +140,21 @@ async function pairedStep(
   };
 }
 
-/** PyTorch's peak RSS growth on the same step (its own fresh process), or null when the peer cannot run. */
-function torchMemory(preset: Preset, threads: number): { peak_rss_bytes: number; rss_at_start_bytes: number } | null {
-  const r = runTorch([{ preset, mode: 'mask', task: 'reca', batch: 8, threads, steps: 1 }]);
-  if ('skipped' in r) return null;
-  const p = r.results[0] as TorchResult & { peak_rss_bytes?: number; rss_at_start_bytes?: number };
-  return p.peak_rss_bytes && p.rss_at_start_bytes ? { peak_rss_bytes: p.peak_rss_bytes, rss_at_start_bytes: p.rss_at_start_bytes } : null;
+/** PyTorch's peak RSS growth on the same step, in a peer process of its own so peaks do not mix. */
+async function torchMemory(preset: Preset, threads: number): Promise<{ peak_rss_bytes: number; rss_at_start_bytes: number } | null> {
+  const peer = new TorchPeer();
+  try {
+    const p = await peer.run({ preset, mode: 'mask', task: 'reca', batch: 8, threads, steps: 1 });
+    return p.peak_rss_bytes && p.rss_at_start_bytes ? { peak_rss_bytes: p.peak_rss_bytes, rss_at_start_bytes: p.rss_at_start_bytes } : null;
+  } catch {
+    return null;
+  } finally {
+    peer.close();
+  }
 }
 
 /** Peak RSS and the engine's accounting of one preset's step, in a fresh process so peaks do not mix. */
-function memoryOfPreset(preset: Preset, threads: number): SuiteDocument['memory'][number] {
+async function memoryOfPreset(preset: Preset, threads: number, withTorch: boolean): Promise<SuiteDocument['memory'][number]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-mem-'));
   try {
     const file = path.join(dir, 'step.json');
@@ -205,7 +177,7 @@ function memoryOfPreset(preset: Preset, threads: number): SuiteDocument['memory'
       theoretical_bytes: theoretical,
       memory: m,
       growth_over_theoretical: (s.peak_rss_bytes - s.rss_at_start_bytes) / theoretical,
-      pytorch: torchMemory(preset, threads),
+      pytorch: withTorch ? await torchMemory(preset, threads) : null,
     };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -312,7 +284,8 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
     }
 
     // -- memory, one fresh process per preset
-    const memory = [...new Set(steps.map((s) => s.preset))].map((p) => memoryOfPreset(p, threads));
+    const memory: SuiteDocument['memory'] = [];
+    for (const p of new Set(steps.map((s) => s.preset))) memory.push(await memoryOfPreset(p, threads, peers !== null));
 
     // -- cost growth (ours now; PyTorch at the same points below)
     const growthPreset: Preset = quick ? 'tiny' : 'small';

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/threadpool.h"
 #include "cuda/cuda_info.h"
+#include "model/schema.h"
 
 namespace reca::addon {
 
@@ -88,6 +89,8 @@ Napi::Value RecaAddon::Info(const Napi::CallbackInfo& info) {
     cu.Set("devices", devices);
     cu.Set("reason", ci.reason);
     out.Set("cuda", cu);
+    // Every option table with its defaults (model/schema.h); lib/ parses it once.
+    out.Set("schemaJson", model::schema_json());
     return out;
   });
 }

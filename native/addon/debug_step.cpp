@@ -140,14 +140,14 @@ struct DebugStepJob : public EngineWorker::Job {
     params_file(before, out + "/params.safetensors");
     params_file(after, out + "/params_after.safetensors");
 
-    JsonValue trainable = JsonValue::array();
+    std::vector<std::string> trainable;
     {
       SafetensorsWriter w;
       for (const model::ParamInfo& p : layout.params()) {
         if (!trainer.trainable(p)) continue;
         w.add_view(p.name, StDtype::F32, p.shape, grads.data() + p.offset,
                    static_cast<size_t>(p.numel) * 4);
-        trainable.push(JsonValue::string(p.name));
+        trainable.push_back(p.name);
       }
       w.write_atomic(out + "/grads.safetensors");
     }
@@ -169,41 +169,42 @@ struct DebugStepJob : public EngineWorker::Job {
       w.write_atomic(out + "/batch.safetensors");
     }
 
-    JsonValue r = JsonValue::object();
-    r.set("preset", JsonValue::string(preset));
-    r.set("mode", JsonValue::string(model::mode_name(mode)));
-    r.set("task", JsonValue::string(task_name));
-    r.set("seed", JsonValue::integer(static_cast<int64_t>(seed)));
-    r.set("batch", JsonValue::integer(B));
-    r.set("loss", JsonValue::number(st.loss));
-    r.set("grad_norm", JsonValue::number(st.grad_norm));
-    r.set("clip_scale", JsonValue::number(st.clip_scale));
-    r.set("trainable", std::move(trainable));
-    r.set("cond_grad_scale", JsonValue::number(opts.cond_grad_scale));
-    r.set("cond_dropout", JsonValue::number(opts.cond_dropout));
-    JsonValue o = JsonValue::object();
-    o.set("lr", JsonValue::number(st.lr));
-    JsonValue betas = JsonValue::array();
-    betas.push(JsonValue::number(opts.beta1));
-    betas.push(JsonValue::number(opts.beta2));
-    o.set("betas", std::move(betas));
-    o.set("eps", JsonValue::number(opts.eps));
-    o.set("weight_decay", JsonValue::number(opts.weight_decay));
-    o.set("max_grad_norm", JsonValue::number(opts.max_grad_norm));
-    r.set("optimizer", std::move(o));
-    r.set("config", parse_json(config, ErrorCode::Internal));
-    JsonValue caps = JsonValue::array();
+    JsonWriter r;
+    r.begin_object();
+    r.key("preset").string(preset);
+    r.key("mode").string(model::mode_name(mode));
+    r.key("task").string(task_name);
+    r.key("seed").integer(static_cast<int64_t>(seed));
+    r.key("batch").integer(B);
+    r.key("loss").number(st.loss);
+    r.key("grad_norm").number(st.grad_norm);
+    r.key("clip_scale").number(st.clip_scale);
+    r.key("trainable").begin_array();
+    for (const std::string& name : trainable) r.string(name);
+    r.end_array();
+    r.key("cond_grad_scale").number(opts.cond_grad_scale);
+    r.key("cond_dropout").number(opts.cond_dropout);
+    r.key("optimizer").begin_object();
+    r.key("lr").number(st.lr);
+    r.key("betas").begin_array().number(opts.beta1).number(opts.beta2).end_array();
+    r.key("eps").number(opts.eps);
+    r.key("weight_decay").number(opts.weight_decay);
+    r.key("max_grad_norm").number(opts.max_grad_norm);
+    r.end_object();
+    r.key("config").raw(config);
+    r.key("captions").begin_array();
     if (task_name == "t2i" || task_name == "i2t")
       for (int64_t b = 0; b < B; ++b) {
         std::string s;
         for (int64_t i = 0; i < T && captions[b * T + i] < 256; ++i)
           s.push_back(static_cast<char>(captions[b * T + i]));
-        caps.push(JsonValue::string(s));
+        r.string(s);
       }
-    r.set("captions", std::move(caps));
-    r.set("cut_bytes", JsonValue::integer(task_name == "t2i" || task_name == "i2t" ? cut : 0));
-    r.set("seconds", JsonValue::number(st.seconds));
-    result = r.dump();
+    r.end_array();
+    r.key("cut_bytes").integer(task_name == "t2i" || task_name == "i2t" ? cut : 0);
+    r.key("seconds").number(st.seconds);
+    r.end_object();
+    result = r.str();
     write_file(out + "/result.json", result + "\n");
   }
 

@@ -8,6 +8,7 @@
 #include "addon/addon.h"
 #include "addon/errors.h"
 #include "addon/inputs.h"
+#include "addon/schema_js.h"
 #include "core/error.h"
 #include "cpu/image.h"
 #include "model/backend.h"
@@ -61,13 +62,9 @@ std::string path_arg(const Napi::Value& v, const char* what) {
   return p;
 }
 
-model::SampleOptions sample_options(const Options& o, const ModelConfig& cfg) {
+model::SampleOptions sample_options(const Napi::Value& value, const std::string& what) {
   model::SampleOptions s;
-  s.steps = o.integer("steps", cfg.mode == model::Mode::Flow ? 32 : 16, 1, 100000);
-  s.cfg = o.number("cfg", 1.0);
-  s.temperature = o.number("temperature", 1.0);
-  s.top_k = o.integer("topK", 0, 0, int64_t(1) << 31);
-  s.seed = o.seed("seed", 0);
+  apply_js_options(value, model::sampler_schema(), &s, what, {"template"});
   s.validate();
   return s;
 }
@@ -133,49 +130,7 @@ ModelLease::~ModelLease() {
 // ---- config ----------------------------------------------------------------
 
 void apply_config_overrides(const Napi::Value& value, ModelConfig* cfg) {
-  if (value.IsUndefined() || value.IsNull()) return;
-  RECA_CHECK(value.IsObject() && !value.IsArray(), InvalidArgument,
-             "config must be an object of SPEC §1 fields");
-  struct Field {
-    const char* name;
-    int64_t ModelConfig::*field;
-  };
-  static const Field kFields[] = {
-      {"image_size", &ModelConfig::image_size},     {"gen_patch", &ModelConfig::gen_patch},
-      {"und_image_size", &ModelConfig::und_image_size}, {"und_patch", &ModelConfig::und_patch},
-      {"und_width", &ModelConfig::und_width},       {"und_depth", &ModelConfig::und_depth},
-      {"und_heads", &ModelConfig::und_heads},       {"und_select_layer", &ModelConfig::und_select_layer},
-      {"width", &ModelConfig::width},               {"depth", &ModelConfig::depth},
-      {"heads", &ModelConfig::heads},               {"mlp_ratio", &ModelConfig::mlp_ratio},
-      {"codebook_size", &ModelConfig::codebook_size}, {"code_dim", &ModelConfig::code_dim},
-      {"max_text_len", &ModelConfig::max_text_len},
-  };
-  Napi::Object o = value.As<Napi::Object>();
-  Napi::Array keys = o.GetPropertyNames();
-  for (uint32_t i = 0; i < keys.Length(); ++i) {
-    const std::string key = keys.Get(i).ToString().Utf8Value();
-    Napi::Value v = o.Get(key);
-    if (v.IsUndefined()) continue;
-    if (key == "mode") {
-      model::Mode m;
-      RECA_CHECK(v.IsString() && model::parse_mode(v.As<Napi::String>().Utf8Value(), &m),
-                 InvalidArgument, "config.mode must be 'ar', 'mask' or 'flow'");
-      cfg->mode = m;
-      continue;
-    }
-    const Field* f = nullptr;
-    for (const Field& k : kFields)
-      if (key == k.name) f = &k;
-    RECA_CHECK(f != nullptr, InvalidArgument,
-               "config has an unknown field '%s' (fields: image_size, gen_patch, und_image_size, "
-               "und_patch, und_width, und_depth, und_heads, und_select_layer, width, depth, heads, "
-               "mlp_ratio, codebook_size, code_dim, max_text_len, mode)",
-               key.substr(0, 60).c_str());
-    const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-    RECA_CHECK(d == std::floor(d) && std::fabs(d) <= (1 << 30), InvalidArgument,
-               "config.%s must be an integer, got %s", key.c_str(), v.ToString().Utf8Value().c_str());
-    cfg->*(f->field) = static_cast<int64_t>(d);
-  }
+  apply_js_options(value, model::config_schema(), cfg, "config");
 }
 
 // createModel({preset, mode, config, seed}) -> Promise<NativeModel>
@@ -424,9 +379,9 @@ Napi::Value ModelWrap::Reconstruct(const Napi::CallbackInfo& info) {
     ModelState* st = &lease->state();
     const ModelConfig& c = lease->model().config();
     auto images = std::make_shared<ImageBatch>(read_images(env, info[0], c.image_size, "images"));
-    Options o(info[1], "reconstruct options");
-    const model::SampleOptions so = sample_options(o, c);
-    const std::string tmpl = o.string("template", model::TrainerOptions().template_text);
+    const model::SampleOptions so = sample_options(info[1], "reconstruct options");
+    const std::string tmpl =
+        Options(info[1], "reconstruct options").string("template", model::TrainerOptions().template_text);
     return submit_images(env, info, std::move(lease), images->B,
                          [st, images, so, tmpl](float* img) {
                            model::Sampler sampler(*st->model);
@@ -446,8 +401,7 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
     auto prompts = std::make_shared<std::vector<int32_t>>();
     int64_t B = 0;
     read_texts(info[0], -1, c.max_text_len, prompts.get(), "prompts", &B);
-    Options o(info[1], "generate options");
-    const model::SampleOptions so = sample_options(o, c);
+    const model::SampleOptions so = sample_options(info[1], "generate options");
     return submit_images(env, info, std::move(lease), B, [st, prompts, B, so](float* img) {
       model::Sampler sampler(*st->model);
       sampler.generate(prompts->data(), B, so, img);
@@ -569,36 +523,9 @@ TrainerWrap::TrainerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trai
   Napi::Env env = info.Env();
   guarded(env, [&]() -> Napi::Value {
     std::shared_ptr<ModelState> ms = ModelWrap::From(env, info[0], "the trainer's model");
-    Options o(info[1], "trainer options");
     model::TrainerOptions t;
-    t.weight_reca = o.number("weightReca", t.weight_reca);
-    t.weight_t2i = o.number("weightT2i", t.weight_t2i);
-    t.weight_i2t = o.number("weightI2t", t.weight_i2t);
-    t.tokenizer = o.boolean("tokenizer", t.tokenizer);
-    t.micro_batch = o.integer("microBatch", t.micro_batch, 0, int64_t(1) << 40);
-    t.lr = o.number("lr", t.lr);
-    t.beta1 = o.number("beta1", t.beta1);
-    t.beta2 = o.number("beta2", t.beta2);
-    t.eps = o.number("eps", t.eps);
-    t.weight_decay = o.number("weightDecay", t.weight_decay);
-    t.warmup = o.integer("warmup", t.warmup, 0, int64_t(1) << 40);
-    t.total_steps = o.integer("totalSteps", t.total_steps, 0, int64_t(1) << 40);
-    const std::string schedule = o.string("schedule", "constant");
-    if (schedule == "constant") t.schedule = model::Schedule::Constant;
-    else if (schedule == "cosine") t.schedule = model::Schedule::Cosine;
-    else fail(ErrorCode::InvalidArgument, "schedule.kind must be 'constant' or 'cosine', got '%s'", schedule.c_str());
-    t.min_lr = o.number("minLr", t.min_lr);
-    t.max_grad_norm = o.number("maxGradNorm", t.max_grad_norm);
-    t.ema = o.number("ema", t.ema);
-    t.cond_dropout = o.number("condDropout", t.cond_dropout);
-    t.cond_grad_scale = o.number("condGradScale", t.cond_grad_scale);
-    t.code_restart_every = o.integer("codeRestart", t.code_restart_every, 0, int64_t(1) << 40);
-    t.trainable.und = o.boolean("trainUnd", t.trainable.und);
-    t.trainable.conn = o.boolean("trainConn", t.trainable.conn);
-    t.trainable.vq = o.boolean("trainVq", t.trainable.vq);
-    t.trainable.gen = o.boolean("trainGen", t.trainable.gen);
-    t.seed = o.seed("seed", t.seed);
-    t.template_text = o.string("template", t.template_text);
+    apply_js_options(info[1], model::trainer_schema(), &t, "trainer options");
+    t.validate();
     // The EMA starts from the parameters: they must not be changing now.
     ModelLease lease(ms, ModelLease::Write, "new Trainer");
     auto state = std::make_shared<TrainerState>();

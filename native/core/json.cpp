@@ -330,190 +330,133 @@ void JsonReader::read_null() {
   fail("expected null, found " + describe());
 }
 
-// ---------------------------------------------------------------- JsonValue
+// ---------------------------------------------------------------- skip_value
 
-JsonValue JsonValue::boolean(bool b) {
-  JsonValue v;
-  v.type_ = JsonType::Bool;
-  v.b_ = b;
-  return v;
-}
-
-JsonValue JsonValue::number(double d) {
-  RECA_CHECK(std::isfinite(d), InvalidArgument, "JSON has no representation for %g", d);
-  JsonValue v;
-  v.type_ = JsonType::Number;
-  v.num_.d = d;
-  return v;
-}
-
-JsonValue JsonValue::integer(int64_t i) {
-  JsonValue v;
-  v.type_ = JsonType::Number;
-  v.num_.d = static_cast<double>(i);
-  v.num_.i = i;
-  v.num_.is_int = true;
-  return v;
-}
-
-JsonValue JsonValue::string(std::string s) {
-  JsonValue v;
-  v.type_ = JsonType::String;
-  v.str_ = std::move(s);
-  return v;
-}
-
-JsonValue JsonValue::array() {
-  JsonValue v;
-  v.type_ = JsonType::Array;
-  return v;
-}
-
-JsonValue JsonValue::object() {
-  JsonValue v;
-  v.type_ = JsonType::Object;
-  return v;
-}
-
-namespace {
-[[noreturn]] void type_mismatch(JsonType have, const char* want) {
-  fail(ErrorCode::Internal, "JSON value is %s, not %s", json_type_name(have), want);
-}
-}  // namespace
-
-bool JsonValue::as_bool() const {
-  if (type_ != JsonType::Bool) type_mismatch(type_, "a boolean");
-  return b_;
-}
-double JsonValue::as_double() const {
-  if (type_ != JsonType::Number) type_mismatch(type_, "a number");
-  return num_.d;
-}
-int64_t JsonValue::as_int() const {
-  if (!is_integer()) type_mismatch(type_, "an integer");
-  return num_.i;
-}
-const std::string& JsonValue::as_string() const {
-  if (type_ != JsonType::String) type_mismatch(type_, "a string");
-  return str_;
-}
-const std::vector<JsonValue>& JsonValue::items() const {
-  if (type_ != JsonType::Array) type_mismatch(type_, "an array");
-  return items_;
-}
-const std::vector<JsonValue::Member>& JsonValue::members() const {
-  if (type_ != JsonType::Object) type_mismatch(type_, "an object");
-  return members_;
-}
-
-const JsonValue* JsonValue::find(const std::string& key) const {
-  for (const Member& m : members())
-    if (m.first == key) return &m.second;
-  return nullptr;
-}
-
-JsonValue& JsonValue::set(const std::string& key, JsonValue v) {
-  if (type_ != JsonType::Object) type_mismatch(type_, "an object");
-  for (Member& m : members_)
-    if (m.first == key) return m.second = std::move(v);
-  members_.emplace_back(key, std::move(v));
-  return members_.back().second;
-}
-
-JsonValue& JsonValue::push(JsonValue v) {
-  if (type_ != JsonType::Array) type_mismatch(type_, "an array");
-  items_.push_back(std::move(v));
-  return items_.back();
-}
-
-void JsonValue::dump_to(std::string& out) const {
-  switch (type_) {
-    case JsonType::Null: out += "null"; break;
-    case JsonType::Bool: out += b_ ? "true" : "false"; break;
-    case JsonType::Number: out += num_.is_int ? std::to_string(num_.i) : json_number(num_.d); break;
-    case JsonType::String: out += json_quote(str_); break;
-    case JsonType::Array:
-      out += '[';
-      for (size_t i = 0; i < items_.size(); ++i) {
-        if (i) out += ',';
-        items_[i].dump_to(out);
-      }
-      out += ']';
-      break;
-    case JsonType::Object:
-      out += '{';
-      for (size_t i = 0; i < members_.size(); ++i) {
-        if (i) out += ',';
-        out += json_quote(members_[i].first);
-        out += ':';
-        members_[i].second.dump_to(out);
-      }
-      out += '}';
-      break;
+void JsonReader::skip_value(size_t max_depth, size_t depth) {
+  JsonType t;
+  if (!peek_type(&t)) {
+    if (at_end()) fail("unexpected end of input, expected a value");
+    fail("expected a value, found " + describe());
   }
+  switch (t) {
+    case JsonType::Null: read_null(); return;
+    case JsonType::Bool: read_bool(); return;
+    case JsonType::Number: read_number(); return;
+    case JsonType::String: read_string(); return;
+    default: break;
+  }
+  // Recursion is bounded by max_depth, checked before each level.
+  if (depth >= max_depth) fail("nesting deeper than " + std::to_string(max_depth) + " levels");
+  if (t == JsonType::Array) {
+    read_array("an array", [&] { skip_value(max_depth, depth + 1); });
+    return;
+  }
+  std::vector<std::string> keys;
+  read_object([&](std::string&& key) {
+    for (const std::string& k : keys)
+      if (k == key) fail("duplicate key " + json_quote(key).substr(0, 120));
+    keys.push_back(std::move(key));
+    skip_value(max_depth, depth + 1);
+  });
 }
 
-std::string JsonValue::dump() const {
-  std::string out;
-  dump_to(out);
-  return out;
+void JsonReader::expect_end() {
+  skip_ws();
+  if (!at_end()) fail("unexpected bytes after the document, found " + describe());
 }
 
-// ---------------------------------------------------------------- parse_json
-
-// Builds the DOM from the reader; recursion is bounded by max_depth.
-class JsonDomBuilder {
- public:
-  JsonDomBuilder(JsonReader& r, size_t max_depth) : r_(r), max_depth_(max_depth) {}
-
-  JsonValue value(size_t depth) {
-    JsonType t;
-    if (!r_.peek_type(&t)) {
-      if (r_.at_end()) r_.fail("unexpected end of input, expected a value");
-      r_.fail("expected a value, found " + r_.describe());
-    }
-    JsonValue v;
-    v.type_ = t;
-    switch (t) {
-      case JsonType::Null: r_.read_null(); break;
-      case JsonType::Bool: v.b_ = r_.read_bool(); break;
-      case JsonType::Number: v.num_ = r_.read_number(); break;
-      case JsonType::String: v.str_ = r_.read_string(); break;
-      case JsonType::Array:
-        nest(depth);
-        r_.read_array("an array", [&] { v.items_.push_back(value(depth + 1)); });
-        break;
-      case JsonType::Object:
-        nest(depth);
-        r_.read_object([&](std::string&& key) {
-          for (const JsonValue::Member& m : v.members_)
-            if (m.first == key) r_.fail("duplicate key " + json_quote(key).substr(0, 120));
-          JsonValue item = value(depth + 1);
-          v.members_.emplace_back(std::move(key), std::move(item));
-        });
-        break;
-    }
-    return v;
-  }
-
- private:
-  void nest(size_t depth) {
-    if (depth >= max_depth_)
-      r_.fail("nesting deeper than " + std::to_string(max_depth_) + " levels");
-  }
-  JsonReader& r_;
-  size_t max_depth_;
-};
-
-JsonValue parse_json(const std::string& text, const JsonParseOptions& opts) {
-  JsonReader r(text.data(), text.size(), opts.code, opts.context);
-  if (text.size() > opts.max_bytes)
-    fail(opts.code, "%s: %zu bytes, more than the %zu-byte limit", opts.context.c_str(),
-         text.size(), opts.max_bytes);
-  JsonValue v = JsonDomBuilder(r, opts.max_depth).value(0);
+void json_validate(const std::string& text, ErrorCode code, const std::string& context,
+                   size_t max_depth, size_t max_bytes) {
+  if (text.size() > max_bytes)
+    fail(code, "%s: %zu bytes, more than the %zu-byte limit", context.c_str(), text.size(),
+         max_bytes);
+  JsonReader r(text.data(), text.size(), code, context);
   r.skip_ws();
-  if (!r.at_end()) r.fail("unexpected bytes after the document, found " + r.describe());
-  return v;
+  r.skip_value(max_depth);
+  r.expect_end();
+}
+
+// ---------------------------------------------------------------- JsonWriter
+
+void JsonWriter::separate() {
+  if (after_key_) {
+    after_key_ = false;
+    return;
+  }
+  if (!first_.empty()) {
+    if (!first_.back()) out_ += ',';
+    first_.back() = false;
+  }
+}
+
+JsonWriter& JsonWriter::begin_object() {
+  separate();
+  out_ += '{';
+  first_.push_back(true);
+  return *this;
+}
+
+JsonWriter& JsonWriter::end_object() {
+  first_.pop_back();
+  out_ += '}';
+  return *this;
+}
+
+JsonWriter& JsonWriter::begin_array() {
+  separate();
+  out_ += '[';
+  first_.push_back(true);
+  return *this;
+}
+
+JsonWriter& JsonWriter::end_array() {
+  first_.pop_back();
+  out_ += ']';
+  return *this;
+}
+
+JsonWriter& JsonWriter::key(const std::string& k) {
+  separate();
+  out_ += json_quote(k);
+  out_ += ':';
+  after_key_ = true;
+  return *this;
+}
+
+JsonWriter& JsonWriter::null() {
+  separate();
+  out_ += "null";
+  return *this;
+}
+
+JsonWriter& JsonWriter::boolean(bool b) {
+  separate();
+  out_ += b ? "true" : "false";
+  return *this;
+}
+
+JsonWriter& JsonWriter::number(double d) {
+  separate();
+  out_ += json_number(d);
+  return *this;
+}
+
+JsonWriter& JsonWriter::integer(int64_t i) {
+  separate();
+  out_ += std::to_string(i);
+  return *this;
+}
+
+JsonWriter& JsonWriter::string(const std::string& s) {
+  separate();
+  out_ += json_quote(s);
+  return *this;
+}
+
+JsonWriter& JsonWriter::raw(const std::string& json) {
+  separate();
+  out_ += json;
+  return *this;
 }
 
 }  // namespace reca

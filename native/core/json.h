@@ -5,14 +5,15 @@
 //    never builds anything, so a schema-directed reader (the safetensors
 //    header) can reject a value at its first byte with a message of its own,
 //    whatever follows (200000 nested '[' cost nothing).
-//  - JsonValue + parse_json(): a small DOM built on JsonReader, with a depth
-//    and a size limit, for documents read whole (configs, options).
-//  - json_quote() / json_number() / JsonValue::dump(): compact writing.
+//    Configs and options are read field by field through their schema tables
+//    (model/schema.h); json_validate() checks a whole document and drops it.
+//  - JsonWriter (with json_quote() / json_number()): compact writing, the one
+//    writer of every JSON the engine emits.
 //
 // Strictness: UTF-8 only (no overlongs, surrogates or code points above
 // U+10FFFF), every escape checked (\u surrogates must pair), no control
 // characters in strings, no leading zeros, no NaN/Infinity, no trailing
-// commas, no duplicate object keys in the DOM, nothing but whitespace after
+// commas, no duplicate object keys (skip_value), nothing but whitespace after
 // the document. Every failure is a reca::Error with the caller's code and
 // context and the byte offset of the fault.
 #pragma once
@@ -71,7 +72,7 @@ class JsonReader {
 
   // { "key": value, ... }: on_key(std::string&& key) is called with the
   // reader positioned at the value, which it must consume. Keys may repeat;
-  // the caller decides (the DOM rejects repeats).
+  // the caller decides (schema readers and skip_value reject repeats).
   template <class F>
   void read_object(F&& on_key) {
     expect('{');
@@ -137,6 +138,11 @@ class JsonReader {
   JsonNumber read_number();
   bool read_bool();
   void read_null();
+  // Reads one value of any type and drops it (no duplicate keys; nesting at
+  // most max_depth, checked before each level, so hostile input costs its length).
+  void skip_value(size_t max_depth = 64, size_t depth = 0);
+  // Nothing but whitespace may follow.
+  void expect_end();
 
  private:
   uint32_t hex4();
@@ -149,74 +155,35 @@ class JsonReader {
   const uint8_t* end_;
 };
 
-class JsonValue {
+// One whole document (whitespace around it allowed) checked for strictness
+// and discarded: size at most max_bytes, nesting at most max_depth, no
+// duplicate keys. Failures as the reader's.
+void json_validate(const std::string& text, ErrorCode code, const std::string& context = "JSON",
+                   size_t max_depth = 64, size_t max_bytes = size_t(1) << 26);
+
+// Compact writing (no spaces), one value after another: the writer puts the
+// commas; begin/end pair up. Numbers as json_number (17 digits, exact),
+// integers exactly, strings as json_quote.
+class JsonWriter {
  public:
-  using Member = std::pair<std::string, JsonValue>;
-
-  JsonValue() = default;  // null
-  static JsonValue boolean(bool b);
-  static JsonValue number(double d);    // written with 17 significant digits
-  static JsonValue integer(int64_t i);  // written exactly
-  static JsonValue string(std::string s);
-  static JsonValue array();
-  static JsonValue object();
-
-  JsonType type() const { return type_; }
-  bool is_null() const { return type_ == JsonType::Null; }
-  bool is_bool() const { return type_ == JsonType::Bool; }
-  bool is_number() const { return type_ == JsonType::Number; }
-  bool is_integer() const { return type_ == JsonType::Number && num_.is_int; }
-  bool is_string() const { return type_ == JsonType::String; }
-  bool is_array() const { return type_ == JsonType::Array; }
-  bool is_object() const { return type_ == JsonType::Object; }
-
-  // Accessors: E_INTERNAL on a type mismatch (check the type first).
-  bool as_bool() const;
-  double as_double() const;
-  int64_t as_int() const;
-  const std::string& as_string() const;
-  const std::vector<JsonValue>& items() const;
-  const std::vector<Member>& members() const;  // in document order
-
-  // Objects: the member's value, nullptr when absent.
-  const JsonValue* find(const std::string& key) const;
-  // Objects: appends a member, or replaces the value of an existing one.
-  JsonValue& set(const std::string& key, JsonValue v);
-  // Arrays: appends.
-  JsonValue& push(JsonValue v);
-
-  // Compact JSON (no spaces), members in order.
-  std::string dump() const;
-  void dump_to(std::string& out) const;
+  JsonWriter& begin_object();
+  JsonWriter& end_object();
+  JsonWriter& begin_array();
+  JsonWriter& end_array();
+  JsonWriter& key(const std::string& k);  // in an object, before each value
+  JsonWriter& null();
+  JsonWriter& boolean(bool b);
+  JsonWriter& number(double d);  // E_INVALID_ARGUMENT when not finite
+  JsonWriter& integer(int64_t i);
+  JsonWriter& string(const std::string& s);
+  JsonWriter& raw(const std::string& json);  // an already-written value
+  const std::string& str() const { return out_; }
 
  private:
-  friend class JsonDomBuilder;
-  JsonType type_ = JsonType::Null;
-  bool b_ = false;
-  JsonNumber num_;
-  std::string str_;
-  std::vector<JsonValue> items_;
-  std::vector<Member> members_;
+  void separate();
+  std::string out_;
+  std::vector<bool> first_;  // per open container: no value written yet
+  bool after_key_ = false;
 };
-
-struct JsonParseOptions {
-  ErrorCode code = ErrorCode::InvalidArgument;
-  std::string context = "JSON";  // messages read "<context> at byte N: ..."
-  size_t max_depth = 64;         // nesting of arrays/objects
-  size_t max_bytes = size_t(1) << 26;
-};
-
-// Parses one whole document (whitespace around it allowed).
-JsonValue parse_json(const std::string& text, const JsonParseOptions& opts);
-inline JsonValue parse_json(const std::string& text, ErrorCode code,
-                            const std::string& context = "JSON", size_t max_depth = 64,
-                            size_t max_bytes = size_t(1) << 26) {
-  JsonParseOptions o;
-  o.code = code;
-  o.context = context;
-  o.max_depth = max_depth;
-  o.max_bytes = max_bytes;
-  return parse_json(text, o);
-}
 
 }  // namespace reca

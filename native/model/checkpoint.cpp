@@ -2,31 +2,15 @@
 
 #include <cmath>
 #include <cstring>
-#include <set>
 
 #include "core/error.h"
 #include "core/half.h"
 #include "core/json.h"
+#include "model/schema.h"
 
 namespace reca::model {
 
 namespace {
-
-// Decimal digits, no sign, no leading zero (except "0"), at most UINT64_MAX.
-bool parse_u64(const std::string& s, uint64_t* out) {
-  if (s.empty() || s.size() > 20 || (s.size() > 1 && s[0] == '0')) return false;
-  uint64_t v = 0;
-  for (const char ch : s) {
-    if (ch < '0' || ch > '9') return false;
-    const uint64_t d = static_cast<uint64_t>(ch - '0');
-    if (v > (UINT64_MAX - d) / 10) return false;
-    v = v * 10 + d;
-  }
-  *out = v;
-  return true;
-}
-
-const char* schedule_name(Schedule s) { return s == Schedule::Cosine ? "cosine" : "constant"; }
 
 bool is_float_storage(StDtype dt) {
   return dt == StDtype::F32 || dt == StDtype::F16 || dt == StDtype::BF16;
@@ -43,18 +27,11 @@ void as_checkpoint_error(const std::string& prefix, F&& fn) {
   }
 }
 
-// "" when equal, else which field differs (the first in to_json order).
+// "" when equal, else which field differs (the first in table order).
 std::string config_difference(const ModelConfig& ckpt, const ModelConfig& have) {
-  const JsonValue a = parse_json(ckpt.to_json(), ErrorCode::Internal);
-  const JsonValue b = parse_json(have.to_json(), ErrorCode::Internal);
-  const auto& ma = a.members();
-  const auto& mb = b.members();
-  for (size_t i = 0; i < ma.size() && i < mb.size(); ++i) {
-    const std::string va = ma[i].second.dump(), vb = mb[i].second.dump();
-    if (va != vb)
-      return "config." + ma[i].first + " is " + va + " in the checkpoint but " + vb + " here";
-  }
-  return "";
+  FieldDifference d;
+  if (!first_difference(config_schema(), ckpt, have, &d)) return "";
+  return "config." + d.name + " is " + d.a + " in the checkpoint but " + d.b + " here";
 }
 
 // The tensors with optimizer state: the trainable ones of these options
@@ -68,124 +45,16 @@ Trainable effective_trainable(const TrainerOptions& o) {
 // ---------------------------------------------------------------- trainer options JSON
 
 std::string trainer_options_to_json(const TrainerOptions& o) {
-  JsonValue j = JsonValue::object();
-  j.set("weight_reca", JsonValue::number(o.weight_reca));
-  j.set("weight_t2i", JsonValue::number(o.weight_t2i));
-  j.set("weight_i2t", JsonValue::number(o.weight_i2t));
-  j.set("tokenizer", JsonValue::boolean(o.tokenizer));
-  j.set("micro_batch", JsonValue::integer(o.micro_batch));
-  j.set("lr", JsonValue::number(o.lr));
-  j.set("beta1", JsonValue::number(o.beta1));
-  j.set("beta2", JsonValue::number(o.beta2));
-  j.set("eps", JsonValue::number(o.eps));
-  j.set("weight_decay", JsonValue::number(o.weight_decay));
-  j.set("warmup", JsonValue::integer(o.warmup));
-  j.set("total_steps", JsonValue::integer(o.total_steps));
-  j.set("schedule", JsonValue::string(schedule_name(o.schedule)));
-  j.set("min_lr", JsonValue::number(o.min_lr));
-  j.set("max_grad_norm", JsonValue::number(o.max_grad_norm));
-  j.set("ema", JsonValue::number(o.ema));
-  j.set("cond_dropout", JsonValue::number(o.cond_dropout));
-  j.set("cond_grad_scale", JsonValue::number(o.cond_grad_scale));
-  j.set("code_restart_every", JsonValue::integer(o.code_restart_every));
-  JsonValue tr = JsonValue::object();
-  tr.set("und", JsonValue::boolean(o.trainable.und));
-  tr.set("conn", JsonValue::boolean(o.trainable.conn));
-  tr.set("vq", JsonValue::boolean(o.trainable.vq));
-  tr.set("gen", JsonValue::boolean(o.trainable.gen));
-  j.set("trainable", std::move(tr));
-  j.set("seed", JsonValue::string(std::to_string(o.seed)));
-  j.set("template_text", JsonValue::string(o.template_text));
-  return j.dump();
+  return to_json(trainer_schema(), o);
 }
 
 TrainerOptions trainer_options_from_json(const std::string& json) {
-  const JsonValue root = parse_json(json, ErrorCode::Checkpoint, "trainer options JSON", 8, 1 << 20);
-  RECA_CHECK(root.is_object(), Checkpoint, "trainer options JSON must be an object, found %s",
-             json_type_name(root.type()));
-  auto number = [](const JsonValue& v, const std::string& k) {
-    RECA_CHECK(v.is_number(), Checkpoint, "trainer option %s must be a number, found %s", k.c_str(),
-               json_type_name(v.type()));
-    return v.as_double();
-  };
-  auto integer = [](const JsonValue& v, const std::string& k) {
-    RECA_CHECK(v.is_integer(), Checkpoint, "trainer option %s must be an integer, found %s",
-               k.c_str(), v.is_number() ? "a fraction" : json_type_name(v.type()));
-    return v.as_int();
-  };
-  auto boolean = [](const JsonValue& v, const std::string& k) {
-    RECA_CHECK(v.is_bool(), Checkpoint, "trainer option %s must be true or false, found %s",
-               k.c_str(), json_type_name(v.type()));
-    return v.as_bool();
-  };
-  auto string = [](const JsonValue& v, const std::string& k) -> const std::string& {
-    RECA_CHECK(v.is_string(), Checkpoint, "trainer option %s must be a string, found %s", k.c_str(),
-               json_type_name(v.type()));
-    return v.as_string();
-  };
-
-  TrainerOptions o;
-  std::set<std::string> seen;
-  for (const JsonValue::Member& m : root.members()) {
-    const std::string& k = m.first;
-    const JsonValue& v = m.second;
-    if (k == "weight_reca") o.weight_reca = number(v, k);
-    else if (k == "weight_t2i") o.weight_t2i = number(v, k);
-    else if (k == "weight_i2t") o.weight_i2t = number(v, k);
-    else if (k == "tokenizer") o.tokenizer = boolean(v, k);
-    else if (k == "micro_batch") o.micro_batch = integer(v, k);
-    else if (k == "lr") o.lr = number(v, k);
-    else if (k == "beta1") o.beta1 = number(v, k);
-    else if (k == "beta2") o.beta2 = number(v, k);
-    else if (k == "eps") o.eps = number(v, k);
-    else if (k == "weight_decay") o.weight_decay = number(v, k);
-    else if (k == "warmup") o.warmup = integer(v, k);
-    else if (k == "total_steps") o.total_steps = integer(v, k);
-    else if (k == "schedule") {
-      const std::string& s = string(v, k);
-      if (s == "constant") o.schedule = Schedule::Constant;
-      else if (s == "cosine") o.schedule = Schedule::Cosine;
-      else fail(ErrorCode::Checkpoint, "trainer option schedule must be constant or cosine");
-    } else if (k == "min_lr") o.min_lr = number(v, k);
-    else if (k == "max_grad_norm") o.max_grad_norm = number(v, k);
-    else if (k == "ema") o.ema = number(v, k);
-    else if (k == "cond_dropout") o.cond_dropout = number(v, k);
-    else if (k == "cond_grad_scale") o.cond_grad_scale = number(v, k);
-    else if (k == "code_restart_every") o.code_restart_every = integer(v, k);
-    else if (k == "trainable") {
-      RECA_CHECK(v.is_object(), Checkpoint, "trainer option trainable must be an object, found %s",
-                 json_type_name(v.type()));
-      std::set<std::string> groups;
-      for (const JsonValue::Member& g : v.members()) {
-        const std::string name = "trainable." + g.first;
-        bool* dst = g.first == "und" ? &o.trainable.und
-                    : g.first == "conn" ? &o.trainable.conn
-                    : g.first == "vq"   ? &o.trainable.vq
-                    : g.first == "gen"  ? &o.trainable.gen
-                                        : nullptr;
-        RECA_CHECK(dst != nullptr, Checkpoint, "trainer options JSON has an unknown field '%s'",
-                   name.substr(0, 60).c_str());
-        *dst = boolean(g.second, name);
-        groups.insert(g.first);
-      }
-      for (const char* g : {"und", "conn", "vq", "gen"})
-        RECA_CHECK(groups.count(g), Checkpoint, "trainer options JSON has no field 'trainable.%s'", g);
-    } else if (k == "seed") {
-      RECA_CHECK(parse_u64(string(v, k), &o.seed), Checkpoint,
-                 "trainer option seed must be a decimal string of an unsigned 64-bit integer");
-    } else if (k == "template_text") {
-      o.template_text = string(v, k);
-    } else {
-      fail(ErrorCode::Checkpoint, "trainer options JSON has an unknown field '%s'",
-           k.substr(0, 60).c_str());
-    }
-    seen.insert(k);
-  }
-  // Every field the writer writes is required.
-  const JsonValue fields = parse_json(trainer_options_to_json(TrainerOptions()), ErrorCode::Internal);
-  for (const JsonValue::Member& m : fields.members())
-    RECA_CHECK(seen.count(m.first), Checkpoint, "trainer options JSON has no field '%s'",
-               m.first.c_str());
+  // reca-engine 0.1.0 wrote these options with snake_case keys.
+  RECA_CHECK(json.find("\"weight_reca\"") == std::string::npos, Checkpoint,
+             "the optimizer state was written by an older reca-engine (snake_case trainer "
+             "options): load the file with Model.load and start a new Trainer");
+  TrainerOptions o =
+      from_json(trainer_schema(), json, ErrorCode::Checkpoint, "trainer options JSON");
   as_checkpoint_error("trainer options: ", [&] { o.validate(); });
   return o;
 }

@@ -5,20 +5,13 @@
 
 #include "core/error.h"
 #include "core/philox.h"
+#include "model/schema.h"
 #include "model/trainer.h"
 
 namespace reca::model {
 
 void SampleOptions::validate() const {
-  RECA_CHECK(steps >= 1 && steps <= 100000, InvalidArgument,
-             "sampling steps must be an integer in [1, 100000] (got %lld)",
-             static_cast<long long>(steps));
-  RECA_CHECK(std::isfinite(cfg), InvalidArgument, "cfg (guidance scale) must be finite (got %g)",
-             cfg);
-  RECA_CHECK(std::isfinite(temperature) && temperature >= 0, InvalidArgument,
-             "temperature must be a finite number >= 0 (0 = greedy; got %g)", temperature);
-  RECA_CHECK(top_k >= 0, InvalidArgument, "topK must be >= 0 (0 = every code; got %lld)",
-             static_cast<long long>(top_k));
+  check_fields(sampler_schema(), *this, ErrorCode::InvalidArgument);
 }
 
 void sample_noise(uint64_t seed, int64_t B, int64_t n, float* out) {

@@ -27,7 +27,7 @@
 namespace reca::model {
 
 struct SampleOptions {
-  int64_t steps = 16;        // mask: MaskGIT steps T; flow: Euler steps T; ar: unused (N steps)
+  int64_t steps = 32;        // mask: MaskGIT steps T; flow: Euler steps T; ar: unused (N steps)
   double cfg = 1.0;          // guidance scale s (any finite value); 1: conditional pass only
   double temperature = 1.0;  // discrete modes; 0 = greedy (argmax)
   int64_t top_k = 0;         // discrete modes; 0 = every code

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/philox.h"
+#include "model/schema.h"
 
 namespace reca::model {
 
@@ -24,34 +25,12 @@ int64_t encode_text(const std::string& s, int64_t max_len, int32_t* out) {
 }
 
 void TrainerOptions::validate() const {
-  auto finite_nonneg = [](double v, const char* name) {
-    RECA_CHECK(std::isfinite(v) && v >= 0, InvalidArgument,
-               "trainer option %s must be a finite number >= 0 (got %g)", name, v);
-  };
-  finite_nonneg(weight_reca, "tasks.reca");
-  finite_nonneg(weight_t2i, "tasks.t2i");
-  finite_nonneg(weight_i2t, "tasks.i2t");
+  check_fields(trainer_schema(), *this, ErrorCode::InvalidArgument);
   RECA_CHECK(tokenizer || weight_reca + weight_t2i + weight_i2t > 0, InvalidArgument,
-             "no task has a positive weight: set tasks.reca, tasks.t2i or tasks.i2t");
-  RECA_CHECK(micro_batch >= 0, InvalidArgument, "microBatch must be >= 0 (0 = whole batch)");
-  RECA_CHECK(std::isfinite(lr) && lr > 0 && lr < 10, InvalidArgument,
-             "optimizer.lr must be in (0, 10) (got %g)", lr);
-  RECA_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, InvalidArgument,
-             "optimizer.betas must each be in [0, 1) (got %g, %g)", beta1, beta2);
-  RECA_CHECK(std::isfinite(eps) && eps > 0, InvalidArgument, "optimizer.eps must be > 0");
-  finite_nonneg(weight_decay, "optimizer.weightDecay");
-  RECA_CHECK(warmup >= 0 && total_steps >= 0, InvalidArgument,
-             "schedule.warmup and schedule.totalSteps must be >= 0");
+             "no task has a positive weight: set weightReca, weightT2i or weightI2t");
   RECA_CHECK(schedule != Schedule::Cosine || total_steps > warmup, InvalidArgument,
-             "a cosine schedule needs schedule.totalSteps > schedule.warmup");
-  finite_nonneg(min_lr, "schedule.minLr");
-  RECA_CHECK(std::isfinite(max_grad_norm), InvalidArgument, "maxGradNorm must be finite");
-  RECA_CHECK(ema >= 0 && ema < 1, InvalidArgument, "ema must be in [0, 1) (0 = off), got %g", ema);
-  RECA_CHECK(cond_dropout >= 0 && cond_dropout <= 1, InvalidArgument,
-             "condDropout must be in [0, 1] (got %g)", cond_dropout);
-  finite_nonneg(cond_grad_scale, "condGradScale");
-  RECA_CHECK(code_restart_every >= 0, InvalidArgument,
-             "codeRestart must be >= 0 (0 = off), got %lld", static_cast<long long>(code_restart_every));
+             "a cosine schedule needs totalSteps > warmup (got %lld and %lld)",
+             static_cast<long long>(total_steps), static_cast<long long>(warmup));
 }
 
 Trainer::Trainer(RecaModel& model, const TrainerOptions& opts)

@@ -200,72 +200,114 @@ Tensor* find_tensor(std::vector<Tensor>& ts, const std::string& name) {
 
 // ---------------------------------------------------------------- JSON
 
-RECA_TEST(json_dom_parse_and_write) {
-  const JsonValue v = parse_json(
+// A flat object's members as written (key, value text), read with the strict reader.
+std::vector<std::pair<std::string, std::string>> json_members(const std::string& text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  JsonReader r(text.data(), text.size(), ErrorCode::Internal, "test");
+  r.read_object([&](std::string&& key) {
+    const size_t at = r.pos();
+    r.skip_value();
+    out.emplace_back(std::move(key), text.substr(at, r.pos() - at));
+  });
+  return out;
+}
+
+std::string json_object(const std::vector<std::pair<std::string, std::string>>& members) {
+  std::string s = "{";
+  for (size_t i = 0; i < members.size(); ++i)
+    s += (i ? "," : "") + json_quote(members[i].first) + ":" + members[i].second;
+  return s + "}";
+}
+
+RECA_TEST(json_reader_values_and_writer) {
+  const std::string doc =
       " {\"a\": [1, -2, 3.5, 1e3, true, false, null, \"x\\u00e9\\ud83d\\ude00\"], \"b\": {}, "
       "\"c\": 9223372036854775807, \"d\": -9223372036854775808, \"e\": 9223372036854775808, "
-      "\"f\": 9007199254740993, \"g\": -0, \"h\": 0.1} ",
-      ErrorCode::InvalidArgument);
-  expect_true(v.is_object() && v.members().size() == 8, "object with 8 members");
-  const auto& a = v.find("a")->items();
-  expect_true(a.size() == 8, "array of 8");
-  expect_true(a[0].is_integer() && a[0].as_int() == 1, "1 is an integer");
-  expect_true(a[1].is_integer() && a[1].as_int() == -2, "-2 is an integer");
-  expect_true(a[2].is_number() && !a[2].is_integer() && a[2].as_double() == 3.5, "3.5");
-  expect_true(!a[3].is_integer() && a[3].as_double() == 1000.0, "1e3 is a number, not an integer literal");
-  expect_true(a[4].as_bool() && !a[5].as_bool() && a[6].is_null(), "true false null");
-  expect_true(a[7].as_string() == "x\xc3\xa9\xf0\x9f\x98\x80", "escapes decoded");
-  expect_true(v.find("b")->is_object() && v.find("b")->members().empty(), "empty object");
-  expect_true(v.find("c")->as_int() == INT64_MAX, "INT64_MAX exact");
-  expect_true(v.find("d")->as_int() == INT64_MIN, "INT64_MIN exact");
-  expect_true(!v.find("e")->is_integer() && v.find("e")->as_double() == 9223372036854775808.0,
-              "beyond int64: a double");
-  expect_true(v.find("f")->as_int() == 9007199254740993LL, "2^53 + 1 exact");
-  expect_true(v.find("g")->is_integer() && v.find("g")->as_int() == 0, "-0");
-  expect_true(v.find("h")->as_double() == 0.1, "0.1 correctly rounded");
-  expect_true(v.find("zz") == nullptr, "absent key");
-  // Writing, and a second round gives the same text.
-  const std::string d = v.dump();
-  expect_true(parse_json(d, ErrorCode::InvalidArgument).dump() == d, "dump is stable: " + d);
-  expect_true(d.find("\"c\":9223372036854775807") != std::string::npos, "integers written exactly");
-  expect_true(d.find("\"h\":0.10000000000000001") != std::string::npos, "doubles with 17 digits");
+      "\"f\": 9007199254740993, \"g\": -0, \"h\": 0.1} ";
+  json_validate(doc, ErrorCode::InvalidArgument);
+  std::vector<JsonNumber> nums;
+  std::vector<std::string> keys;
+  std::string text;
+  int bools = 0, nulls = 0;
+  JsonReader r(doc.data(), doc.size(), ErrorCode::InvalidArgument, "doc");
+  r.read_object([&](std::string&& key) {
+    keys.push_back(key);
+    JsonType t;
+    r.peek_type(&t);
+    if (t == JsonType::Number) {
+      nums.push_back(r.read_number());
+    } else if (t == JsonType::Array) {
+      r.read_array("a", [&] {
+        JsonType u;
+        r.peek_type(&u);
+        if (u == JsonType::Number) nums.push_back(r.read_number());
+        else if (u == JsonType::Bool) bools += r.read_bool() ? 1 : 10;
+        else if (u == JsonType::Null) r.read_null(), ++nulls;
+        else text = r.read_string();
+      });
+    } else {
+      r.skip_value();
+    }
+  });
+  r.expect_end();
+  expect_true(keys.size() == 8 && nums.size() == 10, "8 keys, 10 numbers");
+  expect_true(nums[0].is_int && nums[0].i == 1 && nums[1].is_int && nums[1].i == -2, "1, -2 integers");
+  expect_true(!nums[2].is_int && nums[2].d == 3.5, "3.5");
+  expect_true(!nums[3].is_int && nums[3].d == 1000.0, "1e3 is a number, not an integer literal");
+  expect_true(bools == 11 && nulls == 1, "true false null");
+  expect_true(text == "x\xc3\xa9\xf0\x9f\x98\x80", "escapes decoded");
+  expect_true(nums[4].is_int && nums[4].i == INT64_MAX, "INT64_MAX exact");
+  expect_true(nums[5].is_int && nums[5].i == INT64_MIN, "INT64_MIN exact");
+  expect_true(!nums[6].is_int && nums[6].d == 9223372036854775808.0, "beyond int64: a double");
+  expect_true(nums[7].i == 9007199254740993LL, "2^53 + 1 exact");
+  expect_true(nums[8].is_int && nums[8].i == 0, "-0");
+  expect_true(nums[9].d == 0.1, "0.1 correctly rounded");
 
   // Doubles round-trip bit for bit through json_number.
-  Rand r(7);
+  auto parse_double = [](const std::string& s) {
+    JsonReader q(s.data(), s.size(), ErrorCode::Internal, "n");
+    const double d = q.read_number().d;
+    q.expect_end();
+    return d;
+  };
+  Rand rng(7);
   for (int i = 0; i < 20000; ++i) {
-    uint64_t bits = r.gen();
+    uint64_t bits = rng.gen();
     double x;
     std::memcpy(&x, &bits, 8);
     if (!std::isfinite(x)) continue;
-    const double y = parse_json(json_number(x), ErrorCode::Internal).as_double();
+    const double y = parse_double(json_number(x));
     if (std::memcmp(&x, &y, 8) != 0) {
       report_failure("json_number round trip: " + json_number(x));
       break;
     }
   }
   for (const double x : {0.0, -0.0, 1.0, 1e-300, 5e-324, DBL_MAX, -DBL_MIN, 1e21, 123456789.0}) {
-    const double y = parse_json(json_number(x), ErrorCode::Internal).as_double();
+    const double y = parse_double(json_number(x));
     expect_true(std::memcmp(&x, &y, 8) == 0, "json_number(" + json_number(x) + ")");
   }
   expect_error(ErrorCode::InvalidArgument, [] { json_number(NAN); }, "NaN has no JSON", "JSON");
-  expect_error(ErrorCode::InvalidArgument, [] { JsonValue::number(INFINITY); }, "inf has no JSON");
+  expect_error(ErrorCode::InvalidArgument, [] { JsonWriter().number(INFINITY); }, "inf has no JSON");
 
-  // The DOM builder.
-  JsonValue o = JsonValue::object();
-  o.set("k", JsonValue::integer(1));
-  o.set("s", JsonValue::string("q\"\n\x01"));
-  o.set("k", JsonValue::integer(2));  // replaces, keeps the place
-  JsonValue arr = JsonValue::array();
-  arr.push(JsonValue::number(0.5));
-  arr.push(JsonValue());
-  o.set("a", std::move(arr));
-  expect_true(o.dump() == "{\"k\":2,\"s\":\"q\\\"\\n\\u0001\",\"a\":[0.5,null]}", "writer: " + o.dump());
-  expect_error(ErrorCode::Internal, [&] { o.as_int(); }, "type mismatch", "not an integer");
+  // The writer: commas, nesting, escapes, exact integers, 17-digit doubles.
+  JsonWriter w;
+  w.begin_object();
+  w.key("k").integer(INT64_MAX);
+  w.key("s").string("q\"\n\x01");
+  w.key("a").begin_array().number(0.5).null().begin_object().end_object().begin_array().end_array();
+  w.number(0.1).end_array();
+  w.key("b").boolean(false).key("r").raw("[1,2]");
+  w.end_object();
+  const std::string want =
+      "{\"k\":9223372036854775807,\"s\":\"q\\\"\\n\\u0001\",\"a\":[0.5,null,{},[],"
+      "0.10000000000000001],\"b\":false,\"r\":[1,2]}";
+  expect_true(w.str() == want, "writer: " + w.str());
+  json_validate(w.str(), ErrorCode::Internal);
 }
 
 RECA_TEST(json_rejects_malformed_documents) {
   // The caller picks the error code and the context.
-  expect_error(ErrorCode::Checkpoint, [] { parse_json("{", ErrorCode::Checkpoint, "my doc"); },
+  expect_error(ErrorCode::Checkpoint, [] { json_validate("{", ErrorCode::Checkpoint, "my doc"); },
                "caller's code and context", "my doc at byte 1");
   struct Bad {
     const char* text;
@@ -302,18 +344,18 @@ RECA_TEST(json_rejects_malformed_documents) {
       {"'a'", "expected a value"},
   };
   for (const Bad& b : bad)
-    expect_error(ErrorCode::InvalidArgument, [&] { parse_json(b.text, ErrorCode::InvalidArgument); },
+    expect_error(ErrorCode::InvalidArgument, [&] { json_validate(b.text, ErrorCode::InvalidArgument); },
                  std::string("malformed ") + b.text, b.needle);
   // Depth and size limits.
   const std::string deep = std::string(65, '[') + std::string(65, ']');
-  expect_error(ErrorCode::InvalidArgument, [&] { parse_json(deep, ErrorCode::InvalidArgument); },
+  expect_error(ErrorCode::InvalidArgument, [&] { json_validate(deep, ErrorCode::InvalidArgument); },
                "65 levels", "nesting deeper than 64");
   const std::string ok64 = std::string(64, '[') + std::string(64, ']');
-  parse_json(ok64, ErrorCode::InvalidArgument);
+  json_validate(ok64, ErrorCode::InvalidArgument);
   const std::string huge = std::string(200000, '[');
-  expect_error(ErrorCode::InvalidArgument, [&] { parse_json(huge, ErrorCode::InvalidArgument); },
+  expect_error(ErrorCode::InvalidArgument, [&] { json_validate(huge, ErrorCode::InvalidArgument); },
                "200000 levels, no stack overflow", "nesting");
-  expect_error(ErrorCode::Io, [] { parse_json("[1, 2, 3]", ErrorCode::Io, "small", 64, 8); },
+  expect_error(ErrorCode::Io, [] { json_validate("[1, 2, 3]", ErrorCode::Io, "small", 64, 8); },
                "size limit", "limit");
 }
 
@@ -334,29 +376,28 @@ RECA_TEST(checkpoint_config_json_round_trip) {
   {
     ModelConfig c = ModelConfig::preset("tiny", Mode::Flow);
     c.und_select_layer = -2;
-    JsonValue j = parse_json(c.to_json(), ErrorCode::Internal);
+    const auto ms = json_members(c.to_json());
     std::string rev = "{ ";
-    const auto& ms = j.members();
     for (size_t i = ms.size(); i-- > 0;)
-      rev += json_quote(ms[i].first) + ": " + ms[i].second.dump() + (i ? ", " : " }");
+      rev += json_quote(ms[i].first) + ": " + ms[i].second + (i ? ", " : " }");
     expect_true(ModelConfig::from_json(rev).to_json() == c.to_json(), "reordered keys: " + rev);
   }
   const std::string good = ModelConfig::preset("tiny", Mode::Mask).to_json();
   // Replaces the field's value text as written (no re-formatting).
   auto with = [&](const std::string& field, const std::string& value) {
-    const JsonValue j = parse_json(good, ErrorCode::Internal);
-    if (!j.find(field)) return good.substr(0, good.size() - 1) + "," + json_quote(field) + ":" + value + "}";
-    const std::string key = json_quote(field) + ":";
-    const size_t at = good.find(key) + key.size();
-    const size_t end = good.find_first_of(",}", at);
-    return good.substr(0, at) + value + good.substr(end);
+    auto ms = json_members(good);
+    bool found = false;
+    for (auto& m : ms)
+      if (m.first == field) m.second = value, found = true;
+    if (!found) ms.emplace_back(field, value);
+    return json_object(ms);
   };
   auto without = [&](const std::string& field) {
-    const JsonValue j = parse_json(good, ErrorCode::Internal);
-    JsonValue k = JsonValue::object();
-    for (const auto& m : j.members())
-      if (m.first != field) k.set(m.first, m.second);
-    return k.dump();
+    auto ms = json_members(good);
+    std::vector<std::pair<std::string, std::string>> kept;
+    for (auto& m : ms)
+      if (m.first != field) kept.push_back(m);
+    return json_object(kept);
   };
   struct Bad {
     std::string json, needle, what;
@@ -365,21 +406,21 @@ RECA_TEST(checkpoint_config_json_round_trip) {
       {without("width"), "'width'", "missing width"},
       {without("mode"), "'mode'", "missing mode"},
       {with("colour", "1"), "unknown field 'colour'", "unknown field"},
-      {with("width", "64.0"), "config.width must be an integer", "64.0"},
-      {with("width", "6.4e1"), "config.width must be an integer", "6.4e1"},
-      {with("depth", "2.5"), "config.depth must be an integer", "fraction"},
-      {with("heads", "\"4\""), "config.heads must be an integer", "string"},
-      {with("heads", "true"), "config.heads must be an integer", "bool"},
-      {with("mode", "\"diffusion\""), "config.mode", "bad mode"},
-      {with("mode", "1"), "config.mode", "numeric mode"},
+      {with("width", "64.0"), "width must be an integer", "64.0"},
+      {with("width", "6.4e1"), "width must be an integer", "6.4e1"},
+      {with("depth", "2.5"), "depth must be an integer", "fraction"},
+      {with("heads", "\"4\""), "heads must be an integer", "string"},
+      {with("heads", "true"), "heads must be an integer", "bool"},
+      {with("mode", "\"diffusion\""), "config mode must be one of ar|mask|flow", "bad mode"},
+      {with("mode", "1"), "mode must be a string", "numeric mode"},
       {with("gen_patch", "3"), "gen_patch", "validate(): not a divisor"},
-      {with("width", "0"), "config.width", "validate(): zero"},
+      {with("width", "0"), "config width must be an integer in [1, 1048576]", "zero"},
       {with("und_select_layer", "0"), "und_select_layer", "validate(): layer 0"},
-      {with("width", "99999999999999999999"), "config.width", "beyond int64"},
+      {with("width", "99999999999999999999"), "width must be an integer", "beyond int64"},
       {good.substr(0, good.size() - 1), "config JSON", "truncated"},
       {good + "x", "config JSON", "trailing garbage"},
-      {"[1]", "must be an object", "array"},
-      {"{\"mode\":\"mask\",\"mode\":\"ar\"}", "duplicate key", "duplicate"},
+      {"[1]", "expected '{'", "array"},
+      {"{\"mode\":\"mask\",\"mode\":\"ar\"}", "duplicate field", "duplicate"},
   };
   for (const Bad& b : bad)
     expect_error(ErrorCode::Checkpoint, [&] { ModelConfig::from_json(b.json); }, "config " + b.what,
@@ -395,7 +436,7 @@ RECA_TEST(checkpoint_trainer_options_json_exact) {
     o.weight_i2t = 1.0 / 3.0;
     o.tokenizer = false;
     o.micro_batch = r.index(100);
-    o.lr = std::ldexp(1.0 + r.uniform(0, 1) / 3.0, -static_cast<int>(r.index(20)));
+    o.lr = std::ldexp(1.0 + r.uniform(0, 1) / 3.0, -1 - static_cast<int>(r.index(20)));
     o.beta1 = 0.9, o.beta2 = 0.95 + r.uniform(0, 0.01f) / 7.0;
     o.eps = 1e-8 * (1 + i);
     o.weight_decay = 0.02 / 3;
@@ -403,7 +444,7 @@ RECA_TEST(checkpoint_trainer_options_json_exact) {
     o.total_steps = o.warmup + 1 + r.index(1000);
     o.schedule = i % 2 ? Schedule::Cosine : Schedule::Constant;
     o.min_lr = o.lr / 7;
-    o.max_grad_norm = i % 5 ? 1.0 / 3.0 : -1.0;
+    o.max_grad_norm = i % 5 ? 1.0 / 3.0 : 0.0;
     o.ema = i % 2 ? 0.999 : 0.0;
     o.cond_dropout = 0.1;
     o.cond_grad_scale = 0.1 / 3;
@@ -435,9 +476,12 @@ RECA_TEST(checkpoint_trainer_options_json_exact) {
   }
   const std::string good = trainer_options_to_json(TrainerOptions());
   auto with = [&](const std::string& field, const std::string& value) {
-    JsonValue j = parse_json(good, ErrorCode::Internal);
-    j.set(field, parse_json(value, ErrorCode::Internal));
-    return j.dump();
+    auto ms = json_members(good);
+    bool found = false;
+    for (auto& m : ms)
+      if (m.first == field) m.second = value, found = true;
+    if (!found) ms.emplace_back(field, value);
+    return json_object(ms);
   };
   expect_error(ErrorCode::Checkpoint, [&] { trainer_options_from_json(with("lr", "\"1e-4\"")); },
                "lr as a string", "lr must be a number");
@@ -452,11 +496,21 @@ RECA_TEST(checkpoint_trainer_options_json_exact) {
                "seed above UINT64_MAX", "seed");
   expect_error(ErrorCode::Checkpoint, [&] { trainer_options_from_json(with("momentum", "1")); },
                "unknown option", "unknown field 'momentum'");
-  expect_error(ErrorCode::Checkpoint,
-               [&] { trainer_options_from_json(with("trainable", "{\"und\":true}")); },
-               "partial trainable", "trainable.conn");
+  {
+    auto ms = json_members(good);
+    std::vector<std::pair<std::string, std::string>> kept;
+    for (auto& m : ms)
+      if (m.first != "trainGen") kept.push_back(m);
+    expect_error(ErrorCode::Checkpoint, [&] { trainer_options_from_json(json_object(kept)); },
+                 "missing trainGen", "no field 'trainGen'");
+  }
   expect_error(ErrorCode::Checkpoint, [&] { trainer_options_from_json(with("lr", "0")); },
-               "validate(): lr 0", "optimizer.lr");
+               "lr 0", "lr must be a number in (0, 1]");
+  expect_error(ErrorCode::Checkpoint, [&] { trainer_options_from_json(with("maxGradNorm", "-1")); },
+               "negative maxGradNorm", "maxGradNorm must be a number in [0, 1000000]");
+  expect_error(ErrorCode::Checkpoint,
+               [&] { trainer_options_from_json("{\"weight_reca\":1,\"lr\":0.001}"); },
+               "the 0.1.0 snake_case form", "older reca-engine");
   expect_error(ErrorCode::Checkpoint, [&] { trainer_options_from_json(with("schedule", "\"step\"")); },
                "bad schedule", "schedule");
   expect_error(ErrorCode::Checkpoint, [&] { trainer_options_from_json("{}"); }, "empty object",
@@ -847,7 +901,7 @@ RECA_TEST(checkpoint_rejects_bad_files_and_changes_nothing) {
   expect_rejected(variant([](Ts&, Md& md) {
                     md["reca.config"].replace(md["reca.config"].find("\"width\":64"), 10, "\"width\":64.5");
                   }),
-                  "fractional width", "config.width must be an integer");
+                  "fractional width", "width must be an integer");
   expect_rejected(variant([](Ts&, Md& md) { md["reca.dtype"] = "F64"; }), "bad reca.dtype",
                   "reca.dtype");
   expect_rejected(variant([](Ts&, Md& md) { md["reca.step"] = "-1"; }), "negative step", "reca.step");

@@ -7,13 +7,16 @@ import './dispose';
 
 import { RecaError } from './errors';
 import { addon, load as loadAddon, type Backend, type CudaArtifactStatus, type LoadOptions } from './loader';
+import type { SchemaDocument } from './generated/schema';
 import type { DType, Isa, KernelBenchRecord, NativeInfo, NativeTensor } from './native';
 
 export { RecaError, RECA_ERROR_CODES, isRecaError, type RecaErrorCode } from './errors';
 export type { Backend, CudaArtifactStatus, LoadOptions } from './loader';
 export type { CudaDeviceInfo, DType, Isa, KernelBenchRecord } from './native';
 
-export interface EngineInfo extends NativeInfo {
+export interface EngineInfo extends Omit<NativeInfo, 'schemaJson'> {
+  /** Every option table of the engine with its defaults (lib/generated/schema.ts is generated from it). */
+  schema: SchemaDocument;
   /** The backend in use. */
   backend: 'cpu' | 'cuda';
   /** The reca.node file that loaded. */
@@ -34,7 +37,9 @@ export function load(options: LoadOptions = {}): { backend: 'cpu' | 'cuda'; addo
 /** Versions, CPU SIMD level and threads, and what CUDA this build and machine offer. */
 export function info(): EngineInfo {
   const l = loadAddon();
-  return { ...l.addon.info(), backend: l.backend, addonPath: l.path, cudaArtifact: l.cudaArtifact };
+  const { schemaJson, ...rest } = l.addon.info();
+  const schema = JSON.parse(schemaJson) as SchemaDocument;
+  return { ...rest, schema, backend: l.backend, addonPath: l.path, cudaArtifact: l.cudaArtifact };
 }
 
 function invalid(message: string): RecaError {

@@ -17,33 +17,14 @@ import type {
   NativeTrainer,
   NativeTrainerOptions,
 } from './native';
+import type { Config, NativeSampleOptions as NativeSampleOptionsTable, Preset } from './generated/schema';
 
-export type Mode = 'ar' | 'mask' | 'flow';
-export type Preset = 'tiny' | 'small' | 'base';
+export type { Config, Preset } from './generated/schema';
+export type Mode = Config['mode'];
 export type Task = 'reca' | 't2i' | 'i2t';
 /** Parameter groups: understanding encoder, connector, VQ tokenizer, generator. */
 export type ParamGroup = 'und' | 'conn' | 'vq' | 'gen';
 export type Recipe = 'reca' | 'reca+i2t' | 'tokenizer';
-
-/** SPEC §1 (field names as stored in checkpoints). */
-export interface Config {
-  mode: Mode;
-  image_size: number;
-  gen_patch: number;
-  und_image_size: number;
-  und_patch: number;
-  und_width: number;
-  und_depth: number;
-  und_heads: number;
-  und_select_layer: number;
-  width: number;
-  depth: number;
-  heads: number;
-  mlp_ratio: number;
-  codebook_size: number;
-  code_dim: number;
-  max_text_len: number;
-}
 
 /**
  * A batch of images, NHWC [B, S, S, 3]: uint8 bytes, or float32 in [-1, 1]
@@ -73,17 +54,8 @@ export interface SaveOptions {
   trainer?: Trainer;
 }
 
-export interface SampleOptions {
-  /** mask: MaskGIT steps (default 16); flow: Euler steps (default 32); ar: unused. */
-  steps?: number;
-  /** Classifier-free guidance scale (default 1: no unconditional pass). */
-  cfg?: number;
-  /** Discrete modes; 0 = greedy (default 1). */
-  temperature?: number;
-  /** Discrete modes; 0 = every code (default). */
-  topK?: number;
-  seed?: number | bigint;
-}
+/** The sampler table's options (defaults and ranges: lib/generated/schema.ts). */
+export type SampleOptions = NativeSampleOptionsTable;
 
 export interface ReconstructOptions extends SampleOptions {
   /** The text beside the image's own embeddings (default "describe the image"). */
@@ -372,7 +344,7 @@ export function resolveTrainerOptions(options: TrainerOptions): NativeTrainerOpt
   const sch = objectOr(o.schedule, 'schedule');
   checkKeys(sch, ['warmup', 'kind', 'totalSteps', 'minLr'], 'schedule');
   out.warmup = sch.warmup as number | undefined;
-  out.schedule = sch.kind as string | undefined;
+  out.schedule = sch.kind as NativeTrainerOptions['schedule'];
   out.totalSteps = sch.totalSteps as number | undefined;
   out.minLr = sch.minLr as number | undefined;
   out.microBatch = o.microBatch;

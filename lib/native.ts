@@ -1,5 +1,8 @@
 /** Types of what reca.node exports (native/addon). Internal: use the API in index.ts. */
 import type { RecaError, RecaErrorCode } from './errors';
+import type { NativeSampleOptions as GeneratedSampleOptions, NativeTrainerOptions } from './generated/schema';
+
+export type { NativeTrainerOptions } from './generated/schema';
 
 export type DType = 'float32' | 'int32' | 'uint8';
 export type Isa = 'scalar' | 'avx2' | 'avx512';
@@ -50,6 +53,8 @@ export interface NativeInfo {
     /** Why there are no devices (empty when there are). */
     reason: string;
   };
+  /** Every option table with its defaults (native/model/schema.cpp), as JSON. */
+  schemaJson: string;
 }
 
 export interface NativeBenchOptions {
@@ -77,12 +82,8 @@ export interface KernelBenchRecord {
 /** An image batch or codes as the addon reads them: a native tensor or {data, shape}. */
 export type NativeArrayInput = NativeTensor | { data: ArrayBufferView; shape: readonly number[] };
 
-export interface NativeSampleOptions {
-  steps?: number;
-  cfg?: number;
-  temperature?: number;
-  topK?: number;
-  seed?: number | bigint;
+/** generate/reconstruct options: the sampler table's fields, plus reconstruct's template. */
+export interface NativeSampleOptions extends GeneratedSampleOptions {
   template?: string;
 }
 
@@ -102,35 +103,6 @@ export interface NativeModel {
   save(path: string, options?: { dtype?: string; trainer?: NativeTrainer }): Promise<void>;
   loadParameters(path: string): Promise<void>;
   dispose(): void;
-}
-
-/** Flat trainer options (lib/model.ts resolves recipes and nesting into these). */
-export interface NativeTrainerOptions {
-  weightReca?: number;
-  weightT2i?: number;
-  weightI2t?: number;
-  tokenizer?: boolean;
-  microBatch?: number;
-  lr?: number;
-  beta1?: number;
-  beta2?: number;
-  eps?: number;
-  weightDecay?: number;
-  warmup?: number;
-  totalSteps?: number;
-  schedule?: string;
-  minLr?: number;
-  maxGradNorm?: number;
-  ema?: number;
-  condDropout?: number;
-  condGradScale?: number;
-  codeRestart?: number;
-  trainUnd?: boolean;
-  trainConn?: boolean;
-  trainVq?: boolean;
-  trainGen?: boolean;
-  seed?: number | bigint;
-  template?: string;
 }
 
 export interface NativeStepResult {

@@ -8,8 +8,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { RecaError } from './errors';
+import { SCHEMA } from './generated/schema';
 import type { ImageFolder } from './images';
-import { Model, Trainer, type Config, type Mode, type Preset, type SampleOptions, type StepResult, type TrainerOptions } from './model';
+import { Model, Trainer, type Config, type Mode, type Preset, type Recipe, type SampleOptions, type StepResult, type TrainerOptions } from './model';
 import { evalSet, renderEvalImages, scoreImages, type EvalItem, type EvalReport } from './shapes/eval';
 import { CATEGORIES, Rng, ShapesWorld, type Category } from './shapes/world';
 
@@ -23,6 +24,8 @@ export interface DataSource {
   /** Whether batches carry captions (the t2i and i2t tasks need them). */
   readonly captioned: boolean;
   next(batchSize: number): { images: Uint8Array; shape: [number, number, number, number]; captions?: string[] };
+  /** Moves past `batches` batches of `batchSize` without reading them (an exact resume). */
+  skip(batches: number, batchSize: number): void;
 }
 
 /** Batches of the built-in shapes world (train prompts only), batch k of a seed always the same. */
@@ -37,6 +40,9 @@ export function shapesData(imageSize: number, seed = 0): DataSource {
       const b = world.batch(batchSize, index++);
       return { images: b.images, shape: b.shape, captions: b.captions };
     },
+    skip(batches) {
+      index += batches;
+    },
   };
 }
 
@@ -47,6 +53,18 @@ export function folderData(folder: ImageFolder, seed = 0): DataSource {
   let order: number[] = [];
   let at = 0;
   const frame = S * S * 3;
+  // The next image's index: a fresh seeded shuffle at each epoch.
+  const nextIndex = (): number => {
+    if (at === order.length) {
+      order = Array.from({ length: count }, (_, k) => k);
+      for (let k = count - 1; k > 0; k--) {
+        const j = rng.int(k + 1);
+        [order[k], order[j]] = [order[j], order[k]];
+      }
+      at = 0;
+    }
+    return order[at++];
+  };
   return {
     description: `image folder (${count} images${folder.captions ? ', captioned' : ''})`,
     imageSize: S,
@@ -55,19 +73,14 @@ export function folderData(folder: ImageFolder, seed = 0): DataSource {
       const images = new Uint8Array(batchSize * frame);
       const captions: string[] = [];
       for (let i = 0; i < batchSize; i++) {
-        if (at === order.length) {
-          order = Array.from({ length: count }, (_, k) => k);
-          for (let k = count - 1; k > 0; k--) {
-            const j = rng.int(k + 1);
-            [order[k], order[j]] = [order[j], order[k]];
-          }
-          at = 0;
-        }
-        const src = order[at++];
+        const src = nextIndex();
         images.set(folder.images.subarray(src * frame, (src + 1) * frame), i * frame);
         if (folder.captions) captions.push(folder.captions[src]);
       }
       return { images, shape: [batchSize, S, S, 3], captions: folder.captions ? captions : undefined };
+    },
+    skip(batches, batchSize) {
+      for (let i = 0; i < batches * batchSize; i++) nextIndex();
     },
   };
 }
@@ -168,7 +181,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
 }
 
 export interface PosttrainOptions {
-  recipe?: 'reca' | 'reca+i2t';
+  recipe?: Recipe;
   steps?: number;
   batch?: number;
   lr?: number;
@@ -176,16 +189,34 @@ export interface PosttrainOptions {
   data?: DataSource;
   trainer?: TrainerOptions;
   onStep?: StepHook;
+  /** Continue the run saved in this checkpoint (written with its trainer): exact, batches included. */
+  resume?: string;
+  /** Save the model with its trainer here, at the end and every `saveEvery` steps. */
+  save?: string;
+  saveEvery?: number;
 }
 
-/** RecA post-training: the generator regenerates uncaptioned images from their own embeddings. */
+/** Defaults of RecA post-training (`reca train`, `reca demo`, posttrain()). */
+export const POSTTRAIN_DEFAULTS = {
+  steps: 300,
+  batch: 16,
+  lr: 3e-4,
+} as const;
+
+/**
+ * RecA post-training (or any recipe): the generator regenerates uncaptioned
+ * images from their own embeddings. With `resume`, the trainer's state and
+ * the data stream continue where the saved run stopped, so a run stopped and
+ * resumed equals a straight one bit for bit.
+ */
 export async function posttrain(model: Model, options: PosttrainOptions = {}): Promise<StepResult[]> {
-  const steps = options.steps ?? 300;
-  const lr = options.lr ?? 3e-4;
+  const steps = options.steps ?? POSTTRAIN_DEFAULTS.steps;
+  const lr = options.lr ?? POSTTRAIN_DEFAULTS.lr;
+  const batch = options.batch ?? POSTTRAIN_DEFAULTS.batch;
   const data = options.data ?? shapesData(model.config.image_size, (options.seed ?? 0) + 1000);
   const recipe = options.recipe ?? 'reca';
   if (recipe === 'reca+i2t' && !data.captioned) {
-    throw new RecaError('E_INVALID_ARGUMENT', "recipe 'reca+i2t' needs captions for the i2t task: use --recipe reca or a captioned folder");
+    throw new RecaError('E_INVALID_ARGUMENT', "recipe 'reca+i2t' needs captions for the i2t task: use recipe reca or a captioned folder");
   }
   using trainer = new Trainer(model, {
     recipe,
@@ -194,8 +225,21 @@ export async function posttrain(model: Model, options: PosttrainOptions = {}): P
     seed: options.seed ?? 0,
     ...options.trainer,
   });
-  // Awaited here: `using` frees the trainer when this function returns.
-  return await trainSteps(trainer, data, steps, options.batch ?? 16, recipe, options.onStep);
+  if (options.resume) {
+    await trainer.load(options.resume);
+    if (trainer.steps >= steps) {
+      throw new RecaError('E_INVALID_ARGUMENT', `the run in ${options.resume} already did ${trainer.steps} of ${steps} steps: raise steps`);
+    }
+    data.skip(trainer.steps, batch);
+  }
+  const results: StepResult[] = [];
+  const every = options.saveEvery ?? steps;
+  while (trainer.steps < steps) {
+    const chunk = Math.min(every - (trainer.steps % every), steps - trainer.steps);
+    results.push(...(await trainSteps(trainer, data, chunk, batch, recipe, options.onStep)));
+    if (options.save) await model.save(options.save, { trainer });
+  }
+  return results;
 }
 
 // ---- ShapesEval ---------------------------------------------------------------
@@ -209,10 +253,22 @@ export interface EvaluateOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Sampler settings per mode used by eval and the demo (CFG keeps the image embeddings, SPEC §7). */
+/** ShapesEval and the demo guide with CFG 3 (CFG keeps the image embeddings, SPEC §7). */
+export const EVAL_CFG = 3;
+
+/**
+ * Sampler settings per mode used by eval and the demo: the sampler table's
+ * defaults (MaskGIT at 12 steps left objects in pieces, 0.03 on the small
+ * base; 32 steps scored 0.09), guided with EVAL_CFG.
+ */
 export function defaultSampler(mode: Mode): SampleOptions {
-  // MaskGIT at 12 steps left objects in pieces (ShapesEval 0.03 on the small base); 32 steps scored 0.09.
-  return mode === 'flow' ? { steps: 32, cfg: 3, seed: 0 } : mode === 'mask' ? { steps: 32, cfg: 3, temperature: 1, seed: 0 } : { cfg: 3, temperature: 1, seed: 0 };
+  const steps = samplerDefault('steps') as number;
+  const temperature = samplerDefault('temperature') as number;
+  return mode === 'flow' ? { steps, cfg: EVAL_CFG, seed: 0 } : mode === 'mask' ? { steps, cfg: EVAL_CFG, temperature, seed: 0 } : { cfg: EVAL_CFG, temperature, seed: 0 };
+}
+
+function samplerDefault(name: string): unknown {
+  return SCHEMA.sampler.find((f) => f.name === name)!.default;
 }
 
 export interface Evaluation {

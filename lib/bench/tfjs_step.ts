@@ -18,17 +18,14 @@ import type * as TF from '@tensorflow/tfjs';
 
 import { debugStep } from '../index';
 import type { Config, Mode, Task } from '../model';
+import { SCHEMA } from '../generated/schema';
 import { readSafetensors, type StoredTensor } from '../safetensors';
 import { median } from './step';
 
 type Tf = typeof TF;
 export type TfjsBackend = 'cpu' | 'wasm';
 
-const PAD = 256;
-const BOS = 257;
-const IMG_BEGIN = 259;
-const IMG_END = 260;
-const GEN = 261;
+const { pad: PAD, bos: BOS, imgBegin: IMG_BEGIN, imgEnd: IMG_END, gen: GEN } = SCHEMA.tokens;
 
 export interface LoadedTf {
   tf: Tf;

@@ -34,3 +34,8 @@ export class RecaError extends Error {
 export function isRecaError(e: unknown, code?: RecaErrorCode): e is RecaError {
   return e instanceof RecaError && (code === undefined || e.code === code);
 }
+
+/** The E_INVALID_ARGUMENT error of a bad call from JS. */
+export function invalidArgument(message: string): RecaError {
+  return new RecaError('E_INVALID_ARGUMENT', message);
+}

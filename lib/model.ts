@@ -6,7 +6,7 @@
  * E_BUSY at once (await the running one first).
  */
 import { RecaError } from './errors';
-import { Tensor } from './index';
+import { Tensor } from './tensor';
 import { addon } from './loader';
 import type {
   NativeArrayInput,

@@ -1,8 +1,9 @@
 /** Whole training steps and sampling, timed on our engine (shared by `--suite step` and `--suite all`). */
 import * as os from 'os';
 
-import { getThreads, info, setThreads, Tensor } from '../index';
+import { getThreads, info, setThreads } from '../engine';
 import { Model, Trainer, type Config, type Mode, type ModelMemory, type Preset, type Task } from '../model';
+import { Tensor } from '../tensor';
 import { stepFlops } from './flops';
 
 /** Deterministic bench images: smooth gradients with a seeded offset per image. */

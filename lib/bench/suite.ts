@@ -11,11 +11,13 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { bench, getThreads, setThreads, type KernelBenchRecord } from '../index';
+import { getThreads, setThreads } from '../engine';
 import { RecaError } from '../errors';
+import { fixed, table } from '../format';
 import { Model, type Config, type Mode, type ModelMemory, type Preset, type Task } from '../model';
-import { fixed, table } from '../cli/args';
+import type { KernelBenchRecord } from '../native';
 import { stepFlops } from './flops';
+import { bench } from './kernels';
 import { measureMemcopy, type MemcopyResult } from './memcopy';
 import { linePlotSvg, type Series } from './plot';
 import { machineInfo, median, runSampleBench, type MachineInfo, runStepBench, type SampleBenchResult, type StepBenchResult, type StepBenchOptions } from './step';

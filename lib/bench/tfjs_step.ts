@@ -16,7 +16,7 @@ import * as path from 'path';
 
 import type * as TF from '@tensorflow/tfjs';
 
-import { debugStep } from '../index';
+import { debugStep } from '../debug_step';
 import type { Config, Mode, Task } from '../model';
 import { SCHEMA } from '../generated/schema';
 import { readSafetensors, type StoredTensor } from '../safetensors';

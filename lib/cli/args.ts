@@ -1,7 +1,7 @@
 /** Command-line parsing and output helpers shared by every `reca` command. */
 import * as fs from 'fs';
 
-import { RecaError } from '../index';
+import { RecaError } from '../errors';
 
 /** A user error on the command line: exit code 2, one line, no stack trace. */
 export class UsageError extends Error {}
@@ -50,17 +50,6 @@ export function number(flags: Map<string, string | true>, name: string, integer:
     throw new UsageError(`option --${name} needs ${integer ? 'an integer' : 'a number'}, got '${String(raw)}'`);
   }
   return n;
-}
-
-export function table(rows: string[][], rightAligned: boolean[]): string {
-  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  return rows
-    .map((r) => r.map((cell, c) => (rightAligned[c] ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ').trimEnd())
-    .join('\n');
-}
-
-export function fixed(x: number | undefined, digits: number): string {
-  return x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits);
 }
 
 export function choice<T extends string>(flags: Map<string, string | true>, name: string, allowed: readonly T[], def: T): T {

@@ -3,10 +3,15 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { bench, info, RecaError, type KernelBenchRecord, type Mode, type Preset, type Task } from '../index';
+import { bench } from '../bench/kernels';
+import { info } from '../engine';
+import { RecaError } from '../errors';
+import { fixed, table } from '../format';
+import type { Mode, Preset, Task } from '../model';
+import type { KernelBenchRecord } from '../native';
 import { machineInfo, runStepBench } from '../bench/step';
 import { runSuite } from '../bench/suite';
-import { choice, fixed, MODES, number, parse, PRESETS, table, UsageError, writeJson, type Flags } from './args';
+import { choice, MODES, number, parse, PRESETS, UsageError, writeJson, type Flags } from './args';
 
 export const BENCH_HELP = `Usage: reca bench --suite kernels|step|all [options]
 

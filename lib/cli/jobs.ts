@@ -7,7 +7,9 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { getThreads, info, RecaError, setThreads } from '../index';
+import { getThreads, info, setThreads } from '../engine';
+import { RecaError } from '../errors';
+import { fixed, table } from '../format';
 import { loadImageFolder, writeGrid, writePng } from '../images';
 import { Model, Trainer, type Config, type Mode, type Preset, type Recipe, type SampleOptions, type StepResult } from '../model';
 import { Progress } from '../progress';
@@ -30,7 +32,7 @@ import {
   type Evaluation,
   type StepHook,
 } from '../workflows';
-import { choice, fixed, MODES, number, parse, PRESETS, table, UsageError, writeJson, type Flags } from './args';
+import { choice, MODES, number, parse, PRESETS, UsageError, writeJson, type Flags } from './args';
 
 const SAMPLER_HELP = `sampling:
   --sample-steps N     mask: MaskGIT steps (32); flow: Euler steps (32); ar: unused

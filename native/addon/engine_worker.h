@@ -1,6 +1,6 @@
-// The engine's own job thread for one device. Heavy work (benchmarks now; a
-// training step, sampling and checkpoint I/O later) runs here: never on the
-// event loop and never in the libuv pool, whose few threads fs and dns share.
+// The engine's own job thread for one device. Heavy work (benchmarks, training
+// steps, sampling, checkpoint I/O) runs here: never on the event loop and
+// never in the libuv pool, whose few threads fs and dns share.
 //
 // Submit() (JS thread) queues a job and returns a Promise; the thread runs
 // jobs in order; the result is handed back through a ThreadSafeFunction and

@@ -56,11 +56,6 @@ class Arena {
     for (auto& c : chunks_) u += c.used;
     return u;
   }
-  int64_t capacity() const {
-    int64_t s = 0;
-    for (auto& c : chunks_) s += c.size;
-    return s;
-  }
   int64_t peak() const { return peak_; }
 
  private:

@@ -1,4 +1,5 @@
-// The one interface every compute backend implements (CPU now; CUDA later).
+// The interface a compute backend implements (backend_cpu.cpp is the one the
+// model runs on; the CUDA ops of native/cuda/ are not behind it).
 // The model calls only these ops, on pointers the backend allocated, so it
 // never branches on the device. A backend that lacks an op throws E_DEVICE
 // naming it; nothing silently round-trips through the CPU.

@@ -11,36 +11,43 @@ import type { Mode, Preset, Task } from '../model';
 import type { KernelBenchRecord } from '../native';
 import { machineInfo, runStepBench } from '../bench/step';
 import { runSuite } from '../bench/suite';
-import { choice, MODES, number, parse, PRESETS, UsageError, writeJson, type Flags } from './args';
+import { writeJson } from '../format';
+import { MODE_NAMES, num, parseCommand, PRESET_NAMES, renderHelp, str, UsageError, type CommandSpec, type Values } from './options';
 
-export const BENCH_HELP = `Usage: reca bench --suite kernels|step|all [options]
-
---suite kernels (the default) times the CPU kernels at the shapes of the small
+export const BENCH: CommandSpec = {
+  name: 'bench',
+  usage: '--suite kernels|step|all [options]',
+  summary: 'run a benchmark suite and print a table',
+  description: `--suite kernels (the default) times the CPU kernels at the shapes of the small
 preset, each matmul beside OpenBLAS when it is installed, and prints a table.
 --suite step times whole training steps of a model (median after one warm-up step).
 --suite all runs everything in one process: the memory-copy ceiling, the kernels
 as fractions of the measured peaks, training steps (tiny, small; base when it
 fits) in every mode, sampling, peak memory, cost growth with batch, image size,
-width and threads, beside PyTorch (benchmarks/torch_step.py) and TF.js.
+width and threads, beside PyTorch (benchmarks/torch_step.py) and TF.js.`,
+  options: [
+    { name: 'suite', kind: 'choice', value: 'NAME', choices: ['kernels', 'step', 'all'], default: 'kernels', help: 'which suite' },
+    { name: 'json', kind: 'string', value: 'FILE', help: 'also write the results as JSON to FILE' },
+    { name: 'threads', kind: 'int', value: 'N', min: 1, help: 'CPU threads (default: all hardware threads)' },
+    { name: 'filter', kind: 'string', value: 'S', help: 'kernels: only kernels whose name contains S' },
+    { name: 'min-seconds', kind: 'number', value: 'X', default: 0.25, help: 'kernels: seconds of timed work per kernel' },
+    { name: 'no-peer', kind: 'flag', help: 'kernels: skip the OpenBLAS comparison' },
+    { name: 'preset', kind: 'choice', value: 'P', choices: PRESET_NAMES, default: 'small', help: 'step: size preset' },
+    { name: 'mode', kind: 'choice', value: 'M', choices: MODE_NAMES, default: 'mask', help: 'step: generator family' },
+    { name: 'task', kind: 'choice', value: 'T', choices: ['reca', 't2i', 'i2t'], default: 'reca', help: 'step: task' },
+    { name: 'batch', kind: 'int', value: 'B', min: 1, default: 8, help: 'step: images per step' },
+    { name: 'steps', kind: 'int', value: 'N', min: 1, default: 5, help: 'step: timed steps after the warm-up' },
+    { name: 'quick', kind: 'flag', help: 'all: a smoke run (tiny preset, few points, one repeat)' },
+    { name: 'out', kind: 'string', value: 'DIR', default: 'benchmarks/results', help: 'all: directory of the SVG plots (the JSON goes to --json FILE, default DIR/suite.json)' },
+  ],
+};
 
-Options:
-  --suite NAME         kernels | step | all
-  --json FILE          also write the results as JSON to FILE
-  --threads N          CPU threads (default: all hardware threads)
-kernels:
-  --filter S           only kernels whose name contains S
-  --min-seconds X      seconds of timed work per kernel (default 0.25)
-  --no-peer            skip the OpenBLAS comparison
-step:
-  --preset P           tiny | small | base (default small)
-  --mode M             ar | mask | flow (default mask)
-  --task T             reca | t2i | i2t (default reca)
-  --batch B            images per step (default 8)
-  --steps N            timed steps after the warm-up (default 5)
-all:
-  --quick              a smoke run: tiny preset, few points, one repeat
-  --out DIR            directory of the SVG plots (default benchmarks/results)
-                       (the JSON goes to --json FILE, default DIR/suite.json)`;
+/** Options that belong to one suite only. */
+const SUITE_OF: Record<string, string> = {
+  filter: 'kernels', 'min-seconds': 'kernels', 'no-peer': 'kernels',
+  preset: 'step', mode: 'step', task: 'step', batch: 'step', steps: 'step',
+  quick: 'all', out: 'all',
+};
 
 export function benchTable(records: KernelBenchRecord[]): string {
   const rows = [['name', 'shape', 'isa', 'threads', 'ms', 'GFLOP/s', 'GB/s', 'peer GFLOP/s', 'ratio']];
@@ -61,33 +68,24 @@ export function benchTable(records: KernelBenchRecord[]): string {
 }
 
 export async function cmdBench(args: string[]): Promise<void> {
-  const { flags, positional } = parse(
-    args,
-    new Set(['suite', 'json', 'threads', 'filter', 'min-seconds', 'preset', 'mode', 'task', 'batch', 'steps', 'out']),
-    new Set(['help', 'no-peer', 'quick']),
-  );
-  if (flags.has('help')) return void console.log(BENCH_HELP);
-  if (positional.length) throw new UsageError(`bench takes no arguments, got '${positional[0]}'`);
-  const suite = flags.get('suite') ?? 'kernels';
-  if (suite === 'step') return benchStep(flags);
-  if (suite === 'all') return benchAll(flags);
-  if (suite !== 'kernels') throw new UsageError(`unknown suite '${String(suite)}' (available: kernels, step, all)`);
-  for (const f of ['preset', 'mode', 'task', 'batch', 'steps']) {
-    if (flags.has(f)) throw new UsageError(`option --${f} belongs to --suite step`);
+  const { values, help } = parseCommand(BENCH, args);
+  if (help) return void console.log(renderHelp(BENCH));
+  const suite = str(values, 'suite') ?? 'kernels';
+  for (const [name, owner] of Object.entries(SUITE_OF)) {
+    if (values[name] !== undefined && owner !== suite) throw new UsageError(`option --${name} belongs to --suite ${owner}`);
   }
-  for (const f of ['quick', 'out']) {
-    if (flags.has(f)) throw new UsageError(`option --${f} belongs to --suite all`);
-  }
-  const threads = number(flags, 'threads', true);
-  const minSeconds = number(flags, 'min-seconds', false);
-  const filter = flags.get('filter');
-  const jsonFile = flags.get('json');
+  if (suite === 'step') return benchStep(values);
+  if (suite === 'all') return benchAll(values);
+  const threads = num(values, 'threads');
+  const minSeconds = num(values, 'min-seconds');
+  const filter = str(values, 'filter');
+  const jsonFile = str(values, 'json');
 
   const records = await bench.kernels({
     threads,
     minSeconds,
-    filter: typeof filter === 'string' ? filter : undefined,
-    withPeer: !flags.has('no-peer'),
+    filter,
+    withPeer: values['no-peer'] !== true,
   });
   const i = info();
   console.log(`# reca bench --suite kernels: ${os.cpus()[0]?.model ?? 'unknown cpu'}, isa ${i.cpu.isa}`);
@@ -110,19 +108,14 @@ export async function cmdBench(args: string[]): Promise<void> {
   }
 }
 
-async function benchStep(flags: Flags): Promise<void> {
-  for (const f of ['filter', 'min-seconds', 'no-peer', 'quick', 'out']) {
-    if (flags.has(f)) throw new UsageError(`option --${f} belongs to another suite`);
-  }
-  const preset = choice<Preset>(flags, 'preset', PRESETS, 'small');
-  const mode = choice<Mode>(flags, 'mode', MODES, 'mask');
-  const task = choice<Task>(flags, 'task', ['reca', 't2i', 'i2t'], 'reca');
-  const batch = number(flags, 'batch', true) ?? 8;
-  const steps = number(flags, 'steps', true) ?? 5;
-  const threads = number(flags, 'threads', true);
-  if (batch < 1) throw new UsageError('option --batch needs at least 1');
-  if (steps < 1) throw new UsageError('option --steps needs at least 1');
-  const jsonFile = flags.get('json');
+async function benchStep(values: Values): Promise<void> {
+  const preset = (str(values, 'preset') ?? 'small') as Preset;
+  const mode = (str(values, 'mode') ?? 'mask') as Mode;
+  const task = (str(values, 'task') ?? 'reca') as Task;
+  const batch = num(values, 'batch') ?? 8;
+  const steps = num(values, 'steps') ?? 5;
+  const threads = num(values, 'threads');
+  const jsonFile = str(values, 'json');
   const r = await runStepBench({ preset, mode, task, batch, steps, threads });
   const machine = { ...machineInfo(), threads: r.threads };
   const result = { ...r, machine, engine: machine.engine, date: new Date().toISOString() };
@@ -147,17 +140,13 @@ async function benchStep(flags: Flags): Promise<void> {
   }
 }
 
-async function benchAll(flags: Flags): Promise<void> {
-  for (const f of ['filter', 'min-seconds', 'no-peer', 'preset', 'mode', 'task', 'batch', 'steps']) {
-    if (flags.has(f)) throw new UsageError(`option --${f} does not apply to --suite all`);
-  }
-  const threads = number(flags, 'threads', true);
-  if (threads !== undefined && threads < 1) throw new UsageError('option --threads needs at least 1');
-  const json = flags.get('json');
-  const out = flags.get('out');
+async function benchAll(values: Values): Promise<void> {
+  const threads = num(values, 'threads');
+  const json = str(values, 'json');
+  const out = str(values, 'out');
   await runSuite({
     threads,
-    quick: flags.has('quick'),
+    quick: values.quick === true,
     out: typeof out === 'string' ? out : path.join('benchmarks', 'results'),
     json: typeof json === 'string' ? json : undefined,
   });

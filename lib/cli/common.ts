@@ -172,10 +172,10 @@ export function interleave(inputs: Uint8Array, recons: Uint8Array, count: number
   return out;
 }
 
-/** The preset a config was made from (every field equal to the preset's), or 'custom'. */
-export function presetOf(c: Config, presets: Record<string, Record<string, unknown>>): string {
+/** The preset a config was made from (by its sizes: width, depth, codebook), or 'custom'. */
+export function presetOf(c: Config, presets: Record<string, { width: number; depth: number; codebook_size: number }>): string {
   for (const [name, p] of Object.entries(presets)) {
-    if (Object.entries(p).every(([k, v]) => k === 'mode' || (c as unknown as Record<string, unknown>)[k] === v)) return name;
+    if (c.width === p.width && c.depth === p.depth && c.codebook_size === p.codebook_size) return name;
   }
   return 'custom';
 }

@@ -1,0 +1,146 @@
+/** `reca pretrain` (a base model from scratch) and `reca train` (post-training, resumable). */
+import * as fs from 'fs';
+
+import { RecaError } from '../errors';
+import { fixed } from '../format';
+import { SCHEMA } from '../generated/schema';
+import { Model, type Config, type Mode, type Preset, type Recipe } from '../model';
+import { posttrain, POSTTRAIN_DEFAULTS, pretrain, PRETRAIN_DEFAULTS } from '../workflows';
+import { applyThreads, dataFrom, mkdirFor, modelFrom, presetOf, trainingProgress } from './common';
+import {
+  JSON_FLAG,
+  MODE_NAMES,
+  MODEL_OPTIONS,
+  num,
+  parseCommand,
+  PRESET_NAMES,
+  renderHelp,
+  required,
+  str,
+  THREADS,
+  UsageError,
+  type CommandSpec,
+} from './options';
+
+export const PRETRAIN: CommandSpec = {
+  name: 'pretrain',
+  usage: '--out FILE [options]',
+  summary: 'train a base model from scratch (tokenizer, then text-to-image + image-to-text)',
+  description: `Trains a base model from scratch: the VQ tokenizer (discrete modes), then
+text-to-image and image-to-text together on captioned images (default: the
+shapes world's train prompts). The shipped base models were made with
+  reca pretrain --preset small --mode mask --out models/small-mask.safetensors`,
+  options: [
+    { name: 'out', kind: 'string', value: 'FILE', help: 'checkpoint to write (float16 parameters)' },
+    { name: 'init', kind: 'string', value: 'FILE', help: 'continue from this checkpoint (its preset and mode) instead of a fresh model' },
+    { name: 'preset', kind: 'choice', value: 'P', choices: PRESET_NAMES, default: 'small', help: 'size preset' },
+    { name: 'mode', kind: 'choice', value: 'M', choices: MODE_NAMES, default: 'mask', help: 'generator family' },
+    { name: 'data', kind: 'string', value: 'D', default: 'shapes', help: "'shapes' or a folder of images with captions" },
+    { name: 'tokenizer-steps', kind: 'int', value: 'N', min: 0, default: `${PRETRAIN_DEFAULTS.tokenizerSteps}, with --init 0; flow has none`, help: 'tokenizer stage steps' },
+    { name: 'steps', kind: 'int', value: 'N', min: 0, default: PRETRAIN_DEFAULTS.steps, help: 't2i + i2t steps' },
+    { name: 'batch', kind: 'int', value: 'B', min: 1, default: PRETRAIN_DEFAULTS.batch, help: 'images per step' },
+    { name: 'lr', kind: 'number', value: 'X', default: PRETRAIN_DEFAULTS.lr, help: 'peak learning rate' },
+    { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the weights and the data' },
+    THREADS,
+    { ...JSON_FLAG, help: 'print a JSON summary' },
+  ],
+};
+
+export async function cmdPretrain(args: string[]): Promise<void> {
+  const { values, help } = parseCommand(PRETRAIN, args);
+  if (help) return void console.log(renderHelp(PRETRAIN));
+  const out = required(values, 'out', 'pretrain', 'FILE');
+  const init = str(values, 'init');
+  if (init && (values.preset !== undefined || values.mode !== undefined)) {
+    throw new UsageError('--init takes its preset and mode from the checkpoint: leave out --preset and --mode');
+  }
+  let initConfig: Config | undefined;
+  if (init) {
+    if (!fs.existsSync(init)) throw new RecaError('E_IO', `checkpoint ${init} does not exist`);
+    using m = await Model.load(init);
+    initConfig = { ...m.config };
+  }
+  const preset = (init ? presetOf(initConfig!, SCHEMA.presets) : (str(values, 'preset') ?? 'small')) as Preset;
+  const mode = initConfig?.mode ?? ((str(values, 'mode') ?? 'mask') as Mode);
+  const seed = num(values, 'seed') ?? 0;
+  // A continued run keeps its tokenizer: retraining it would move the codes under the generator.
+  const tokenizerSteps = num(values, 'tokenizer-steps') ?? (init ? 0 : PRETRAIN_DEFAULTS.tokenizerSteps);
+  const steps = num(values, 'steps') ?? PRETRAIN_DEFAULTS.steps;
+  const batch = num(values, 'batch') ?? PRETRAIN_DEFAULTS.batch;
+  const lr = num(values, 'lr') ?? PRETRAIN_DEFAULTS.lr;
+  applyThreads(values);
+  mkdirFor(out);
+  // Shapes captions run to 48 bytes; the tiny preset's 32 would cut position prompts.
+  const config = preset === 'tiny' ? { max_text_len: 48 } : undefined;
+  const imageSize = initConfig?.image_size ?? (SCHEMA.presets[preset] as { image_size: number }).image_size;
+  const data = await dataFrom(str(values, 'data') ?? 'shapes', imageSize, seed, 'loading images');
+  const t0 = Date.now();
+  const stages = mode === 'flow' ? [['t2i+i2t', steps]] : [['tokenizer', tokenizerSteps], ['t2i+i2t', steps]];
+  const bars = new Map(stages.map(([name, n]) => [name as string, trainingProgress(`pretrain ${name}`, n as number)]));
+  const model = await pretrain({
+    init, preset, mode, config, seed, tokenizerSteps, steps, batch, lr, data,
+    onStep: (stage, step, total, r) => {
+      const p = bars.get(stage);
+      p?.hook(stage, step, total, r);
+      if (p && step === total) p.bar.done({ loss: fixed(p.last(), 4) });
+    },
+  });
+  try {
+    await model.save(out, { dtype: 'float16' });
+    const summary = {
+      out, init: init ?? null, preset, mode, seed, tokenizerSteps: mode === 'flow' ? 0 : tokenizerSteps, steps, batch, lr,
+      data: data.description, parameters: model.parameterCount, seconds: (Date.now() - t0) / 1000,
+      command: `reca pretrain ${args.join(' ')}`,
+    };
+    console.log(values.json ? JSON.stringify(summary, null, 2) : `wrote ${out} (${summary.parameters} parameters, ${summary.seconds.toFixed(0)} s)`);
+  } finally {
+    model.dispose();
+  }
+}
+
+export const TRAIN: CommandSpec = {
+  name: 'train',
+  usage: '--out FILE [options]',
+  summary: 'train a model (RecA post-training by default) and save a resumable checkpoint',
+  description: `Trains a model (RecA post-training by default) and saves it with its optimizer
+state, so that --resume continues exactly: the same parameters, optimizer state
+and batches as one run straight through (same --steps, --batch, --seed, --data).`,
+  options: [
+    { name: 'out', kind: 'string', value: 'FILE', help: 'checkpoint to write (also every --save-every steps)' },
+    ...MODEL_OPTIONS,
+    { name: 'resume', kind: 'string', value: 'FILE', help: 'continue a run saved by train (parameters, Adam state, step, data position)' },
+    { name: 'recipe', kind: 'choice', value: 'R', choices: ['reca', 'reca+i2t', 'tokenizer'], default: 'reca', help: 'training recipe' },
+    { name: 'data', kind: 'string', value: 'D', default: 'shapes', help: "'shapes' or a folder of images (captions optional for reca)" },
+    { name: 'steps', kind: 'int', value: 'N', min: 0, default: POSTTRAIN_DEFAULTS.steps, help: 'optimizer steps of the whole run' },
+    { name: 'batch', kind: 'int', value: 'B', min: 1, default: POSTTRAIN_DEFAULTS.batch, help: 'images per step' },
+    { name: 'lr', kind: 'number', value: 'X', default: POSTTRAIN_DEFAULTS.lr, help: 'peak learning rate (cosine to a tenth)' },
+    { name: 'save-every', kind: 'int', value: 'N', min: 1, help: 'also save every N steps' },
+    { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the draws and the data' },
+    THREADS,
+    { ...JSON_FLAG, help: 'print a JSON summary' },
+  ],
+};
+
+export async function cmdTrain(args: string[]): Promise<void> {
+  const { values, help } = parseCommand(TRAIN, args);
+  if (help) return void console.log(renderHelp(TRAIN));
+  const out = required(values, 'out', 'train', 'FILE');
+  const recipe = (str(values, 'recipe') ?? 'reca') as Recipe;
+  const steps = num(values, 'steps') ?? POSTTRAIN_DEFAULTS.steps;
+  const batch = num(values, 'batch') ?? POSTTRAIN_DEFAULTS.batch;
+  const lr = num(values, 'lr') ?? POSTTRAIN_DEFAULTS.lr;
+  const seed = num(values, 'seed') ?? 0;
+  const resume = str(values, 'resume');
+  if (resume && values.model !== undefined) throw new UsageError('use --resume or --model, not both');
+  applyThreads(values);
+  mkdirFor(out);
+  using model = resume ? await modelFrom(values, 'resume') : await modelFrom(values);
+  const data = await dataFrom(str(values, 'data') ?? 'shapes', model.config.image_size, seed + 1000, 'loading images');
+  if (recipe === 'reca+i2t' && !data.captioned) throw new UsageError('recipe reca+i2t needs captions (i2t): use --recipe reca or a captioned folder');
+  const progress = trainingProgress(`train ${recipe}`, steps);
+  const t0 = Date.now();
+  const results = await posttrain(model, { recipe, steps, batch, lr, seed, data, resume, save: out, saveEvery: num(values, 'save-every'), onStep: progress.hook });
+  progress.bar.done({ loss: fixed(progress.last(), 4) });
+  const summary = { out, recipe, steps, resumedAt: steps - results.length, batch, lr, data: data.description, loss: progress.last(), seconds: (Date.now() - t0) / 1000 };
+  console.log(values.json ? JSON.stringify(summary, null, 2) : `wrote ${out} (step ${steps}, loss ${fixed(summary.loss, 4)}, ${summary.seconds.toFixed(0)} s)`);
+}

@@ -194,6 +194,8 @@ export interface PosttrainOptions {
   /** Save the model with its trainer here, at the end and every `saveEvery` steps. */
   save?: string;
   saveEvery?: number;
+  /** Stop (and save) after this step, to be resumed later; the schedule still spans `steps`. */
+  stopAt?: number;
 }
 
 /** Defaults of RecA post-training (`reca train`, `reca demo`, posttrain()). */
@@ -234,8 +236,9 @@ export async function posttrain(model: Model, options: PosttrainOptions = {}): P
   }
   const results: StepResult[] = [];
   const every = options.saveEvery ?? steps;
-  while (trainer.steps < steps) {
-    const chunk = Math.min(every - (trainer.steps % every), steps - trainer.steps);
+  const end = Math.min(steps, options.stopAt ?? steps);
+  while (trainer.steps < end) {
+    const chunk = Math.min(every - (trainer.steps % every), end - trainer.steps);
     results.push(...(await trainSteps(trainer, data, chunk, batch, recipe, options.onStep)));
     if (options.save) await model.save(options.save, { trainer });
   }

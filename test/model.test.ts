@@ -62,7 +62,7 @@ describe('Model and Trainer', () => {
     await t.step({ images: img });
     expect(m.memory().activations).toBeGreaterThan(0);
     expect(m.sequenceLength('reca')).toBe(3 + 16 + 32 + 17);
-    expect(t.options).toMatchObject({ trainable: { und: false, conn: false, vq: false, gen: true }, weight_reca: 1 });
+    expect(t.options).toMatchObject({ trainUnd: false, trainConn: false, trainVq: false, trainGen: true, weightReca: 1 });
     using c = await Model.create({ preset: 'tiny', config: { width: 32, heads: 2, mode: 'ar' } });
     expect(c.config).toMatchObject({ width: 32, heads: 2, mode: 'ar' });
     await rejects(Model.create({ preset: 'huge' as never }), 'E_INVALID_ARGUMENT');
@@ -327,7 +327,7 @@ describe('Model and Trainer', () => {
     expect(Object.keys(r.losses)).toEqual(['tokenizer']);
     expect(tok.options).toMatchObject({ tokenizer: true });
     using both = new Trainer(m, { recipe: 'reca+i2t', microBatch: 1 });
-    expect(both.options).toMatchObject({ trainable: { und: true, conn: true, vq: false, gen: true }, weight_i2t: 1 });
+    expect(both.options).toMatchObject({ trainUnd: true, trainConn: true, trainVq: false, trainGen: true, weightI2t: 1 });
     const r2 = await both.step({ images: img, captions: ['x', 'y'] });
     expect(Object.keys(r2.losses).sort()).toEqual(['i2t', 'reca']);
     expect(() => new Trainer(m, { recipe: 'tokenizer', tasks: { reca: 1 } })).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));

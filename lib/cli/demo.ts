@@ -40,7 +40,7 @@ report.json, report.md, before.png, after.png, reconstructions.png.`,
   options: [
     { name: 'out', kind: 'string', value: 'DIR', default: 'reca-demo', help: 'output directory' },
     { name: 'quick', kind: 'flag', help: 'the tiny preset, fewer steps and samples (about a minute)' },
-    { name: 'preset', kind: 'choice', value: 'P', choices: ['small', 'tiny'], default: 'small', help: 'preset of the shipped base' },
+    { name: 'preset', kind: 'choice', value: 'P', choices: ['tiny', 'small'], default: 'small', help: 'preset of the shipped base' },
     { name: 'mode', kind: 'choice', value: 'M', choices: MODE_NAMES, default: 'mask', help: 'generator family' },
     { name: 'recipe', kind: 'choice', value: 'R', choices: ['reca', 'reca+i2t'], default: 'reca', help: 'post-training recipe' },
     { name: 'steps', kind: 'int', value: 'N', min: 0, default: `${POSTTRAIN_DEFAULTS.steps}; --quick 150`, help: 'RecA steps' },

@@ -115,6 +115,7 @@ and batches as one run straight through (same --steps, --batch, --seed, --data).
     { name: 'batch', kind: 'int', value: 'B', min: 1, default: POSTTRAIN_DEFAULTS.batch, help: 'images per step' },
     { name: 'lr', kind: 'number', value: 'X', default: POSTTRAIN_DEFAULTS.lr, help: 'peak learning rate (cosine to a tenth)' },
     { name: 'save-every', kind: 'int', value: 'N', min: 1, help: 'also save every N steps' },
+    { name: 'stop-at', kind: 'int', value: 'N', min: 1, help: 'stop and save after step N (resume later with --resume)' },
     { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the draws and the data' },
     THREADS,
     { ...JSON_FLAG, help: 'print a JSON summary' },
@@ -139,8 +140,9 @@ export async function cmdTrain(args: string[]): Promise<void> {
   if (recipe === 'reca+i2t' && !data.captioned) throw new UsageError('recipe reca+i2t needs captions (i2t): use --recipe reca or a captioned folder');
   const progress = trainingProgress(`train ${recipe}`, steps);
   const t0 = Date.now();
-  const results = await posttrain(model, { recipe, steps, batch, lr, seed, data, resume, save: out, saveEvery: num(values, 'save-every'), onStep: progress.hook });
+  const results = await posttrain(model, { recipe, steps, batch, lr, seed, data, resume, save: out, saveEvery: num(values, 'save-every'), stopAt: num(values, 'stop-at'), onStep: progress.hook });
   progress.bar.done({ loss: fixed(progress.last(), 4) });
-  const summary = { out, recipe, steps, resumedAt: steps - results.length, batch, lr, data: data.description, loss: progress.last(), seconds: (Date.now() - t0) / 1000 };
-  console.log(values.json ? JSON.stringify(summary, null, 2) : `wrote ${out} (step ${steps}, loss ${fixed(summary.loss, 4)}, ${summary.seconds.toFixed(0)} s)`);
+  const done = results.length ? results[results.length - 1].step : steps;
+  const summary = { out, recipe, steps: done, of: steps, batch, lr, data: data.description, loss: progress.last(), seconds: (Date.now() - t0) / 1000 };
+  console.log(values.json ? JSON.stringify(summary, null, 2) : `wrote ${out} (step ${done} of ${steps}, loss ${fixed(summary.loss, 4)}, ${summary.seconds.toFixed(0)} s)`);
 }

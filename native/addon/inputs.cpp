@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "addon/addon.h"
+#include "addon/schema_js.h"
 #include "core/error.h"
 #include "cpu/image.h"
 #include "model/config.h"
@@ -189,19 +190,7 @@ int64_t Options::integer(const char* key, int64_t def, int64_t lo, int64_t hi) c
 
 uint64_t Options::seed(const char* key, uint64_t def) const {
   if (!has(key)) return def;
-  Napi::Value v = get(key);
-  if (v.IsBigInt()) {
-    bool lossless = false;
-    const uint64_t s = v.As<Napi::BigInt>().Uint64Value(&lossless);
-    RECA_CHECK(lossless, InvalidArgument, "%s.%s must fit an unsigned 64-bit integer",
-               what_.c_str(), key);
-    return s;
-  }
-  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  RECA_CHECK(d == std::floor(d) && d >= 0 && d <= 9007199254740991.0, InvalidArgument,
-             "%s.%s must be a non-negative safe integer or a BigInt, got %s", what_.c_str(), key,
-             describe(v).c_str());
-  return static_cast<uint64_t>(d);
+  return read_js_field(get(key), model::FieldKind::Seed, what_, key).seed;
 }
 
 bool Options::boolean(const char* key, bool def) const {

@@ -219,6 +219,23 @@ std::string json_object(const std::vector<std::pair<std::string, std::string>>& 
   return s + "}";
 }
 
+// The flat object `json` with `field` set to the value text (appended when absent).
+std::string json_with(const std::string& json, const std::string& field, const std::string& value) {
+  auto ms = json_members(json);
+  bool found = false;
+  for (auto& m : ms)
+    if (m.first == field) m.second = value, found = true;
+  if (!found) ms.emplace_back(field, value);
+  return json_object(ms);
+}
+
+std::string json_without(const std::string& json, const std::string& field) {
+  std::vector<std::pair<std::string, std::string>> kept;
+  for (auto& m : json_members(json))
+    if (m.first != field) kept.push_back(m);
+  return json_object(kept);
+}
+
 RECA_TEST(json_reader_values_and_writer) {
   const std::string doc =
       " {\"a\": [1, -2, 3.5, 1e3, true, false, null, \"x\\u00e9\\ud83d\\ude00\"], \"b\": {}, "
@@ -384,21 +401,8 @@ RECA_TEST(checkpoint_config_json_round_trip) {
   }
   const std::string good = ModelConfig::preset("tiny", Mode::Mask).to_json();
   // Replaces the field's value text as written (no re-formatting).
-  auto with = [&](const std::string& field, const std::string& value) {
-    auto ms = json_members(good);
-    bool found = false;
-    for (auto& m : ms)
-      if (m.first == field) m.second = value, found = true;
-    if (!found) ms.emplace_back(field, value);
-    return json_object(ms);
-  };
-  auto without = [&](const std::string& field) {
-    auto ms = json_members(good);
-    std::vector<std::pair<std::string, std::string>> kept;
-    for (auto& m : ms)
-      if (m.first != field) kept.push_back(m);
-    return json_object(kept);
-  };
+  auto with = [&](const std::string& field, const std::string& value) { return json_with(good, field, value); };
+  auto without = [&](const std::string& field) { return json_without(good, field); };
   struct Bad {
     std::string json, needle, what;
   };
@@ -475,14 +479,7 @@ RECA_TEST(checkpoint_trainer_options_json_exact) {
     }
   }
   const std::string good = trainer_options_to_json(TrainerOptions());
-  auto with = [&](const std::string& field, const std::string& value) {
-    auto ms = json_members(good);
-    bool found = false;
-    for (auto& m : ms)
-      if (m.first == field) m.second = value, found = true;
-    if (!found) ms.emplace_back(field, value);
-    return json_object(ms);
-  };
+  auto with = [&](const std::string& field, const std::string& value) { return json_with(good, field, value); };
   expect_error(ErrorCode::Checkpoint, [&] { trainer_options_from_json(with("lr", "\"1e-4\"")); },
                "lr as a string", "lr must be a number");
   expect_error(ErrorCode::Checkpoint, [&] { trainer_options_from_json(with("warmup", "1.5")); },
@@ -496,14 +493,8 @@ RECA_TEST(checkpoint_trainer_options_json_exact) {
                "seed above UINT64_MAX", "seed");
   expect_error(ErrorCode::Checkpoint, [&] { trainer_options_from_json(with("momentum", "1")); },
                "unknown option", "unknown field 'momentum'");
-  {
-    auto ms = json_members(good);
-    std::vector<std::pair<std::string, std::string>> kept;
-    for (auto& m : ms)
-      if (m.first != "trainGen") kept.push_back(m);
-    expect_error(ErrorCode::Checkpoint, [&] { trainer_options_from_json(json_object(kept)); },
-                 "missing trainGen", "no field 'trainGen'");
-  }
+  expect_error(ErrorCode::Checkpoint, [&] { trainer_options_from_json(json_without(good, "trainGen")); },
+               "missing trainGen", "no field 'trainGen'");
   expect_error(ErrorCode::Checkpoint, [&] { trainer_options_from_json(with("lr", "0")); },
                "lr 0", "lr must be a number in (0, 1]");
   expect_error(ErrorCode::Checkpoint, [&] { trainer_options_from_json(with("maxGradNorm", "-1")); },

@@ -1,5 +1,8 @@
 /** One training step dumped for checking against another framework (SPEC §9). */
+import { invalidArgument } from './errors';
 import { addon } from './loader';
+import type { Config } from './model';
+import { ShapesWorld } from './shapes/world';
 
 export interface DebugStepOptions {
   preset?: 'tiny' | 'small' | 'base';
@@ -7,7 +10,7 @@ export interface DebugStepOptions {
   /** reca | t2i | i2t, or vq (the tokenizer loss; discrete modes). */
   task?: 'reca' | 't2i' | 'i2t' | 'vq';
   seed?: number | bigint;
-  /** Images in the batch (default 4). */
+  /** Images in the batch (default 4, at most 4096): shapes-world scenes with their captions. */
   batch?: number;
   /** Output directory (must exist). */
   out: string;
@@ -39,17 +42,36 @@ export interface DebugStepResult {
   seconds: number;
 }
 
+const MAX_BATCH = 4096;
+
 /**
  * One training step of a fresh model with every draw recorded, written to
  * `out` as SPEC §9 describes (params, batch, grads, params_after, result.json),
- * for tools/reference/verify_step.py or any other framework to check.
+ * for tools/reference/verify_step.py or any other framework to check. The
+ * batch is the first `batch` scenes of the shapes world's train split (the
+ * data training sees), seeded by `seed`, rendered here at the preset's size.
  */
 export function debugStep(options: DebugStepOptions): Promise<DebugStepResult> {
   try {
-    return addon()
-      .debugStep(options)
+    if (options === null || typeof options !== 'object') throw invalidArgument('debugStep needs an options object {out, ...}');
+    const { batch = 4, ...rest } = options;
+    if (!Number.isInteger(batch) || batch < 1 || batch > MAX_BATCH) {
+      throw invalidArgument(`debug-step batch must be an integer in [1, ${MAX_BATCH}], got ${String(batch)}`);
+    }
+    const a = addon();
+    const config = JSON.parse(a.presetConfig(options.preset ?? 'tiny', options.mode ?? 'mask')) as Config;
+    const world = new ShapesWorld({ imageSize: config.image_size, split: 'train', seed: worldSeed(options.seed ?? 0) });
+    const b = world.batch(batch, 0);
+    return a
+      .debugStep({ ...rest, images: { data: b.images, shape: b.shape }, captions: b.captions })
       .then((text) => JSON.parse(text) as DebugStepResult);
   } catch (e) {
     return Promise.reject(e);
   }
+}
+
+// The world mixes its seed as 32 bits (mix32); a BigInt seed gives its low 32.
+// The engine still takes the whole seed for the weights and the draws.
+function worldSeed(seed: number | bigint): number {
+  return typeof seed === 'bigint' ? Number(BigInt.asUintN(32, seed)) : seed;
 }

@@ -145,8 +145,10 @@ export interface NativeDebugStepOptions {
   mode?: string;
   task?: string;
   seed?: number | bigint;
-  batch?: number;
   out: string;
+  /** The batch: uint8 [B, S, S, 3] at the preset's image size, and B captions. */
+  images: NativeArrayInput;
+  captions: readonly string[];
   lr?: number;
   condDropout?: number;
   condGradScale?: number;
@@ -179,4 +181,6 @@ export interface NativeAddon {
   Trainer: NativeTrainerClass;
   /** Resolves to result.json's text. */
   debugStep(options: NativeDebugStepOptions): Promise<string>;
+  /** The preset's config JSON (SPEC §1) in that mode, without building a model. */
+  presetConfig(preset: string, mode: string): string;
 }

@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { getThreads, Model, setThreads, Tensor, Trainer, type Mode, type StepResult, type TrainerOptions } from '../lib';
+import { debugStep, getThreads, Model, setThreads, ShapesWorld, Tensor, Trainer, type Mode, type StepResult, type TrainerOptions } from '../lib';
 import { main } from '../lib/cli';
 import { cliPath, root, rng } from './helpers';
 import { f32, readSafetensors, specParameters } from './safetensors-header';
@@ -438,6 +438,28 @@ describe('CLI: debug-step and bench --suite step', () => {
     }
     for (const f of ['params', 'batch', 'grads', 'params_after']) {
       expect(fs.readFileSync(path.join(again, `${f}.safetensors`)).equals(fs.readFileSync(path.join(out, `${f}.safetensors`)))).toBe(true);
+    }
+  });
+
+  test('debugStep steps on the shapes world batch of its seed (images as rendered, captions cut to max_text_len)', async () => {
+    const out = path.join(tmp, 'world-batch');
+    fs.mkdirSync(out);
+    const r = await debugStep({ preset: 'tiny', mode: 'ar', task: 'i2t', seed: 7, batch: 5, out });
+    const world = new ShapesWorld({ imageSize: 16, split: 'train', seed: 7 }).batch(5, 0);
+    const batch = readSafetensors(path.join(out, 'batch.safetensors'));
+    const [b, e] = batch.tensors.images.data_offsets;
+    expect(batch.tensors.images.shape).toEqual([5, 16, 16, 3]);
+    expect(batch.buffer.subarray(b, e).equals(Buffer.from(world.images))).toBe(true);
+    // the shapes world's captions are ASCII: a cut keeps the first 32 characters
+    expect(r.captions).toEqual(world.captions.map((c) => c.slice(0, 32)));
+    expect(r.cut_bytes).toBe(world.captions.reduce((n, c) => n + Math.max(0, c.length - 32), 0));
+    expect(r.cut_bytes).toBeGreaterThan(0);
+  });
+
+  test('debugStep refuses a batch size outside [1, 4096] before any work', async () => {
+    for (const batch of [0, 4097, 1.5]) {
+      const err = await rejects(debugStep({ preset: 'tiny', mode: 'mask', task: 'reca', batch, out: tmp }), 'E_INVALID_ARGUMENT');
+      expect(err.message).toMatch(/batch must be an integer in \[1, 4096\]/);
     }
   });
 

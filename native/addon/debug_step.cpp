@@ -12,13 +12,12 @@
 //   result.json               {preset, mode, task, seed, batch, loss, grad_norm, trainable,
 //                              cond_grad_scale, optimizer, config, ...}
 //
-// The batch is made from the seed: shapes scenes (a colored circle, square or
-// triangle on a plain background, with a little Philox noise) and captions
-// that describe them, some longer than max_text_len so the UTF-8 cut shows.
+// The batch comes from the caller (lib/debug_step.ts renders shapes-world
+// scenes at the preset's image size, which presetConfig() tells it): images
+// u8 [B,S,S,3] and one caption each, encoded and cut to max_text_len here.
 #include <sys/stat.h>
 
 #include <cerrno>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -28,7 +27,6 @@
 #include "addon/inputs.h"
 #include "core/error.h"
 #include "core/json.h"
-#include "core/philox.h"
 #include "core/safetensors.h"
 #include "model/backend.h"
 #include "model/checkpoint.h"
@@ -38,50 +36,12 @@ namespace {
 
 using model::ModelConfig;
 
-struct Color {
-  const char* name;
-  uint8_t rgb[3];
-};
-constexpr Color kPalette[] = {
-    {"red", {220, 40, 40}},    {"green", {40, 180, 60}},   {"blue", {40, 70, 220}},
-    {"yellow", {235, 215, 50}}, {"white", {245, 245, 245}}, {"black", {15, 15, 15}},
-    {"orange", {240, 140, 30}}, {"purple", {140, 60, 180}},
-};
-constexpr int kColors = sizeof kPalette / sizeof kPalette[0];
-const char* const kShapes[] = {"circle", "square", "triangle"};
-constexpr uint64_t kSceneStream = 0x5CE;
-
-// Scene b of a seed: images [S, S, 3] and its caption.
-std::string draw_scene(uint64_t seed, int64_t b, int64_t S, uint8_t* img) {
-  const uint64_t stream = kSceneStream << 32 | static_cast<uint64_t>(b);
-  auto u = [&](uint64_t i) { return philox_uniform(seed, stream, i); };
-  const int bg = static_cast<int>(u(0) * kColors) % kColors;
-  int fg = static_cast<int>(u(1) * (kColors - 1)) % (kColors - 1);
-  if (fg >= bg) ++fg;
-  const int shape = static_cast<int>(u(2) * 3) % 3;
-  const double r = S * (0.18 + 0.15 * u(3));
-  const double cx = r + (S - 2 * r) * u(4), cy = r + (S - 2 * r) * u(5);
-  for (int64_t y = 0; y < S; ++y)
-    for (int64_t x = 0; x < S; ++x) {
-      const double px = x + 0.5 - cx, py = y + 0.5 - cy;
-      bool in = false;
-      if (shape == 0) in = px * px + py * py <= r * r;
-      else if (shape == 1) in = std::fabs(px) <= r && std::fabs(py) <= r;
-      else in = py >= -r && py <= r && std::fabs(px) <= (py + r) / 2;
-      const uint8_t* c = kPalette[in ? fg : bg].rgb;
-      for (int k = 0; k < 3; ++k) {
-        const uint64_t i = 16 + static_cast<uint64_t>((y * S + x) * 3 + k);
-        const int v = c[k] + static_cast<int>(std::lround(16.0 * (u(i) - 0.5)));
-        img[(y * S + x) * 3 + k] = static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
-      }
-    }
-  std::string cap = std::string("a ") + kPalette[fg].name + " " + kShapes[shape];
-  switch (b % 4) {
-    case 1: return cap + " on " + kPalette[bg].name;
-    case 2: return cap + " near the café";  // multi-byte UTF-8
-    case 3: return cap + " on a " + kPalette[bg].name + " background, slightly off center";
-    default: return cap;
-  }
+// The preset's config for a mode given by name (E_INVALID_ARGUMENT for either unknown).
+ModelConfig preset_config(const std::string& preset, const std::string& mode_name) {
+  model::Mode mode;
+  RECA_CHECK(model::parse_mode(mode_name, &mode), InvalidArgument,
+             "mode must be 'ar', 'mask' or 'flow', got '%s'", mode_name.c_str());
+  return ModelConfig::preset(preset, mode);
 }
 
 void write_file(const std::string& path, const std::string& text) {
@@ -92,28 +52,21 @@ void write_file(const std::string& path, const std::string& text) {
 
 struct DebugStepJob : public EngineWorker::Job {
   std::string preset, task_name, out;
-  model::Mode mode = model::Mode::Mask;
+  ModelConfig cfg;
   uint64_t seed = 0;
-  int64_t B = 4;
+  int64_t B = 0;
+  std::vector<uint8_t> images;    // [B, S, S, 3]
+  std::vector<int32_t> captions;  // [B, T] byte ids, cut and PAD-filled
+  int64_t cut = 0;                // bytes the cut dropped over all captions
   model::TrainerOptions opts;
   std::string result;
 
   void Execute() override {
-    const ModelConfig cfg = ModelConfig::preset(preset, mode);
     model::Backend& be = model::cpu_backend();
     model::RecaModel m(cfg, be);
     m.init(seed);
     const int64_t S = cfg.image_size, T = cfg.max_text_len, P = m.param_floats();
     const model::ParamLayout& layout = m.layout();
-
-    // The batch.
-    std::vector<uint8_t> images(static_cast<size_t>(B * S * S * 3));
-    std::vector<int32_t> captions(static_cast<size_t>(B * T));
-    int64_t cut = 0;
-    for (int64_t b = 0; b < B; ++b) {
-      const std::string cap = draw_scene(seed, b, S, images.data() + b * S * S * 3);
-      cut += model::encode_text(cap, T, captions.data() + b * T);
-    }
 
     std::vector<float> before(static_cast<size_t>(P)), after(static_cast<size_t>(P)),
         grads(static_cast<size_t>(P));
@@ -172,7 +125,7 @@ struct DebugStepJob : public EngineWorker::Job {
     JsonWriter r;
     r.begin_object();
     r.key("preset").string(preset);
-    r.key("mode").string(model::mode_name(mode));
+    r.key("mode").string(model::mode_name(cfg.mode));
     r.key("task").string(task_name);
     r.key("seed").integer(static_cast<int64_t>(seed));
     r.key("batch").integer(B);
@@ -213,20 +166,28 @@ struct DebugStepJob : public EngineWorker::Job {
 
 }  // namespace
 
-// debugStep({preset, mode, task, seed, batch, out, lr?, condDropout?, freeze?})
-//   -> Promise<string> (result.json's text)
+// presetConfig(preset, mode) -> the preset's config JSON (SPEC §1), with no
+// model built: what debugStep's caller needs to render a batch of the right size.
+Napi::Value RecaAddon::PresetConfig(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    auto text = [&](size_t i) -> std::string {
+      return info[i].IsString() ? info[i].As<Napi::String>().Utf8Value() : "";
+    };
+    return Napi::String::New(info.Env(), preset_config(text(0), text(1)).to_json());
+  });
+}
+
+// debugStep({preset, mode, task, seed, out, images, captions, lr?, condDropout?,
+// condGradScale?, freeze?}) -> Promise<string> (result.json's text)
 Napi::Value RecaAddon::DebugStep(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     Options o(info[0], "debug-step options");
     auto job = std::make_unique<DebugStepJob>();
     job->preset = o.string("preset", "tiny");
-    RECA_CHECK(model::parse_mode(o.string("mode", "mask"), &job->mode), InvalidArgument,
-               "mode must be 'ar', 'mask' or 'flow', got '%s'", o.string("mode", "").c_str());
-    ModelConfig::preset(job->preset, job->mode);  // E_INVALID_ARGUMENT for an unknown preset
+    job->cfg = preset_config(job->preset, o.string("mode", "mask"));
     job->task_name = o.string("task", "reca");
     job->seed = o.seed("seed", 0);
-    job->B = o.integer("batch", 4, 1, 4096);
     job->out = o.string("out", "");
     RECA_CHECK(!job->out.empty(), InvalidArgument, "debug-step needs an output directory (out)");
     struct stat sb;
@@ -246,7 +207,7 @@ Napi::Value RecaAddon::DebugStep(const Napi::CallbackInfo& info) {
     else
       fail(ErrorCode::InvalidArgument, "task must be 'reca', 't2i', 'i2t' or 'vq', got '%s'",
            job->task_name.c_str());
-    RECA_CHECK(!t.tokenizer || job->mode != model::Mode::Flow, InvalidArgument,
+    RECA_CHECK(!t.tokenizer || job->cfg.mode != model::Mode::Flow, InvalidArgument,
                "task 'vq' (the tokenizer loss) needs a discrete mode (ar or mask)");
     // Everything the task reaches trains, so the dump checks every backward
     // path (vq.* gets no gradient from generator tasks: frozen by default).
@@ -266,6 +227,11 @@ Napi::Value RecaAddon::DebugStep(const Napi::CallbackInfo& info) {
       }
     }
     t.validate();
+    ImageBatch batch = read_images(env, o.get("images"), job->cfg.image_size, "debug-step images");
+    job->B = batch.B;
+    job->images = std::move(batch.bytes);
+    job->cut = read_texts(o.get("captions"), job->B, job->cfg.max_text_len, &job->captions,
+                          "debug-step captions");
     return engine.Submit(env, std::move(job), Napi::Object());
   });
 }

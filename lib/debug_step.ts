@@ -1,5 +1,6 @@
 /** One training step dumped for checking against another framework (SPEC §9). */
 import { invalidArgument } from './errors';
+import { SCHEMA } from './generated/schema';
 import { addon } from './loader';
 import type { Config } from './model';
 import { ShapesWorld } from './shapes/world';
@@ -59,8 +60,10 @@ export function debugStep(options: DebugStepOptions): Promise<DebugStepResult> {
       throw invalidArgument(`debug-step batch must be an integer in [1, ${MAX_BATCH}], got ${String(batch)}`);
     }
     const a = addon();
-    const config = JSON.parse(a.presetConfig(options.preset ?? 'tiny', options.mode ?? 'mask')) as Config;
-    const world = new ShapesWorld({ imageSize: config.image_size, split: 'train', seed: worldSeed(options.seed ?? 0) });
+    // The preset's image size from the engine's table (lib/generated/schema.ts).
+    const preset = (SCHEMA.presets as Record<string, Config | undefined>)[options.preset ?? 'tiny'];
+    if (!preset) throw invalidArgument(`unknown preset '${String(options.preset)}': use ${Object.keys(SCHEMA.presets).join(', ')}`);
+    const world = new ShapesWorld({ imageSize: preset.image_size, split: 'train', seed: worldSeed(options.seed ?? 0) });
     const b = world.batch(batch, 0);
     return a
       .debugStep({ ...rest, images: { data: b.images, shape: b.shape }, captions: b.captions })

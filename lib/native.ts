@@ -181,6 +181,4 @@ export interface NativeAddon {
   Trainer: NativeTrainerClass;
   /** Resolves to result.json's text. */
   debugStep(options: NativeDebugStepOptions): Promise<string>;
-  /** The preset's config JSON (SPEC §1) in that mode, without building a model. */
-  presetConfig(preset: string, mode: string): string;
 }

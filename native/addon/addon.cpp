@@ -35,7 +35,6 @@ RecaAddon::RecaAddon(Napi::Env env, Napi::Object exports) {
                            InstanceMethod<&RecaAddon::CreateModel>("createModel"),
                            InstanceMethod<&RecaAddon::LoadModel>("loadModel"),
                            InstanceMethod<&RecaAddon::DebugStep>("debugStep"),
-                           InstanceMethod<&RecaAddon::PresetConfig>("presetConfig"),
                            InstanceValue("Tensor", tensor),
                            InstanceValue("Model", model),
                            InstanceValue("Trainer", trainer),

@@ -44,7 +44,6 @@ class RecaAddon : public Napi::Addon<RecaAddon> {
   Napi::Value CreateModel(const Napi::CallbackInfo& info);
   Napi::Value LoadModel(const Napi::CallbackInfo& info);
   Napi::Value DebugStep(const Napi::CallbackInfo& info);
-  Napi::Value PresetConfig(const Napi::CallbackInfo& info);
 };
 
 }  // namespace reca::addon

@@ -13,7 +13,7 @@
 //                              cond_grad_scale, optimizer, config, ...}
 //
 // The batch comes from the caller (lib/debug_step.ts renders shapes-world
-// scenes at the preset's image size, which presetConfig() tells it): images
+// scenes at the preset's image size, from the schema's preset table): images
 // u8 [B,S,S,3] and one caption each, encoded and cut to max_text_len here.
 #include <sys/stat.h>
 
@@ -165,17 +165,6 @@ struct DebugStepJob : public EngineWorker::Job {
 };
 
 }  // namespace
-
-// presetConfig(preset, mode) -> the preset's config JSON (SPEC §1), with no
-// model built: what debugStep's caller needs to render a batch of the right size.
-Napi::Value RecaAddon::PresetConfig(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    auto text = [&](size_t i) -> std::string {
-      return info[i].IsString() ? info[i].As<Napi::String>().Utf8Value() : "";
-    };
-    return Napi::String::New(info.Env(), preset_config(text(0), text(1)).to_json());
-  });
-}
 
 // debugStep({preset, mode, task, seed, out, images, captions, lr?, condDropout?,
 // condGradScale?, freeze?}) -> Promise<string> (result.json's text)

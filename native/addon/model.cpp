@@ -194,7 +194,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                      {
                          InstanceAccessor<&ModelWrap::GetConfig>("configJson"),
                          InstanceAccessor<&ModelWrap::GetParameterCount>("parameterCount"),
-                         InstanceAccessor<&ModelWrap::GetDisposed>("disposed"),
+                         InstanceAccessor("disposed", &ModelWrap::GetDisposed, nullptr),
                          InstanceMethod<&ModelWrap::Memory>("memory"),
                          InstanceMethod<&ModelWrap::SequenceLength>("sequenceLength"),
                          InstanceMethod<&ModelWrap::Embed>("embed"),
@@ -211,53 +211,27 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
 
 Napi::Object ModelWrap::Wrap(Napi::Env env, std::shared_ptr<ModelState> state) {
   RecaAddon* addon = env.GetInstanceData<RecaAddon>();
-  addon->adopt_model = std::move(state);
-  Napi::Object obj;
-  try {
-    obj = addon->model_class.New({});
-  } catch (...) {
-    addon->adopt_model.reset();
-    throw;
-  }
-  return obj;
+  return Adopt(addon->model_class, addon->adopt_model, std::move(state));
 }
 
 std::shared_ptr<ModelState> ModelWrap::From(Napi::Env env, const Napi::Value& value,
                                             const char* what) {
   RecaAddon* addon = env.GetInstanceData<RecaAddon>();
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addon->model_class.Value()))
-    fail(ErrorCode::InvalidArgument, "%s must be a Model", what);
-  return Unwrap(value.As<Napi::Object>())->Live();
+  return Of(value, addon->model_class, what, "Model")->Live();
 }
 
-ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+ModelWrap::ModelWrap(const Napi::CallbackInfo& info) : Handle(info) {
   Napi::Env env = info.Env();
   guarded(env, [&]() -> Napi::Value {
     RecaAddon* addon = env.GetInstanceData<RecaAddon>();
     RECA_CHECK(info.Length() == 0 && addon->adopt_model, InvalidArgument,
                "a Model is made by Model.create() or Model.load(), not by new");
-    state_ = std::move(addon->adopt_model);
-    reported_bytes_ = state_->model->param_floats() * 4;
-    Napi::MemoryManagement::AdjustExternalMemory(env, reported_bytes_);
+    // Collected or disposed, the memory goes with the last holder: a running
+    // job or a trainer may still share the state.
+    const int64_t bytes = addon->adopt_model->model->param_floats() * 4;
+    Hold(env, std::move(addon->adopt_model), bytes);
     return env.Undefined();
   });
-}
-
-// Collected: nothing in JS can reach this model any more, but a trainer may
-// still hold it, so it is not marked disposed; the memory goes with the last holder.
-void ModelWrap::Finalize(Napi::Env env) { Release(env); }
-
-void ModelWrap::Release(Napi::Env env) {
-  state_.reset();  // the memory goes now, or when the last job or trainer using it lets go
-  if (reported_bytes_ != 0) {
-    Napi::MemoryManagement::AdjustExternalMemory(env, -reported_bytes_);
-    reported_bytes_ = 0;
-  }
-}
-
-const std::shared_ptr<ModelState>& ModelWrap::Live() const {
-  if (!state_) fail(ErrorCode::Disposed, "this model was disposed");
-  return state_;
 }
 
 Napi::Value ModelWrap::GetConfig(const Napi::CallbackInfo& info) {
@@ -270,10 +244,6 @@ Napi::Value ModelWrap::GetParameterCount(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     return Napi::Number::New(info.Env(), static_cast<double>(Live()->model->parameter_count()));
   });
-}
-
-Napi::Value ModelWrap::GetDisposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), !state_);
 }
 
 // {params, grads, optimizer, activations}: bytes held for this model and its trainers.
@@ -492,8 +462,8 @@ Napi::Value ModelWrap::LoadParameters(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ModelWrap::Dispose(const Napi::CallbackInfo& info) {
-  if (state_) state_->disposed = true;  // its trainers turn E_DISPOSED too
-  Release(info.Env());                  // idempotent
+  if (Holds()) Live()->disposed = true;  // its trainers turn E_DISPOSED too
+  Release(info.Env());                   // idempotent
   return info.Env().Undefined();
 }
 
@@ -503,7 +473,7 @@ Napi::Function TrainerWrap::Define(Napi::Env env) {
   return DefineClass(env, "NativeTrainer",
                      {
                          InstanceAccessor<&TrainerWrap::GetSteps>("steps"),
-                         InstanceAccessor<&TrainerWrap::GetDisposed>("disposed"),
+                         InstanceAccessor("disposed", &TrainerWrap::GetDisposed, nullptr),
                          InstanceAccessor<&TrainerWrap::GetOptions>("optionsJson"),
                          InstanceMethod<&TrainerWrap::Step>("step"),
                          InstanceMethod<&TrainerWrap::Load>("load"),
@@ -514,12 +484,10 @@ Napi::Function TrainerWrap::Define(Napi::Env env) {
 std::shared_ptr<TrainerState> TrainerWrap::From(Napi::Env env, const Napi::Value& value,
                                                 const char* what) {
   RecaAddon* addon = env.GetInstanceData<RecaAddon>();
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addon->trainer_class.Value()))
-    fail(ErrorCode::InvalidArgument, "%s must be a Trainer", what);
-  return Unwrap(value.As<Napi::Object>())->Live();
+  return Of(value, addon->trainer_class, what, "Trainer")->Live();
 }
 
-TrainerWrap::TrainerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TrainerWrap>(info) {
+TrainerWrap::TrainerWrap(const Napi::CallbackInfo& info) : Handle(info) {
   Napi::Env env = info.Env();
   guarded(env, [&]() -> Napi::Value {
     std::shared_ptr<ModelState> ms = ModelWrap::From(env, info[0], "the trainer's model");
@@ -532,36 +500,16 @@ TrainerWrap::TrainerWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Trai
     state->model = ms;
     state->trainer = std::make_unique<model::Trainer>(*ms->model, t);
     ms->trainers.push_back(state.get());
-    state_ = std::move(state);
-    reported_bytes_ = state_->trainer->state_bytes();
-    Napi::MemoryManagement::AdjustExternalMemory(env, reported_bytes_);
+    const int64_t bytes = state->trainer->state_bytes();
+    Hold(env, std::move(state), bytes);
     return env.Undefined();
   });
-}
-
-void TrainerWrap::Finalize(Napi::Env env) { Release(env); }
-
-void TrainerWrap::Release(Napi::Env env) {
-  state_.reset();
-  if (reported_bytes_ != 0) {
-    Napi::MemoryManagement::AdjustExternalMemory(env, -reported_bytes_);
-    reported_bytes_ = 0;
-  }
-}
-
-const std::shared_ptr<TrainerState>& TrainerWrap::Live() const {
-  if (!state_) fail(ErrorCode::Disposed, "this trainer was disposed");
-  return state_;
 }
 
 Napi::Value TrainerWrap::GetSteps(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     return Napi::Number::New(info.Env(), static_cast<double>(Live()->steps_done.load()));
   });
-}
-
-Napi::Value TrainerWrap::GetDisposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), !state_);
 }
 
 Napi::Value TrainerWrap::GetOptions(const Napi::CallbackInfo& info) {

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "addon/handle.h"
 #include "model/reca_model.h"
 #include "model/trainer.h"
 
@@ -65,7 +66,7 @@ class ModelLease {
   Kind kind_;
 };
 
-class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+class ModelWrap : public Handle<ModelWrap, std::shared_ptr<ModelState>> {
  public:
   static Napi::Function Define(Napi::Env env);
   // A new JS NativeModel owning `state`.
@@ -74,15 +75,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   static std::shared_ptr<ModelState> From(Napi::Env env, const Napi::Value& value, const char* what);
 
   explicit ModelWrap(const Napi::CallbackInfo& info);
-  void Finalize(Napi::Env env) override;
 
  private:
-  const std::shared_ptr<ModelState>& Live() const;
-  void Release(Napi::Env env);
+  const std::shared_ptr<ModelState>& Live() const { return Held("model"); }
 
   Napi::Value GetConfig(const Napi::CallbackInfo& info);
   Napi::Value GetParameterCount(const Napi::CallbackInfo& info);
-  Napi::Value GetDisposed(const Napi::CallbackInfo& info);
   Napi::Value Memory(const Napi::CallbackInfo& info);
   Napi::Value SequenceLength(const Napi::CallbackInfo& info);
   Napi::Value Embed(const Napi::CallbackInfo& info);
@@ -94,33 +92,24 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value Save(const Napi::CallbackInfo& info);
   Napi::Value LoadParameters(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
-
-  std::shared_ptr<ModelState> state_;
-  int64_t reported_bytes_ = 0;
 };
 
-class TrainerWrap : public Napi::ObjectWrap<TrainerWrap> {
+class TrainerWrap : public Handle<TrainerWrap, std::shared_ptr<TrainerState>> {
  public:
   static Napi::Function Define(Napi::Env env);
   static std::shared_ptr<TrainerState> From(Napi::Env env, const Napi::Value& value, const char* what);
 
   // new NativeTrainer(model, options): options as lib/native.ts NativeTrainerOptions.
   explicit TrainerWrap(const Napi::CallbackInfo& info);
-  void Finalize(Napi::Env env) override;
 
  private:
-  const std::shared_ptr<TrainerState>& Live() const;
-  void Release(Napi::Env env);
+  const std::shared_ptr<TrainerState>& Live() const { return Held("trainer"); }
 
   Napi::Value GetSteps(const Napi::CallbackInfo& info);
-  Napi::Value GetDisposed(const Napi::CallbackInfo& info);
   Napi::Value GetOptions(const Napi::CallbackInfo& info);
   Napi::Value Step(const Napi::CallbackInfo& info);
   Napi::Value Load(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
-
-  std::shared_ptr<TrainerState> state_;
-  int64_t reported_bytes_ = 0;
 };
 
 // Parses a config override object (SPEC §1 field names) onto `cfg`.

@@ -166,7 +166,7 @@ Napi::Function TensorWrap::Define(Napi::Env env) {
                          InstanceAccessor<&TensorWrap::GetDtype>("dtype"),
                          InstanceAccessor<&TensorWrap::GetSize>("size"),
                          InstanceAccessor<&TensorWrap::GetByteLength>("byteLength"),
-                         InstanceAccessor<&TensorWrap::GetDisposed>("disposed"),
+                         InstanceAccessor("disposed", &TensorWrap::GetDisposed, nullptr),
                          InstanceMethod<&TensorWrap::ToArray>("toArray"),
                          InstanceMethod<&TensorWrap::Dispose>("dispose"),
                      });
@@ -174,31 +174,20 @@ Napi::Function TensorWrap::Define(Napi::Env env) {
 
 Napi::Object TensorWrap::Wrap(Napi::Env env, std::unique_ptr<HostTensor> tensor) {
   RecaAddon* addon = env.GetInstanceData<RecaAddon>();
-  addon->adopt = std::move(tensor);
-  Napi::Object obj;
-  try {
-    obj = addon->tensor_class.New({});
-  } catch (...) {
-    addon->adopt.reset();
-    throw;
-  }
-  return obj;
+  return Adopt(addon->tensor_class, addon->adopt, std::move(tensor));
 }
 
 HostTensor& TensorWrap::From(Napi::Env env, const Napi::Value& value, const char* what) {
   RecaAddon* addon = env.GetInstanceData<RecaAddon>();
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(addon->tensor_class.Value()))
-    fail(ErrorCode::InvalidArgument, "%s must be a Tensor", what);
-  return Unwrap(value.As<Napi::Object>())->Live();
+  return Of(value, addon->tensor_class, what, "Tensor")->Live();
 }
 
-TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorWrap>(info) {
+TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Handle(info) {
   Napi::Env env = info.Env();
   guarded(env, [&]() -> Napi::Value {
     RecaAddon* addon = env.GetInstanceData<RecaAddon>();
-    if (info.Length() == 0 && addon->adopt) {
-      tensor_ = std::move(addon->adopt);
-    } else {
+    std::unique_ptr<HostTensor> tensor = std::move(addon->adopt);
+    if (info.Length() != 0 || !tensor) {
       // new NativeTensor(dtype, shape, data?): data is copied; no data -> zeros.
       DType dtype;
       if (!info[0].IsString() || !parse_dtype(info[0].As<Napi::String>().Utf8Value(), &dtype))
@@ -225,36 +214,18 @@ TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor
                dtype_name(dtype), array_name(array_type(dtype)), array_name(type));
         src = ptr;
       }
-      auto tensor = std::make_unique<HostTensor>(dtype, std::move(shape));
+      tensor = std::make_unique<HostTensor>(dtype, std::move(shape));
       if (has_data) {
         if (static_cast<int64_t>(src_len) != tensor->size())
           fail(ErrorCode::Shape, "data has %zu elements but shape %s needs %lld", src_len,
                shape_string(tensor->shape()).c_str(), static_cast<long long>(tensor->size()));
         if (tensor->bytes() > 0) std::memcpy(tensor->data(), src, tensor->bytes());
       }
-      tensor_ = std::move(tensor);
     }
-    reported_bytes_ = static_cast<int64_t>(tensor_->bytes());
-    Napi::MemoryManagement::AdjustExternalMemory(env, reported_bytes_);
+    const int64_t bytes = static_cast<int64_t>(tensor->bytes());
+    Hold(env, std::move(tensor), bytes);
     return env.Undefined();
   });
-}
-
-TensorWrap::~TensorWrap() = default;
-
-void TensorWrap::Finalize(Napi::Env env) { Release(env); }
-
-void TensorWrap::Release(Napi::Env env) {
-  tensor_.reset();
-  if (reported_bytes_ != 0) {
-    Napi::MemoryManagement::AdjustExternalMemory(env, -reported_bytes_);
-    reported_bytes_ = 0;
-  }
-}
-
-HostTensor& TensorWrap::Live() const {
-  if (!tensor_) fail(ErrorCode::Disposed, "this tensor was disposed");
-  return *tensor_;
 }
 
 Napi::Value TensorWrap::GetShape(const Napi::CallbackInfo& info) {
@@ -283,10 +254,6 @@ Napi::Value TensorWrap::GetByteLength(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     return Napi::Number::New(info.Env(), static_cast<double>(Live().bytes()));
   });
-}
-
-Napi::Value TensorWrap::GetDisposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), !tensor_);
 }
 
 Napi::Value TensorWrap::ToArray(const Napi::CallbackInfo& info) {

@@ -4,6 +4,8 @@
 #pragma once
 #include <napi.h>
 
+#include "addon/handle.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -63,7 +65,7 @@ std::string shape_string(const std::vector<int64_t>& shape);
 // (E_INVALID_ARGUMENT otherwise), at most kMaxRank of them.
 std::vector<int64_t> parse_shape(const Napi::Value& value);
 
-class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
+class TensorWrap : public Handle<TensorWrap, std::unique_ptr<HostTensor>> {
  public:
   static Napi::Function Define(Napi::Env env);
   // A new JS Tensor owning `tensor`.
@@ -73,23 +75,16 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   static HostTensor& From(Napi::Env env, const Napi::Value& value, const char* what);
 
   explicit TensorWrap(const Napi::CallbackInfo& info);
-  ~TensorWrap() override;
-  void Finalize(Napi::Env env) override;
 
  private:
-  HostTensor& Live() const;
-  void Release(Napi::Env env);
+  HostTensor& Live() const { return *Held("tensor"); }
 
   Napi::Value GetShape(const Napi::CallbackInfo& info);
   Napi::Value GetDtype(const Napi::CallbackInfo& info);
   Napi::Value GetSize(const Napi::CallbackInfo& info);
   Napi::Value GetByteLength(const Napi::CallbackInfo& info);
-  Napi::Value GetDisposed(const Napi::CallbackInfo& info);
   Napi::Value ToArray(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
-
-  std::unique_ptr<HostTensor> tensor_;
-  int64_t reported_bytes_ = 0;  // what AdjustExternalMemory was told
 };
 
 }  // namespace reca::addon

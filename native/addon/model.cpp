@@ -73,6 +73,23 @@ Napi::Value wrap_tensor(Napi::Env env, std::unique_ptr<HostTensor>& t) {
   return TensorWrap::Wrap(env, std::move(t));
 }
 
+// Runs produce(model, out, arena) on the engine thread into a new tensor of
+// dtype/shape and resolves to it.
+Napi::Promise submit_tensor(Napi::Env env, const Napi::CallbackInfo& info,
+                            std::unique_ptr<ModelLease> lease, DType dtype, std::vector<int64_t> shape,
+                            std::function<void(RecaModel&, void*, model::Arena&)> produce) {
+  RecaModel* m = &lease->model();
+  auto out = std::make_shared<std::unique_ptr<HostTensor>>();
+  return submit(
+      env, info, std::move(lease),
+      [m, dtype, shape = std::move(shape), produce = std::move(produce), out] {
+        *out = std::make_unique<HostTensor>(dtype, shape);
+        model::Arena arena(m->backend());
+        produce(*m, (*out)->data(), arena);
+      },
+      [out](Napi::Env e) { return wrap_tensor(e, *out); });
+}
+
 // Runs produce(img) on the engine thread, img being a float image batch
 // [B, S, S, 3] in [-1, 1], and resolves to it as a uint8 Tensor.
 Napi::Promise submit_images(Napi::Env env, const Napi::CallbackInfo& info,
@@ -284,18 +301,11 @@ Napi::Value ModelWrap::Embed(const Napi::CallbackInfo& info) {
     auto lease = std::make_unique<ModelLease>(Live(), ModelLease::Read, "model.embed");
     const ModelConfig& c = lease->model().config();
     auto images = std::make_shared<ImageBatch>(read_images(env, info[0], c.image_size, "images"));
-    RecaModel* m = &lease->model();
-    auto out = std::make_shared<std::unique_ptr<HostTensor>>();
-    return submit(
-        env, info, std::move(lease),
-        [m, images, out] {
-          const ModelConfig& cfg = m->config();
-          *out = std::make_unique<HostTensor>(
-              DType::Float32, std::vector<int64_t>{images->B, cfg.num_und_tokens(), cfg.width});
-          model::Arena arena(m->backend());
-          m->embed(images->bytes.data(), images->B, (*out)->f32(), arena);
-        },
-        [out](Napi::Env e) { return wrap_tensor(e, *out); });
+    std::vector<int64_t> shape{images->B, c.num_und_tokens(), c.width};
+    return submit_tensor(env, info, std::move(lease), DType::Float32, std::move(shape),
+                         [images](RecaModel& m, void* out, model::Arena& arena) {
+                           m.embed(images->bytes.data(), images->B, static_cast<float*>(out), arena);
+                         });
   });
 }
 
@@ -308,17 +318,11 @@ Napi::Value ModelWrap::Tokenize(const Napi::CallbackInfo& info) {
                "tokenize needs a discrete mode (ar or mask); this model is '%s'",
                model::mode_name(c.mode));
     auto images = std::make_shared<ImageBatch>(read_images(env, info[0], c.image_size, "images"));
-    RecaModel* m = &lease->model();
-    auto out = std::make_shared<std::unique_ptr<HostTensor>>();
-    return submit(
-        env, info, std::move(lease),
-        [m, images, out] {
-          *out = std::make_unique<HostTensor>(
-              DType::Int32, std::vector<int64_t>{images->B, m->config().num_image_tokens()});
-          model::Arena arena(m->backend());
-          m->tokenize(images->bytes.data(), images->B, static_cast<int32_t*>((*out)->data()), arena);
-        },
-        [out](Napi::Env e) { return wrap_tensor(e, *out); });
+    std::vector<int64_t> shape{images->B, c.num_image_tokens()};
+    return submit_tensor(env, info, std::move(lease), DType::Int32, std::move(shape),
+                         [images](RecaModel& m, void* out, model::Arena& arena) {
+                           m.tokenize(images->bytes.data(), images->B, static_cast<int32_t*>(out), arena);
+                         });
   });
 }
 

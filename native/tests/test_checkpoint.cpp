@@ -10,11 +10,13 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cfloat>
 #include <cmath>
 #include <cstdlib>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -25,6 +27,7 @@
 #include "core/threadpool.h"
 #include "model/backend.h"
 #include "model/checkpoint.h"
+#include "tests/alloc_probe.h"
 #include "tests/testing.h"
 
 using namespace reca;
@@ -942,6 +945,58 @@ RECA_TEST(checkpoint_rejects_bad_files_and_changes_nothing) {
 
 // ---------------------------------------------------------------- failed saves
 
+// A small file whose reca.config describes an enormous model fails at once:
+// the work and memory of a load are bounded by the file, not by the config.
+// (Before the bound, depth 2^20 in this 700 KB file took 80 s and 5 GB.)
+RECA_TEST(checkpoint_huge_config_in_small_file_fails_fast) {
+  TempDir dir;
+  const ModelConfig cfg = ModelConfig::preset("tiny", Mode::Mask);
+  const std::string plain = dir.path + "/plain.safetensors", full = dir.path + "/full.safetensors";
+  {
+    RecaModel src(cfg, cpu_backend());
+    src.init(3);
+    save_checkpoint(plain, src);
+    Trainer t(src, resume_options(5));
+    save_checkpoint(full, src, &t);
+  }
+  struct Case {
+    const char* what;
+    std::function<void(ModelConfig&)> edit;
+  };
+  const Case cases[] = {
+      {"depth 2^20", [](ModelConfig& c) { c.depth = 1 << 20; }},
+      {"und_depth 2^20", [](ModelConfig& c) { c.und_depth = 1 << 20; }},
+      {"width 2^20", [](ModelConfig& c) { c.width = 1 << 20; }},
+      {"codebook_size 2^20", [](ModelConfig& c) { c.codebook_size = 1 << 20; }},
+      // Sizes beyond int64: depth · mlp_ratio · width² wraps without checks.
+      {"every size at its maximum", [](ModelConfig& c) {
+         c.depth = c.und_depth = c.mlp_ratio = c.codebook_size = c.code_dim = 1 << 20;
+         c.width = c.und_width = 1 << 20;
+       }},
+  };
+  for (const std::string& src : {plain, full}) {
+    for (const Case& k : cases) {
+      const std::string what = k.what + std::string(src == full ? " (with trainer state)" : "");
+      ModelConfig bad = cfg;
+      k.edit(bad);
+      const std::string p = dir.path + "/huge.safetensors";
+      rewrite(src, p, [&](std::vector<Tensor>&, std::map<std::string, std::string>& md) {
+        md["reca.config"] = bad.to_json();
+      });
+      const int64_t bytes0 = allocated_bytes();
+      const auto t0 = std::chrono::steady_clock::now();
+      expect_error(ErrorCode::Checkpoint, [&] { load_checkpoint(p); }, what, "describes");
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const int64_t allocated = allocated_bytes() - bytes0;
+      expect_true(secs < 1.0, what + ": rejected in " + std::to_string(secs) + " s (< 1 s)");
+      // The file (~700 KB) is read once; the rest is its header and small tables.
+      expect_true(allocated < (int64_t(8) << 20),
+                  what + ": allocated " + std::to_string(allocated) + " bytes (< 8 MB)");
+    }
+  }
+}
+
 RECA_TEST(checkpoint_failed_save_keeps_old_file) {
   TempDir dir;
   const ModelConfig cfg = ModelConfig::preset("tiny", Mode::Mask);
@@ -983,6 +1038,67 @@ RECA_TEST(checkpoint_failed_save_keeps_old_file) {
       [](const char* p, const struct stat*, int, struct FTW*) { return std::strstr(p, ".tmp-") ? 1 : 0; },
       8, FTW_PHYS);
   expect_true(found == 0, "no temporary file left behind");
+}
+
+// A save removes the temporaries of its path left by dead writers (killed
+// mid-save) and nothing else: not a live process's, not another path's.
+RECA_TEST(checkpoint_save_removes_stale_temps) {
+  TempDir dir;
+  const ModelConfig cfg = ModelConfig::preset("tiny", Mode::Mask);
+  RecaModel model(cfg, cpu_backend());
+  model.init(2);
+  const std::string path = dir.path + "/m.safetensors";
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ::waitpid(dead, nullptr, 0);  // reaped: its pid names no process now
+  const std::string hex = "-0123456789abcdef";
+  const std::string stale_dead = path + ".tmp-" + std::to_string(dead) + hex;
+  const std::string stale_self = path + ".tmp-" + std::to_string(::getpid()) + hex;  // pid reused
+  const std::string live = path + ".tmp-" + std::to_string(::getppid()) + hex;
+  const std::string other = dir.path + "/n.safetensors.tmp-" + std::to_string(dead) + hex;
+  const std::string odd = path + ".tmp-" + std::to_string(dead) + "-notours";
+  for (const std::string& p : {stale_dead, stale_self, live, other, odd}) write_file_bytes(p, Bytes{1, 2});
+  save_checkpoint(path, model);
+  auto exists = [](const std::string& p) { return ::access(p.c_str(), F_OK) == 0; };
+  expect_true(!exists(stale_dead), "a dead writer's temp is removed");
+  expect_true(!exists(stale_self), "a temp with our pid that no save owns is removed");
+  expect_true(exists(live), "a live process's temp is kept");
+  expect_true(exists(other), "another path's temp is kept");
+  expect_true(exists(odd), "a file not named like a temp is kept");
+  expect_true(load_checkpoint(path).params.size() > 0, "the save itself succeeded");
+}
+
+// ---------------------------------------------------------------- numeric guard
+
+// A finite loss and gradient can still make a non-finite update (weight_decay
+// 1e38 with lr 9: 1 - lr*wd overflows). The step must throw E_NUMERIC naming
+// it and commit nothing: parameters, moments and EMA bitwise as before.
+RECA_TEST(trainer_step_never_commits_nonfinite_state) {
+  const ModelConfig cfg = ModelConfig::preset("tiny", Mode::Mask);
+  for (const double ema : {0.0, 0.9}) {
+    const std::string what = ema > 0 ? "with EMA" : "without EMA";
+    RecaModel model(cfg, cpu_backend());
+    model.init(4);
+    TrainerOptions o;
+    o.weight_decay = 1e38;
+    o.lr = 9;
+    o.ema = ema;
+    Trainer trainer(model, o);
+    Data d = make_data(cfg, 2, 3);
+    const std::vector<float> p0 = model_params(model);
+    const State s0 = trainer_state(trainer);
+    expect_error(ErrorCode::Numeric, [&] { trainer.step(d.batch(2)); }, what + ": step 1",
+                 "step 1 would make");
+    expect_true(same_bits(model_params(model), p0), what + ": parameters unchanged");
+    expect_true(trainer_state(trainer) == s0, what + ": moments, EMA and step count unchanged");
+    bool finite = true;
+    for (float x : model_params(model)) finite = finite && std::isfinite(x);
+    expect_true(finite, what + ": parameters finite");
+    // The same again: still refused, still unchanged (no state leaked into step 2).
+    expect_error(ErrorCode::Numeric, [&] { trainer.step(d.batch(2)); }, what + ": retry",
+                 "step 1 would make");
+    expect_true(same_bits(model_params(model), p0), what + ": parameters unchanged after retry");
+  }
 }
 
 // ---------------------------------------------------------------- code upkeep

@@ -1080,10 +1080,17 @@ RECA_TEST(trainer_step_never_commits_nonfinite_state) {
     RecaModel model(cfg, cpu_backend());
     model.init(4);
     TrainerOptions o;
-    o.weight_decay = 1e38;
-    o.lr = 9;
+    o.lr = 1;  // the largest rate the option table allows
     o.ema = ema;
     Trainer trainer(model, o);
+    // Options within their ranges cannot overflow an update from sane state, so
+    // plant a moment the next update turns into an infinite weight: m huge, v zero.
+    for (const ParamInfo& p : model.layout().params())
+      if (trainer.trainable(p)) {
+        trainer.exp_avg()[p.offset] = 3e38f;
+        trainer.exp_avg_sq()[p.offset] = 0.0f;
+        break;
+      }
     Data d = make_data(cfg, 2, 3);
     const std::vector<float> p0 = model_params(model);
     const State s0 = trainer_state(trainer);

@@ -262,6 +262,12 @@ export interface TrainerOptions {
   freeze?: ParamGroup[];
   /** Seed of every training draw (default 0). */
   seed?: number | bigint;
+  /**
+   * A step whose loss, gradient or update is not finite: 'error' (default)
+   * rejects with E_NUMERIC; 'skip' resolves with `skipped: true` and counts it.
+   * Parameters and optimizer state are unchanged either way.
+   */
+  nonFinite?: 'error' | 'skip';
   /** The reca template (default "describe the image"). */
   template?: string;
   /**
@@ -283,7 +289,7 @@ export type StepResult = NativeStepResult;
 const GROUPS: readonly ParamGroup[] = ['und', 'conn', 'vq', 'gen'];
 const TRAINER_KEYS = new Set([
   'tasks', 'recipe', 'microBatch', 'optimizer', 'schedule', 'maxGradNorm', 'ema', 'condDropout',
-  'condGradScale', 'freeze', 'seed', 'template', 'codeRestart',
+  'condGradScale', 'freeze', 'seed', 'template', 'codeRestart', 'nonFinite',
 ]);
 
 function checkKeys(o: object, allowed: readonly string[], what: string): void {
@@ -354,6 +360,7 @@ export function resolveTrainerOptions(options: TrainerOptions): NativeTrainerOpt
   out.condGradScale = o.condGradScale;
   out.seed = o.seed;
   out.template = o.template;
+  out.nonFinite = o.nonFinite;
   return out;
 }
 

@@ -121,6 +121,12 @@ export interface NativeStepResult {
   seconds: number;
   /** Caption bytes cut to fit max_text_len, over the batch. */
   cutBytes: number;
+  /** nonFinite 'skip': this step's loss, gradient or update was not finite and nothing changed (loss is NaN). */
+  skipped: boolean;
+  /** Steps this trainer skipped so far. */
+  skippedSteps: number;
+  /** Why the step was skipped. */
+  skipReason?: string;
   /** Tokenizer steps: distinct codes the batch chose, and codes re-seeded after the update. */
   codesUsed?: number;
   codesRestarted?: number;

@@ -354,6 +354,16 @@ export const SCHEMA = {
       "doc": "tokenizer stage: re-seed unused codes every this many steps (0: off)"
     },
     {
+      "name": "nonFinite",
+      "kind": "choice",
+      "default": "error",
+      "choices": [
+        "error",
+        "skip"
+      ],
+      "doc": "a step whose loss, gradient or update is not finite: raise E_NUMERIC, or count it as skipped without an update (state unchanged either way)"
+    },
+    {
       "name": "trainUnd",
       "kind": "boolean",
       "default": false,
@@ -585,6 +595,8 @@ export interface NativeTrainerOptions {
   condGradScale?: number;
   /** tokenizer stage: re-seed unused codes every this many steps (0: off) (default 0; integer in [0, 1099511627776]) */
   codeRestart?: number;
+  /** a step whose loss, gradient or update is not finite: raise E_NUMERIC, or count it as skipped without an update (state unchanged either way) (default 'error') */
+  nonFinite?: 'error' | 'skip';
   /** the understanding encoder gets gradients (default false) */
   trainUnd?: boolean;
   /** the connector gets gradients (default false) */

@@ -574,6 +574,9 @@ Napi::Value TrainerWrap::Step(const Napi::CallbackInfo& info) {
           r.Set("images", num(static_cast<double>(s.images)));
           r.Set("seconds", num(s.seconds));
           r.Set("cutBytes", num(static_cast<double>(cut)));
+          r.Set("skipped", Napi::Boolean::New(e, s.skipped));
+          r.Set("skippedSteps", num(static_cast<double>(s.skipped_steps)));
+          if (s.skipped) r.Set("skipReason", Napi::String::New(e, s.skip_reason));
           if (s.codes_used >= 0) {
             r.Set("codesUsed", num(static_cast<double>(s.codes_used)));
             r.Set("codesRestarted", num(static_cast<double>(s.codes_restarted)));

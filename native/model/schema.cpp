@@ -158,6 +158,17 @@ const Schema<TrainerOptions>& trainer_schema() {
                    "scale of the gradient into the understanding embeddings on the reca task"),
           RECA_INT(T, "codeRestart", code_restart_every, 0, kMaxCount,
                    "tokenizer stage: re-seed unused codes every this many steps (0: off)"),
+          Field<T>{"nonFinite", FieldKind::Choice, 0, 0, false, false, "error|skip",
+                   "a step whose loss, gradient or update is not finite: raise E_NUMERIC, or "
+                   "count it as skipped without an update (state unchanged either way)",
+                   [](const T& o) {
+                     FieldValue v;
+                     v.text = o.non_finite == NonFinite::Skip ? "skip" : "error";
+                     return v;
+                   },
+                   [](T& o, const FieldValue& v) {
+                     o.non_finite = v.text == "skip" ? NonFinite::Skip : NonFinite::Error;
+                   }},
           RECA_BOOL(T, "trainUnd", trainable.und, "the understanding encoder gets gradients"),
           RECA_BOOL(T, "trainConn", trainable.conn, "the connector gets gradients"),
           RECA_BOOL(T, "trainVq", trainable.vq, "the VQ tokenizer gets gradients"),

@@ -140,6 +140,26 @@ void Trainer::draw(Task task, const StepBatch& batch, TaskDraws& d) const {
 
 StepStats Trainer::step(const StepBatch& batch, const std::vector<TaskDraws>* replay,
                         std::vector<TaskDraws>* used) {
+  if (opts_.non_finite == NonFinite::Error) return step_or_throw(batch, replay, used);
+  try {
+    return step_or_throw(batch, replay, used);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::Numeric) throw;
+    // Every finiteness check precedes the update, so nothing was committed.
+    StepStats st;
+    st.step = ++step_;
+    st.images = batch.B;
+    st.loss = NAN;
+    st.lr = lr_at(st.step);
+    st.skipped = true;
+    st.skipped_steps = ++skipped_steps_;
+    st.skip_reason = e.what();
+    return st;
+  }
+}
+
+StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskDraws>* replay,
+                        std::vector<TaskDraws>* used) {
   const auto t0 = std::chrono::steady_clock::now();
   const ModelConfig& c = model_.config();
   Backend& be = model_.backend();
@@ -272,6 +292,7 @@ StepStats Trainer::step(const StepBatch& batch, const std::vector<TaskDraws>* re
   }
   be.adamw_step_segments(segs.data(), static_cast<int64_t>(segs.size()), ac);
   step_ = st.step;
+  st.skipped_steps = skipped_steps_;
   if (opts_.tokenizer) restart_codes(batch_codes, batch_z, st);
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return st;

@@ -13,6 +13,9 @@
 namespace reca::model {
 
 enum class Schedule { Constant, Cosine };
+// What a step whose loss, gradient or update is not finite does: raise
+// E_NUMERIC, or count the step as done without an update (a skipped step).
+enum class NonFinite { Error, Skip };
 
 struct TrainerOptions {
   // λ per task (SPEC §5); a task with λ = 0 is skipped. The tokenizer stage is
@@ -33,6 +36,7 @@ struct TrainerOptions {
   // their Adam moments cleared (dead-code restart, SPEC §3). 0 = off. It reads
   // only the current batch, so a resumed run restarts exactly as a straight one.
   int64_t code_restart_every = 0;
+  NonFinite non_finite = NonFinite::Error;
   Trainable trainable;         // default: the generator only (und, conn, vq frozen)
   uint64_t seed = 0;
   std::string template_text = "describe the image";
@@ -66,6 +70,9 @@ struct StepStats {
   int64_t codes_restarted = 0;  // tokenizer steps: codes re-seeded after this update
   int64_t images = 0;
   double seconds = 0;
+  bool skipped = false;       // non_finite = Skip: this step made no update
+  int64_t skipped_steps = 0;  // steps skipped so far by this trainer
+  std::string skip_reason;    // why, when skipped
 };
 
 class Trainer {
@@ -77,8 +84,10 @@ class Trainer {
 
   // One optimizer step. `replay` (optional, one entry per task in order reca,
   // t2i, i2t) supplies the draws instead of Philox; `used` (optional) receives
-  // the draws that were used. Throws E_NUMERIC (and leaves the parameters and
-  // optimizer state untouched) when the loss or the gradient is not finite.
+  // the draws that were used. When the loss, the gradient or the update is not
+  // finite, parameters and optimizer state stay untouched and, as
+  // options().non_finite says, E_NUMERIC is thrown or the step is counted as
+  // skipped (the step count advances, so draws and schedules stay aligned).
   StepStats step(const StepBatch& batch, const std::vector<TaskDraws>* replay = nullptr,
                  std::vector<TaskDraws>* used = nullptr);
 
@@ -100,6 +109,8 @@ class Trainer {
   int64_t state_bytes() const;
 
  private:
+  StepStats step_or_throw(const StepBatch& batch, const std::vector<TaskDraws>* replay,
+                          std::vector<TaskDraws>* used);
   void draw(Task task, const StepBatch& batch, TaskDraws& d) const;
   void restart_codes(const std::vector<int32_t>& codes, const std::vector<float>& z, StepStats& st);
   // Whether the AdamW update `segs` would leave every parameter, moment and
@@ -112,6 +123,7 @@ class Trainer {
   Arena arena_;
   float *grads_ = nullptr, *m_ = nullptr, *v_ = nullptr, *ema_ = nullptr;
   int64_t step_ = 0;
+  int64_t skipped_steps_ = 0;
 };
 
 // Encodes UTF-8 text as byte ids, cut at a UTF-8 boundary to max_len and

@@ -1108,6 +1108,36 @@ RECA_TEST(trainer_step_never_commits_nonfinite_state) {
   }
 }
 
+// nonFinite = skip: the same refused update is counted as a skipped step; the
+// state is unchanged but for the step count, and the next step proceeds.
+RECA_TEST(trainer_skip_policy_counts_nonfinite_steps) {
+  const ModelConfig cfg = ModelConfig::preset("tiny", Mode::Mask);
+  RecaModel model(cfg, cpu_backend());
+  model.init(4);
+  TrainerOptions o;
+  o.lr = 1;
+  o.non_finite = NonFinite::Skip;
+  Trainer trainer(model, o);
+  const ParamInfo* planted = nullptr;
+  for (const ParamInfo& p : model.layout().params())
+    if (!planted && trainer.trainable(p)) planted = &p;
+  trainer.exp_avg()[planted->offset] = 3e38f;
+  trainer.exp_avg_sq()[planted->offset] = 0.0f;
+  Data d = make_data(cfg, 2, 3);
+  const std::vector<float> p0 = model_params(model);
+  const StepStats s1 = trainer.step(d.batch(2));
+  expect_true(s1.skipped && s1.skipped_steps == 1 && s1.step == 1 && trainer.steps_done() == 1,
+              "step 1 skipped and counted");
+  expect_true(s1.skip_reason.find("non-finite") != std::string::npos, "reason: " + s1.skip_reason);
+  expect_true(same_bits(model_params(model), p0), "parameters unchanged by the skipped step");
+  // Clear the planted moment: the next step updates and reports the running count.
+  trainer.exp_avg()[planted->offset] = 0.0f;
+  const StepStats s2 = trainer.step(d.batch(2));
+  expect_true(!s2.skipped && s2.skipped_steps == 1 && s2.step == 2 && std::isfinite(s2.loss),
+              "step 2 updates");
+  expect_true(!same_bits(model_params(model), p0), "step 2 changed the parameters");
+}
+
 // ---------------------------------------------------------------- code upkeep
 
 // Dead-code restart of the tokenizer stage: on a restart step, exactly the codes

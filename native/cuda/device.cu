@@ -15,6 +15,7 @@ namespace reca::cuda {
 
 namespace detail {
 void raise(const char* op, cudaError_t err) {
+  cudaGetLastError();  // a non-sticky error (e.g. a failed allocation) must not resurface later
   const ErrorCode code =
       err == cudaErrorMemoryAllocation ? ErrorCode::OutOfMemory : ErrorCode::Cuda;
   throw Error(code, std::string(op) + ": " + cudaGetErrorString(err));

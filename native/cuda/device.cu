@@ -20,6 +20,17 @@ void raise(const char* op, cudaError_t err) {
       err == cudaErrorMemoryAllocation ? ErrorCode::OutOfMemory : ErrorCode::Cuda;
   throw Error(code, std::string(op) + ": " + cudaGetErrorString(err));
 }
+void malloc_async(void** p, size_t bytes, cudaStream_t stream, const char* op) {
+  *p = nullptr;
+  const cudaError_t err = cudaMallocAsync(p, bytes, stream);
+  if (err == cudaSuccess) return;
+  *p = nullptr;
+  cudaGetLastError();
+  if (err == cudaErrorMemoryAllocation)
+    fail(ErrorCode::OutOfMemory, "%s: could not allocate %llu bytes of device memory (scratch); use a smaller "
+         "batch or model", op, static_cast<unsigned long long>(bytes));
+  raise(op, err);
+}
 }  // namespace detail
 
 CudaInfo query_cuda() {

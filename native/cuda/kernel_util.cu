@@ -7,18 +7,7 @@
 namespace reca::cuda::detail {
 
 Scratch::Scratch(size_t bytes, Stream stream, const char* op) : stream_(stream) {
-  if (bytes == 0) bytes = 16;
-  const cudaError_t err = cudaMallocAsync(&p_, bytes, stream);
-  if (err == cudaErrorMemoryAllocation) {
-    cudaGetLastError();
-    p_ = nullptr;
-    fail(ErrorCode::OutOfMemory, "%s: could not allocate %llu bytes of device scratch memory; "
-         "use a smaller batch or model", op, static_cast<unsigned long long>(bytes));
-  }
-  if (err != cudaSuccess) {
-    p_ = nullptr;
-    raise(op, err);
-  }
+  malloc_async(&p_, bytes == 0 ? 16 : bytes, stream, op);
 }
 
 Scratch::~Scratch() {

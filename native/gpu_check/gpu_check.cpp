@@ -1275,17 +1275,19 @@ void print_table() {
 
 int main(int argc, char** argv) {
   std::string out_dir = std::getenv("OUT") ? std::getenv("OUT") : "";
-  bool skip_timing = false, skip_backend = false, skip_model = false;
+  bool skip_timing = false, skip_backend = false, skip_model = false, skip_kernels = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out_dir = argv[++i];
     else if (!std::strcmp(argv[i], "--checks-only")) skip_timing = true;
     else if (!std::strcmp(argv[i], "--no-backend")) skip_backend = true;
     else if (!std::strcmp(argv[i], "--no-model")) skip_model = true;
+    else if (!std::strcmp(argv[i], "--no-kernels")) skip_kernels = true;
     else {
-      std::fprintf(stderr, "usage: reca_gpu_check [--out DIR] [--checks-only] [--no-backend] [--no-model]\n"
+      std::fprintf(stderr, "usage: reca_gpu_check [--out DIR] [--checks-only] [--no-backend] [--no-model] [--no-kernels]\n"
                            "  --checks-only  no ceilings / timings\n"
                            "  --no-backend   skip the every-op CUDA-backend-vs-CPU section and the model parity\n"
-                           "  --no-model     skip the whole-model parity only\n");
+                           "  --no-model     skip the whole-model parity only\n"
+                           "  --no-kernels   skip the cuda:: kernel checks against the float64 references\n");
       return 2;
     }
   }
@@ -1313,43 +1315,45 @@ int main(int argc, char** argv) {
     g_stream = reca::cuda::stream_create();
     using P = reca::cuda::MatmulPrecision;
 
-    say("\n== correctness: matmul (fp32 tol 1e-5 for K <= 1024, else 3e-5; tf32 tol 1e-3)\n");
-    const MatmulCase cases[] = {
-        {1, 1, 1, false, false, false, false, 0},   {3, 5, 7, false, false, true, true, 0},
-        {17, 33, 9, true, false, false, true, 0},   {17, 33, 9, false, true, true, false, 0},
-        {31, 63, 200, true, true, false, true, 0},  {127, 129, 65, false, false, false, true, 0},
-        {128, 128, 128, false, true, false, false, 0}, {128, 128, 128, true, false, true, true, 0},
-        {255, 257, 31, true, true, true, true, 0},  {64, 263, 768, false, true, false, true, 0},
-        {64, 48, 16, false, true, false, true, 0},  {200, 96, 100, false, false, false, true, 1},
-        {200, 96, 100, true, true, true, false, 1}, {129, 3, 0, false, false, true, true, 0},
-        {3104, 2304, 768, false, true, false, true, 0}, {3104, 768, 3072, false, true, true, true, 0},
-        {3104, 3072, 768, false, false, false, false, 0}, {768, 3072, 3104, true, false, true, false, 0},
-        {260, 132, 68, true, true, false, true, 0},   {132, 260, 36, false, false, true, true, 0},
-    };
-    for (const MatmulCase& c : cases) check_matmul(c, P::Fp32, c.K <= 1024 ? 1e-5 : 3e-5);
-    for (const MatmulCase& c : cases) check_matmul(c, P::Tf32, 1e-3);
-    check_matmul_deterministic(3104, 768, 3072, P::Fp32);
-    check_matmul_deterministic(3104, 768, 3072, P::Tf32);
+    if (!skip_kernels) {
+      say("\n== correctness: matmul (fp32 tol 1e-5 for K <= 1024, else 3e-5; tf32 tol 1e-3)\n");
+      const MatmulCase cases[] = {
+          {1, 1, 1, false, false, false, false, 0},   {3, 5, 7, false, false, true, true, 0},
+          {17, 33, 9, true, false, false, true, 0},   {17, 33, 9, false, true, true, false, 0},
+          {31, 63, 200, true, true, false, true, 0},  {127, 129, 65, false, false, false, true, 0},
+          {128, 128, 128, false, true, false, false, 0}, {128, 128, 128, true, false, true, true, 0},
+          {255, 257, 31, true, true, true, true, 0},  {64, 263, 768, false, true, false, true, 0},
+          {64, 48, 16, false, true, false, true, 0},  {200, 96, 100, false, false, false, true, 1},
+          {200, 96, 100, true, true, true, false, 1}, {129, 3, 0, false, false, true, true, 0},
+          {3104, 2304, 768, false, true, false, true, 0}, {3104, 768, 3072, false, true, true, true, 0},
+          {3104, 3072, 768, false, false, false, false, 0}, {768, 3072, 3104, true, false, true, false, 0},
+          {260, 132, 68, true, true, false, true, 0},   {132, 260, 36, false, false, true, true, 0},
+      };
+      for (const MatmulCase& c : cases) check_matmul(c, P::Fp32, c.K <= 1024 ? 1e-5 : 3e-5);
+      for (const MatmulCase& c : cases) check_matmul(c, P::Tf32, 1e-3);
+      check_matmul_deterministic(3104, 768, 3072, P::Fp32);
+      check_matmul_deterministic(3104, 768, 3072, P::Tf32);
 
-    say("\n== correctness: gelu, layernorm, adamw (fp32 vs float64 reference)\n");
-    for (auto s : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {17, 33}, {33, 1027}, {3104, 3072},
-                   {1001, 768}, {5, 4}})
-      check_gelu(s.first, s.second);
-    // C covers the fused backward (float4: 64, 300, 768, 1024; scalar: 1, 7, 130)
-    // and the wide-row path (258 scalar, 1027, 1028); rows not a multiple of 16.
-    for (auto s : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {17, 64}, {33, 1027}, {3104, 768},
-                   {1000, 768}, {45, 300}, {19, 130}, {21, 258}, {50, 1024}, {9, 1028}})
-      check_layernorm(s.first, s.second);
-    for (int64_t n : {1, 7, 4099, 1 << 20}) {
-      check_adamw(n, true, true, 0);
-      check_adamw(n, false, false, 0);
+      say("\n== correctness: gelu, layernorm, adamw (fp32 vs float64 reference)\n");
+      for (auto s : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {17, 33}, {33, 1027}, {3104, 3072},
+                     {1001, 768}, {5, 4}})
+        check_gelu(s.first, s.second);
+      // C covers the fused backward (float4: 64, 300, 768, 1024; scalar: 1, 7, 130)
+      // and the wide-row path (258 scalar, 1027, 1028); rows not a multiple of 16.
+      for (auto s : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {17, 64}, {33, 1027}, {3104, 768},
+                     {1000, 768}, {45, 300}, {19, 130}, {21, 258}, {50, 1024}, {9, 1028}})
+        check_layernorm(s.first, s.second);
+      for (int64_t n : {1, 7, 4099, 1 << 20}) {
+        check_adamw(n, true, true, 0);
+        check_adamw(n, false, false, 0);
+      }
+      check_adamw(4099, true, true, 1);
+
+      say("\n== correctness: Philox, CPU vs GPU bit for bit\n");
+      check_philox();
+      reca::cuda::device_synchronize();
+      say("  (checks took %.1f s so far)\n", elapsed());
     }
-    check_adamw(4099, true, true, 1);
-
-    say("\n== correctness: Philox, CPU vs GPU bit for bit\n");
-    check_philox();
-    reca::cuda::device_synchronize();
-    say("  (checks took %.1f s so far)\n", elapsed());
 
     if (!skip_backend) {
       backend_checks(!skip_model);

@@ -1007,7 +1007,10 @@ void model_parity() {
         check_scalar("loss CPU vs GPU", sh, g1.loss, c.loss, 1e-5);
         check_scalar("grad norm CPU vs GPU", sh, g1.grad_norm, c.grad_norm, 1e-4);
         check_rel("grads CPU vs GPU (rel L2, whole buffer)", sh, g1.grads, c.grads, 1e-4);
-        check_rel("params after the step CPU vs GPU", sh, g1.params, c.params, 1e-5);
+        // The first AdamW step moves each parameter by about ±lr (m̂/√v̂ = g/|g|): an element
+        // whose gradient is within rounding of 0 may move the other way on the other
+        // backend, hence a looser bound than the gradients' relative error suggests.
+        check_rel("params after the step CPU vs GPU", sh, g1.params, c.params, 1e-4);
         check_rel("ema after the step CPU vs GPU", sh, g1.ema, c.ema, 1e-5);
         const bool same = std::memcmp(&g1.loss, &g2.loss, sizeof(double)) == 0 &&
                           std::memcmp(&g1.grad_norm, &g2.grad_norm, sizeof(double)) == 0 &&

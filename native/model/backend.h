@@ -12,7 +12,6 @@
 #pragma once
 #include <cstdint>
 #include <memory>
-
 #include <string>
 
 #include "core/optim_types.h"

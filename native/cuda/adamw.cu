@@ -1,9 +1,11 @@
 // Fused AdamW update on the device (SPEC §6); the semantics of
 // reca::cpu::adamw_step: clip scale, decay flag and optional EMA in one pass.
 #include <cmath>
+#include <vector>
 
 #include "cuda/cuda_check.cuh"
 #include "cuda/cuda_ops.h"
+#include "cuda/kernel_util.cuh"
 
 namespace reca::cuda {
 namespace {
@@ -51,10 +53,63 @@ __global__ void adamw_kernel(float* p, float* m, float* v, float* ema, const flo
 
 bool aligned16(const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; }
 
+// One segment of adamw_step_segments on the device, with the index of its first
+// work block (kSegBlock elements a block).
+struct SegDesc {
+  float *p, *m, *v, *ema;
+  const float* g;
+  int64_t n;
+  int64_t first_block;
+  int decay;
+};
+constexpr int64_t kSegBlock = 4096;
+constexpr int kSegThreads = 256;
+
+// Work block b (grid-stride) belongs to the last segment whose first_block <= b
+// (binary search; empty segments own no block). Elementwise, so the split
+// changes nothing in the result.
+__global__ void __launch_bounds__(kSegThreads)
+    adamw_segments_kernel(const SegDesc* segs, int64_t count, int64_t blocks, cpu::AdamWScalars k) {
+  for (int64_t b = blockIdx.x; b < blocks; b += gridDim.x) {
+    int64_t lo = 0, hi = count - 1;
+    while (lo < hi) {
+      const int64_t mid = (lo + hi + 1) / 2;
+      if (segs[mid].first_block <= b) lo = mid; else hi = mid - 1;
+    }
+    const SegDesc sd = segs[lo];
+    const int64_t off = (b - sd.first_block) * kSegBlock;
+    const int64_t end = off + kSegBlock < sd.n ? off + kSegBlock : sd.n;
+    for (int64_t i = off + threadIdx.x; i < end; i += kSegThreads)
+      update_one(sd.p[i], sd.m[i], sd.v[i], sd.ema ? sd.ema + i : nullptr, sd.g[i], sd.decay != 0, k);
+  }
+}
+
 }  // namespace
 
+void adamw_step_segments(const AdamWSegment<float>* segs, int64_t count, const AdamWConfig& cfg,
+                         Stream stream) {
+  if (count <= 0) return;
+  std::vector<SegDesc> table;
+  table.reserve(static_cast<size_t>(count));
+  int64_t blocks = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const AdamWSegment<float>& s = segs[i];
+    if (s.n <= 0) continue;
+    table.push_back({s.p, s.m, s.v, s.ema, s.g, s.n, blocks, s.decay ? 1 : 0});
+    blocks += (s.n + kSegBlock - 1) / kSegBlock;
+  }
+  if (table.empty()) return;
+  const cpu::AdamWScalars k = cpu::adamw_scalars(cfg);
+  const size_t bytes = table.size() * sizeof(SegDesc);
+  detail::Scratch dev(bytes, stream, "adamw_step_segments");
+  detail::upload_async(dev.as<void>(), table.data(), bytes, stream, "adamw_step_segments");
+  adamw_segments_kernel<<<detail::grid_for(blocks, 1), kSegThreads, 0, stream>>>(
+      dev.as<SegDesc>(), static_cast<int64_t>(table.size()), blocks, k);
+  RECA_CUDA_LAUNCHED("adamw_step_segments");
+}
+
 void adamw_step(float* p, float* m, float* v, float* ema, const float* g, int64_t n, bool decay,
-                const cpu::AdamWConfig& cfg, Stream stream) {
+                const AdamWConfig& cfg, Stream stream) {
   if (n <= 0) return;
   const cpu::AdamWScalars k = cpu::adamw_scalars(cfg);
   const bool vec = aligned16(p) && aligned16(m) && aligned16(v) && aligned16(g) && (!ema || aligned16(ema));

@@ -10,6 +10,9 @@
 
 namespace reca::cuda::detail {
 [[noreturn]] void raise(const char* op, cudaError_t err);
+// *p = cudaMallocAsync(bytes) on stream; out of memory throws E_OUT_OF_MEMORY
+// naming op and the size (the error is cleared), any other failure E_CUDA.
+void malloc_async(void** p, size_t bytes, cudaStream_t stream, const char* op);
 
 inline unsigned grid_1d(int64_t n, int threads, int64_t cap = 65535LL * 16) {
   int64_t blocks = (n + threads - 1) / threads;

@@ -15,9 +15,21 @@ namespace reca::cuda {
 
 namespace detail {
 void raise(const char* op, cudaError_t err) {
+  cudaGetLastError();  // a non-sticky error (e.g. a failed allocation) must not resurface later
   const ErrorCode code =
       err == cudaErrorMemoryAllocation ? ErrorCode::OutOfMemory : ErrorCode::Cuda;
   throw Error(code, std::string(op) + ": " + cudaGetErrorString(err));
+}
+void malloc_async(void** p, size_t bytes, cudaStream_t stream, const char* op) {
+  *p = nullptr;
+  const cudaError_t err = cudaMallocAsync(p, bytes, stream);
+  if (err == cudaSuccess) return;
+  *p = nullptr;
+  cudaGetLastError();
+  if (err == cudaErrorMemoryAllocation)
+    fail(ErrorCode::OutOfMemory, "%s: could not allocate %llu bytes of device memory (scratch); use a smaller "
+         "batch or model", op, static_cast<unsigned long long>(bytes));
+  raise(op, err);
 }
 }  // namespace detail
 

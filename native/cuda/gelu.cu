@@ -141,9 +141,8 @@ void gelu_backward(float* dx, float* dbias, const float* x, const float* bias, c
                                             16 == 0;
   float* partial = nullptr;
   if (dbias)
-    RECA_CUDA_CALL("gelu_backward: cudaMallocAsync",
-                   cudaMallocAsync(reinterpret_cast<void**>(&partial),
-                                   size_t(tiles) * size_t(cols) * sizeof(float), stream));
+    detail::malloc_async(reinterpret_cast<void**>(&partial), size_t(tiles) * size_t(cols) * sizeof(float), stream,
+                         "gelu_backward");
   const int64_t groups = vec ? cols / 4 : cols;
   const dim3 grid(static_cast<unsigned>((groups + kThreads - 1) / kThreads), static_cast<unsigned>(tiles));
   if (vec) gelu_backward_tile<float4><<<grid, kThreads, 0, stream>>>(dx, partial, x, bias, dy, rows, cols);

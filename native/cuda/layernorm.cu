@@ -285,9 +285,8 @@ void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const 
                static_cast<long long>(rows));
     float* partial = nullptr;  // [2, nblk, C]: dw partials, then db partials
     if (dw || db)
-      RECA_CUDA_CALL("layernorm_backward: cudaMallocAsync",
-                     cudaMallocAsync(reinterpret_cast<void**>(&partial),
-                                     2 * size_t(nblk) * size_t(C) * sizeof(float), stream));
+      detail::malloc_async(reinterpret_cast<void**>(&partial), 2 * size_t(nblk) * size_t(C) * sizeof(float), stream,
+                           "layernorm_backward");
     float* pw = dw ? partial : nullptr;
     float* pb = db ? partial + nblk * C : nullptr;
     const unsigned blocks = static_cast<unsigned>(nblk);
@@ -316,9 +315,8 @@ void layernorm_backward(float* dx, float* dw, float* db, const float* dy, const 
   RECA_CHECK(chunks <= 65535, InvalidArgument, "layernorm_backward: %lld rows is over the limit %d",
              static_cast<long long>(rows), 65535 * kRowChunk);
   float* partial = nullptr;  // [2, chunks, C]: dw partials, then db partials
-  RECA_CUDA_CALL("layernorm_backward: cudaMallocAsync",
-                 cudaMallocAsync(reinterpret_cast<void**>(&partial),
-                                 2 * size_t(chunks) * size_t(C) * sizeof(float), stream));
+  detail::malloc_async(reinterpret_cast<void**>(&partial), 2 * size_t(chunks) * size_t(C) * sizeof(float), stream,
+                       "layernorm_backward");
   float* pw = dw ? partial : nullptr;
   float* pb = db ? partial + chunks * C : nullptr;
   const dim3 grid(static_cast<unsigned>((C + kThreads - 1) / kThreads), static_cast<unsigned>(chunks));

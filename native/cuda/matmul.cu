@@ -439,8 +439,7 @@ void launch(float* C, const float* A, const float* B, const float* bias, int M, 
   const int k_slice = (K / split + BK - 1) / BK * BK;
   const int64_t mn = int64_t(M) * N;
   float* part = nullptr;  // [split, M, N]
-  RECA_CUDA_CALL("matmul: cudaMallocAsync",
-                 cudaMallocAsync(reinterpret_cast<void**>(&part), size_t(split) * mn * sizeof(float), stream));
+  detail::malloc_async(reinterpret_cast<void**>(&part), size_t(split) * mn * sizeof(float), stream, "matmul");
   const dim3 grid(gx, gy, split);
   if (vec) sgemm_fp32<TA, TB, true, true><<<grid, kThreads, 0, stream>>>(part, A, B, nullptr, M, N, K, false, k_slice);
   else sgemm_fp32<TA, TB, false, true><<<grid, kThreads, 0, stream>>>(part, A, B, nullptr, M, N, K, false, k_slice);

@@ -5,7 +5,12 @@
 //   3. checks every CUDA op against the CPU reference on fresh random inputs
 //      (relative L2 error against a float64 reference, poisoned outputs, NaN
 //      fails), Philox CPU vs GPU bit for bit, and run-to-run determinism;
-//   4. times each op at the `base` preset shapes (SPEC §1) with CUDA events
+//   4. every op of model/backend.h: the CUDA backend against cpu_backend() on the
+//      same random inputs (odd sizes; bits where the arithmetic is the CPU's,
+//      relative L2 otherwise; GPU run-to-run bits for the reductions), then a
+//      tiny RecaModel: one Trainer step per mode × task and the tokenizer stage,
+//      loss / grads / updated params / EMA CPU vs GPU, and the GPU twice (bits);
+//   5. times each op at the `base` preset shapes (SPEC §1) with CUDA events
 //      (warm-up, median of repeats, rotating input sets) and compares each
 //      time with its floor: max(flops / compute ceiling, bytes / copy ceiling).
 // Prints a table last; writes gpu_check.json and gpu_check.log to --out DIR
@@ -18,7 +23,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +38,9 @@
 #include "cpu/layernorm.h"
 #include "cuda/cuda_info.h"
 #include "cuda/cuda_ops.h"
+#include "model/backend.h"
+#include "model/reca_model.h"
+#include "model/trainer.h"
 
 namespace {
 
@@ -391,6 +402,661 @@ void check_philox() {
   }
 }
 
+// ---------------------------------------------------------------- every Backend op: CPU vs CUDA
+// In the spirit of ggml's test-backend-ops: each op of model/backend.h runs on
+// cpu_backend() and on the CUDA backend with the same random inputs (odd sizes
+// included); outputs are compared with a per-op tolerance: bits for integer
+// outputs and for ops whose arithmetic is the CPU's exactly (elementwise, index
+// ops, ordered scatters), relative L2 against the CPU result otherwise. Every
+// op that reduces is also run twice on the GPU: the bits must agree.
+using reca::model::Backend;
+Backend* g_cpu = nullptr;
+Backend* g_gpu = nullptr;
+std::string g_section = "setup";
+
+// A tensor living on both backends (same bytes uploaded to each).
+struct Twin {
+  size_t bytes = 0;
+  void* c = nullptr;
+  void* g = nullptr;
+  explicit Twin(size_t b) : bytes(b), c(g_cpu->alloc(int64_t(b))), g(g_gpu->alloc(int64_t(b))) {}
+  ~Twin() {
+    g_cpu->release(c);
+    g_gpu->release(g);
+  }
+  Twin(const Twin&) = delete;
+  Twin& operator=(const Twin&) = delete;
+  void set(const void* host) {
+    g_cpu->upload(c, host, int64_t(bytes));
+    g_gpu->upload(g, host, int64_t(bytes));
+  }
+  float* cf() const { return static_cast<float*>(c); }
+  float* gf() const { return static_cast<float*>(g); }
+  int32_t* ci() const { return static_cast<int32_t*>(c); }
+  int32_t* gi() const { return static_cast<int32_t*>(g); }
+  uint8_t* cb() const { return static_cast<uint8_t*>(c); }
+  uint8_t* gb() const { return static_cast<uint8_t*>(g); }
+  template <class T>
+  std::vector<T> cpu_out() const {
+    std::vector<T> v(bytes / sizeof(T));
+    g_cpu->download(v.data(), c, int64_t(bytes));
+    return v;
+  }
+  template <class T>
+  std::vector<T> gpu_out() const {
+    std::vector<T> v(bytes / sizeof(T));
+    g_gpu->download(v.data(), g, int64_t(bytes));
+    return v;
+  }
+};
+template <class T>
+std::unique_ptr<Twin> twin(const std::vector<T>& host) {
+  auto t = std::make_unique<Twin>(host.size() * sizeof(T));
+  if (!host.empty()) t->set(host.data());
+  return t;
+}
+std::vector<int32_t> host_ints(int64_t n, int32_t lo, int32_t hi) {  // uniform in [lo, hi)
+  std::vector<int32_t> v(n);
+  const uint64_t s = ++g_stream_id;
+  for (int64_t i = 0; i < n; ++i) v[i] = lo + int32_t(reca::philox_u32(g_seed, s, uint64_t(i)) % uint32_t(hi - lo));
+  return v;
+}
+std::vector<float> host_uniform(int64_t n, float lo, float hi) {
+  std::vector<float> v(n);
+  const uint64_t s = ++g_stream_id;
+  for (int64_t i = 0; i < n; ++i) v[i] = lo + (hi - lo) * reca::philox_uniform(g_seed, s, uint64_t(i));
+  return v;
+}
+
+void check_rel(const std::string& name, const std::string& shape, const std::vector<float>& gpu,
+               const std::vector<float>& cpu, double tol) {
+  record_check(g_section + ": " + name, shape, rel_l2(gpu.data(), to_double(cpu).data(), int64_t(cpu.size())), tol);
+}
+// Exact: the number of elements whose bytes differ (tolerance 0).
+template <class T>
+void check_bits(const std::string& name, const std::string& shape, const std::vector<T>& gpu, const std::vector<T>& cpu) {
+  int64_t bad = 0;
+  for (size_t i = 0; i < cpu.size(); ++i) bad += std::memcmp(&gpu[i], &cpu[i], sizeof(T)) != 0;
+  record_check(g_section + ": " + name + " (elements differing)", shape, double(bad), 0.0);
+}
+void check_scalar(const std::string& name, const std::string& shape, double gpu, double cpu, double tol) {
+  const double err = std::fabs(gpu - cpu) / std::max(std::fabs(cpu), 1e-30);
+  record_check(g_section + ": " + name, shape, std::isfinite(gpu) ? err : INFINITY, tol);
+}
+void check_same_bits(const std::string& name, const std::string& shape, const void* a, const void* b, size_t bytes) {
+  record_check(g_section + ": " + name + " GPU run-to-run bits", shape, std::memcmp(a, b, bytes) == 0 ? 0.0 : 1.0, 0.0);
+}
+
+void ops_memory() {
+  g_section = "memory";
+  for (int64_t n : {1, 3, 17, 4099}) {
+    const auto host = host_normal(n);
+    auto a = twin(host);
+    Twin b(n * 4);
+    g_gpu->copy(b.g, a->g, n * 4);
+    g_cpu->copy(b.c, a->c, n * 4);
+    check_bits("upload/copy/download", shape_str({n}), b.gpu_out<float>(), host);
+    g_gpu->zero(b.g, n * 4);
+    check_bits("zero", shape_str({n}), b.gpu_out<float>(), std::vector<float>(n, 0.0f));
+  }
+}
+
+void ops_linear() {
+  g_section = "linear";
+  struct S { int64_t M, in, out; };
+  for (S s : {S{1, 1, 1}, S{3, 17, 33}, S{17, 33, 3}, S{130, 64, 96}, S{33, 130, 263}, S{2, 256, 64}}) {
+    const std::string sh = shape_str({s.M, s.in, s.out});
+    auto x = twin(host_normal(s.M * s.in)), W = twin(host_normal(s.out * s.in, 0.1f)), b = twin(host_normal(s.out));
+    Twin y(s.M * s.out * 4);
+    g_cpu->linear_forward(y.cf(), x->cf(), W->cf(), b->cf(), s.M, s.in, s.out);
+    g_gpu->linear_forward(y.gf(), x->gf(), W->gf(), b->gf(), s.M, s.in, s.out);
+    check_rel("linear_forward y", sh, y.gpu_out<float>(), y.cpu_out<float>(), 1e-5);
+    auto dy = twin(host_normal(s.M * s.out));
+    auto dx = twin(host_normal(s.M * s.in, 1e-3f)), dW = twin(host_normal(s.out * s.in, 1e-3f)),
+         db = twin(host_normal(s.out, 1e-3f));  // small: the comparison sees the increment
+    const auto dW0 = dW->cpu_out<float>(), db0 = db->cpu_out<float>();
+    g_cpu->linear_backward(dx->cf(), dW->cf(), db->cf(), dy->cf(), x->cf(), W->cf(), s.M, s.in, s.out);
+    g_gpu->linear_backward(dx->gf(), dW->gf(), db->gf(), dy->gf(), x->gf(), W->gf(), s.M, s.in, s.out);
+    check_rel("linear_backward dx (+=)", sh, dx->gpu_out<float>(), dx->cpu_out<float>(), 1e-5);
+    check_rel("linear_backward dW (+=)", sh, dW->gpu_out<float>(), dW->cpu_out<float>(), 1e-5);
+    check_rel("linear_backward db (+=)", sh, db->gpu_out<float>(), db->cpu_out<float>(), 1e-5);
+    const auto dW1 = dW->gpu_out<float>(), db1 = db->gpu_out<float>();
+    dW->set(dW0.data());
+    db->set(db0.data());
+    g_gpu->linear_backward(nullptr, dW->gf(), db->gf(), dy->gf(), x->gf(), W->gf(), s.M, s.in, s.out);
+    const auto dW2 = dW->gpu_out<float>(), db2 = db->gpu_out<float>();
+    check_same_bits("linear_backward dW", sh, dW1.data(), dW2.data(), dW1.size() * 4);
+    check_same_bits("linear_backward db", sh, db1.data(), db2.data(), db1.size() * 4);
+  }
+}
+
+void ops_layernorm_gelu() {
+  g_section = "layernorm";
+  struct S { int64_t rows, C; };
+  for (S s : {S{1, 1}, S{3, 17}, S{33, 130}, S{130, 64}, S{17, 1027}}) {
+    const std::string sh = shape_str({s.rows, s.C});
+    std::vector<float> xh = host_normal(s.rows * s.C);
+    for (float& v : xh) v = 2.0f + 1.5f * v;
+    auto x = twin(xh), w = twin(host_normal(s.C)), b = twin(host_normal(s.C));
+    Twin y(s.rows * s.C * 4), mean(s.rows * 4), rstd(s.rows * 4);
+    g_cpu->layernorm_forward(y.cf(), mean.cf(), rstd.cf(), x->cf(), w->cf(), b->cf(), s.rows, s.C);
+    g_gpu->layernorm_forward(y.gf(), mean.gf(), rstd.gf(), x->gf(), w->gf(), b->gf(), s.rows, s.C);
+    check_rel("layernorm_forward y", sh, y.gpu_out<float>(), y.cpu_out<float>(), 1e-5);
+    check_rel("layernorm_forward mean", sh, mean.gpu_out<float>(), mean.cpu_out<float>(), 1e-5);
+    check_rel("layernorm_forward rstd", sh, rstd.gpu_out<float>(), rstd.cpu_out<float>(), 1e-5);
+    // The backward on both from the CPU's statistics.
+    const auto mc = mean.cpu_out<float>(), rc = rstd.cpu_out<float>();
+    auto m2 = twin(mc), r2 = twin(rc), dy = twin(host_normal(s.rows * s.C));
+    auto dx = twin(host_normal(s.rows * s.C, 1e-3f)), dw = twin(host_normal(s.C, 1e-3f)),
+         db = twin(host_normal(s.C, 1e-3f));
+    g_cpu->layernorm_backward(dx->cf(), dw->cf(), db->cf(), dy->cf(), x->cf(), w->cf(), m2->cf(), r2->cf(), s.rows, s.C);
+    g_gpu->layernorm_backward(dx->gf(), dw->gf(), db->gf(), dy->gf(), x->gf(), w->gf(), m2->gf(), r2->gf(), s.rows, s.C);
+    check_rel("layernorm_backward dx (+=)", sh, dx->gpu_out<float>(), dx->cpu_out<float>(), 1e-5);
+    check_rel("layernorm_backward dw (+=)", sh, dw->gpu_out<float>(), dw->cpu_out<float>(), 1e-5);
+    check_rel("layernorm_backward db (+=)", sh, db->gpu_out<float>(), db->cpu_out<float>(), 1e-5);
+  }
+  g_section = "gelu";
+  for (S s : {S{1, 1}, S{3, 17}, S{33, 130}, S{17, 256}}) {
+    const std::string sh = shape_str({s.rows, s.C});
+    auto x = twin(host_normal(s.rows * s.C, 2.0f)), dy = twin(host_normal(s.rows * s.C));
+    auto dx = twin(host_normal(s.rows * s.C, 1e-3f));
+    Twin y(s.rows * s.C * 4);
+    g_cpu->gelu_forward(y.cf(), x->cf(), s.rows, s.C);
+    g_gpu->gelu_forward(y.gf(), x->gf(), s.rows, s.C);
+    check_rel("gelu_forward", sh, y.gpu_out<float>(), y.cpu_out<float>(), 1e-6);
+    g_cpu->gelu_backward(dx->cf(), x->cf(), dy->cf(), s.rows, s.C);
+    g_gpu->gelu_backward(dx->gf(), x->gf(), dy->gf(), s.rows, s.C);
+    check_rel("gelu_backward dx (+=)", sh, dx->gpu_out<float>(), dx->cpu_out<float>(), 1e-6);
+  }
+}
+
+void ops_elementwise() {
+  g_section = "elementwise";
+  for (int64_t n : {1, 3, 17, 130, 4099, 100003}) {
+    const std::string sh = shape_str({n});
+    auto a = twin(host_normal(n)), b = twin(host_normal(n));
+    Twin out(n * 4);
+    g_cpu->add(out.cf(), a->cf(), b->cf(), n);
+    g_gpu->add(out.gf(), a->gf(), b->gf(), n);
+    check_bits("add", sh, out.gpu_out<float>(), out.cpu_out<float>());
+    g_cpu->axpy(a->cf(), -0.37f, b->cf(), n);
+    g_gpu->axpy(a->gf(), -0.37f, b->gf(), n);
+    check_bits("axpy", sh, a->gpu_out<float>(), a->cpu_out<float>());
+    g_cpu->scale(a->cf(), 1.7f, n);
+    g_gpu->scale(a->gf(), 1.7f, n);
+    check_bits("scale", sh, a->gpu_out<float>(), a->cpu_out<float>());
+    std::vector<float> ch = host_normal(n, 2.0f);
+    if (n > 2) ch[1] = NAN;
+    auto c = twin(ch);
+    g_cpu->clamp(c->cf(), -1.0f, 1.0f, n);
+    g_gpu->clamp(c->gf(), -1.0f, 1.0f, n);
+    check_bits("clamp (NaN kept)", sh, c->gpu_out<float>(), c->cpu_out<float>());
+    auto cond = twin(host_normal(n)), unc = twin(host_normal(n));
+    g_cpu->cfg_combine(out.cf(), cond->cf(), unc->cf(), 3.5f, n);
+    g_gpu->cfg_combine(out.gf(), cond->gf(), unc->gf(), 3.5f, n);
+    check_bits("cfg_combine", sh, out.gpu_out<float>(), out.cpu_out<float>());
+    g_cpu->euler_step(cond->cf(), unc->cf(), 0.125f, n);
+    g_gpu->euler_step(cond->gf(), unc->gf(), 0.125f, n);
+    check_bits("euler_step", sh, cond->gpu_out<float>(), cond->cpu_out<float>());
+  }
+  for (auto s : {std::pair<int64_t, int64_t>{1, 1}, {3, 17}, {5, 130}}) {
+    const int64_t B = s.first, n = s.second;
+    const std::string sh = shape_str({B, n});
+    auto x0 = twin(host_normal(B * n)), eps = twin(host_normal(B * n)), t = twin(host_uniform(B, 0.01f, 0.99f));
+    Twin zt(B * n * 4), v(B * n * 4);
+    g_cpu->flow_noise(zt.cf(), v.cf(), x0->cf(), eps->cf(), t->cf(), B, n);
+    g_gpu->flow_noise(zt.gf(), v.gf(), x0->gf(), eps->gf(), t->gf(), B, n);
+    check_bits("flow_noise zt", sh, zt.gpu_out<float>(), zt.cpu_out<float>());
+    check_bits("flow_noise v", sh, v.gpu_out<float>(), v.cpu_out<float>());
+  }
+  g_section = "rows";
+  struct R { int64_t B, Ls, row0, Lb, D; };
+  for (R r : {R{1, 1, 0, 1, 1}, R{3, 33, 2, 17, 5}, R{2, 130, 67, 63, 64}}) {
+    const std::string sh = shape_str({r.B, r.Ls, r.row0, r.Lb, r.D});
+    for (bool acc : {false, true}) {
+      auto seq = twin(host_normal(r.B * r.Ls * r.D)), blk = twin(host_normal(r.B * r.Lb * r.D));
+      g_cpu->rows_to_seq(seq->cf(), blk->cf(), r.B, r.Ls, r.row0, r.Lb, r.D, acc);
+      g_gpu->rows_to_seq(seq->gf(), blk->gf(), r.B, r.Ls, r.row0, r.Lb, r.D, acc);
+      check_bits(acc ? "rows_to_seq (+=)" : "rows_to_seq", sh, seq->gpu_out<float>(), seq->cpu_out<float>());
+      auto blk2 = twin(host_normal(r.B * r.Lb * r.D));
+      g_cpu->rows_from_seq(blk2->cf(), seq->cf(), r.B, r.Ls, r.row0, r.Lb, r.D, acc);
+      g_gpu->rows_from_seq(blk2->gf(), seq->gf(), r.B, r.Ls, r.row0, r.Lb, r.D, acc);
+      check_bits(acc ? "rows_from_seq (+=)" : "rows_from_seq", sh, blk2->gpu_out<float>(), blk2->cpu_out<float>());
+    }
+  }
+}
+
+void ops_attention() {
+  g_section = "attention";
+  struct A { int64_t B, L, heads, width, cond_len; bool causal; int pad; };  // pad: 0 none, 1 some, 2 + a sample's condition all PAD
+  const A cases[] = {{1, 1, 1, 4, 0, true, 0},    {1, 3, 1, 8, 1, false, 0},  {2, 17, 2, 16, 5, true, 1},
+                     {3, 33, 4, 64, 33, false, 1}, {2, 130, 2, 64, 40, true, 2}, {2, 67, 3, 48, 0, true, 1},
+                     {1, 40, 2, 96, 17, false, 2}};
+  for (const A& a : cases) {
+    const int64_t C3 = 3 * a.width, H = a.heads, L = a.L, B = a.B;
+    const std::string sh = shape_str({B, L, H, a.width, a.cond_len}) + (a.causal ? " causal" : "") +
+                           (a.pad ? " pad" : "");
+    std::vector<uint8_t> padh(B * L, 0);
+    if (a.pad) {
+      const auto r = host_ints(B * L, 0, 4);
+      for (int64_t i = 0; i < B * L; ++i) padh[i] = r[i] == 0;
+      if (a.pad == 2)
+        for (int64_t j = 0; j < std::min(a.cond_len, L); ++j) padh[j] = 1;  // sample 0: condition queries see nothing
+    }
+    auto qkv = twin(host_normal(B * L * C3)), pad = twin(padh);
+    const uint8_t* pc = a.pad ? pad->cb() : nullptr;
+    const uint8_t* pg = a.pad ? pad->gb() : nullptr;
+    Twin out(B * L * a.width * 4), att(B * H * L * L * 4);
+    g_cpu->attention_forward(out.cf(), att.cf(), qkv->cf(), pc, B, L, H, a.width, a.cond_len, a.causal);
+    g_gpu->attention_forward(out.gf(), att.gf(), qkv->gf(), pg, B, L, H, a.width, a.cond_len, a.causal);
+    check_rel("attention_forward out", sh, out.gpu_out<float>(), out.cpu_out<float>(), 1e-5);
+    check_rel("attention_forward att", sh, att.gpu_out<float>(), att.cpu_out<float>(), 1e-5);
+    // Backward from the CPU's att on both (isolates the backward).
+    auto attc = twin(att.cpu_out<float>()), dout = twin(host_normal(B * L * a.width));
+    auto dqkv = twin(host_normal(B * L * C3, 1e-3f));
+    g_cpu->attention_backward(dqkv->cf(), dout->cf(), qkv->cf(), attc->cf(), pc, B, L, H, a.width, a.cond_len, a.causal);
+    g_gpu->attention_backward(dqkv->gf(), dout->gf(), qkv->gf(), attc->gf(), pg, B, L, H, a.width, a.cond_len, a.causal);
+    const auto g1 = dqkv->gpu_out<float>();
+    check_rel("attention_backward dqkv (+=)", sh, g1, dqkv->cpu_out<float>(), 1e-5);
+    // Run-to-run: the same backward again from the same start.
+    auto dqkv2 = twin(host_normal(B * L * C3));
+    auto dqkv3 = twin(dqkv2->gpu_out<float>());
+    g_gpu->attention_backward(dqkv2->gf(), dout->gf(), qkv->gf(), attc->gf(), pg, B, L, H, a.width, a.cond_len, a.causal);
+    g_gpu->attention_backward(dqkv3->gf(), dout->gf(), qkv->gf(), attc->gf(), pg, B, L, H, a.width, a.cond_len, a.causal);
+    const auto r2 = dqkv2->gpu_out<float>(), r3 = dqkv3->gpu_out<float>();
+    check_same_bits("attention_backward", sh, r2.data(), r3.data(), r2.size() * 4);
+    // Cached: the condition block, then target rows in two pieces.
+    const int64_t Lc = std::min(a.cond_len, L);
+    const int64_t cuts[] = {0, Lc, Lc + (L - Lc) / 2, L};
+    for (int k = 0; k < 3; ++k) {
+      const int64_t row0 = cuts[k], Lq = cuts[k + 1] - cuts[k];
+      if (Lq <= 0) continue;
+      Twin o(B * Lq * a.width * 4);
+      g_cpu->attention_cached(o.cf(), qkv->cf(), pc, B, L, row0, Lq, H, a.width, a.cond_len, a.causal);
+      g_gpu->attention_cached(o.gf(), qkv->gf(), pg, B, L, row0, Lq, H, a.width, a.cond_len, a.causal);
+      check_rel("attention_cached rows " + std::to_string(row0) + "+" + std::to_string(Lq), sh, o.gpu_out<float>(),
+                o.cpu_out<float>(), 1e-5);
+    }
+  }
+}
+
+void ops_embedding() {
+  g_section = "embedding";
+  struct E { int64_t V, N, D; };
+  for (E e : {E{1, 1, 1}, E{17, 33, 3}, E{5, 130, 64}, E{263, 130, 17}, E{3, 1000, 33}}) {
+    const std::string sh = shape_str({e.V, e.N, e.D});
+    auto table = twin(host_normal(e.V * e.D)), ids = twin(host_ints(e.N, -1, int32_t(e.V)));
+    auto out = twin(host_normal(e.N * e.D));  // rows with id -1 stay as they are
+    g_cpu->embedding_forward(out->cf(), table->cf(), ids->ci(), e.N, e.D);
+    g_gpu->embedding_forward(out->gf(), table->gf(), ids->gi(), e.N, e.D);
+    check_bits("embedding_forward", sh, out->gpu_out<float>(), out->cpu_out<float>());
+    auto dtable = twin(host_normal(e.V * e.D)), dout = twin(host_normal(e.N * e.D));
+    g_cpu->embedding_backward(dtable->cf(), dout->cf(), ids->ci(), e.N, e.D);
+    g_gpu->embedding_backward(dtable->gf(), dout->gf(), ids->gi(), e.N, e.D);
+    check_bits("embedding_backward (ordered +=)", sh, dtable->gpu_out<float>(), dtable->cpu_out<float>());
+  }
+  g_section = "pos_add";
+  struct P { int64_t B, seq_len, L, D, row0; };
+  for (P p : {P{1, 1, 1, 1, 0}, P{3, 33, 17, 5, 16}, P{2, 130, 63, 64, 67}}) {
+    const std::string sh = shape_str({p.B, p.seq_len, p.L, p.D}) + " row0 " + std::to_string(p.row0);
+    auto x = twin(host_normal(p.B * p.seq_len * p.D)), pos = twin(host_normal(p.L * p.D));
+    g_cpu->pos_add_forward(x->cf() + p.row0 * p.D, pos->cf(), p.B, p.seq_len, p.L, p.D);
+    g_gpu->pos_add_forward(x->gf() + p.row0 * p.D, pos->gf(), p.B, p.seq_len, p.L, p.D);
+    check_bits("pos_add_forward", sh, x->gpu_out<float>(), x->cpu_out<float>());
+    auto dpos = twin(host_normal(p.L * p.D));
+    g_cpu->pos_add_backward(dpos->cf(), x->cf() + p.row0 * p.D, p.B, p.seq_len, p.L, p.D);
+    g_gpu->pos_add_backward(dpos->gf(), x->gf() + p.row0 * p.D, p.B, p.seq_len, p.L, p.D);
+    check_bits("pos_add_backward (ordered +=)", sh, dpos->gpu_out<float>(), dpos->cpu_out<float>());
+  }
+}
+
+void ops_image() {
+  g_section = "image";
+  for (int64_t n : {1, 17, 4099}) {
+    std::vector<int32_t> r = host_ints(n, 0, 256);
+    std::vector<uint8_t> bytes(r.begin(), r.end());
+    auto in = twin(bytes);
+    Twin out(n * 4);
+    g_cpu->image_from_bytes(out.cf(), in->cb(), n);
+    g_gpu->image_from_bytes(out.gf(), in->gb(), n);
+    check_bits("image_from_bytes", shape_str({n}), out.gpu_out<float>(), out.cpu_out<float>());
+    std::vector<float> f = host_uniform(n, -1.2f, 1.2f);
+    for (int64_t i = 0; i < n; i += 7) f[i] = (float(i % 256) + 0.5f) / 127.5f - 1.0f;  // near ties
+    if (n > 3) f[3] = NAN, f[2] = INFINITY;
+    auto fin = twin(f);
+    Twin bo(n);
+    g_cpu->image_to_bytes(bo.cb(), fin->cf(), n);
+    g_gpu->image_to_bytes(bo.gb(), fin->gf(), n);
+    check_bits("image_to_bytes", shape_str({n}), bo.gpu_out<uint8_t>(), bo.cpu_out<uint8_t>());
+  }
+  struct I { int64_t B, S, P; };
+  for (I im : {I{1, 1, 1}, I{3, 12, 3}, I{2, 16, 4}, I{1, 34, 17}}) {
+    const std::string sh = shape_str({im.B, im.S, im.P});
+    const int64_t n = im.B * im.S * im.S * 3;
+    auto img = twin(host_normal(n));
+    Twin tok(n * 4), back(n * 4);
+    g_cpu->patchify_forward(tok.cf(), img->cf(), im.B, im.S, im.P);
+    g_gpu->patchify_forward(tok.gf(), img->gf(), im.B, im.S, im.P);
+    check_bits("patchify_forward", sh, tok.gpu_out<float>(), tok.cpu_out<float>());
+    g_cpu->unpatchify_forward(back.cf(), tok.cf(), im.B, im.S, im.P);
+    g_gpu->unpatchify_forward(back.gf(), tok.gf(), im.B, im.S, im.P);
+    check_bits("unpatchify_forward", sh, back.gpu_out<float>(), back.cpu_out<float>());
+    const int64_t So = im.S / im.P;
+    Twin pooled(im.B * So * So * 3 * 4);
+    g_cpu->avgpool_forward(pooled.cf(), img->cf(), im.B, im.S, im.P);
+    g_gpu->avgpool_forward(pooled.gf(), img->gf(), im.B, im.S, im.P);
+    check_rel("avgpool_forward (f = P)", sh, pooled.gpu_out<float>(), pooled.cpu_out<float>(), 1e-6);
+  }
+}
+
+void ops_losses() {
+  g_section = "cross_entropy";
+  struct C { int64_t rows, V; };
+  for (C c : {C{1, 1}, C{3, 17}, C{33, 263}, C{130, 64}, C{17, 1025}}) {
+    const std::string sh = shape_str({c.rows, c.V});
+    auto logits = twin(host_normal(c.rows * c.V, 3.0f));
+    std::vector<int32_t> t = host_ints(c.rows, -1, int32_t(c.V));
+    if (c.rows > 1) t[0] = int32_t(c.V - 1);
+    auto tg = twin(t), dl = twin(host_normal(c.rows * c.V, 1e-4f));
+    Twin losses(c.rows * 4);
+    const float scale = 0.37f;
+    const double sc = g_cpu->cross_entropy_forward_backward(losses.cf(), dl->cf(), logits->cf(), tg->ci(), scale, c.rows, c.V);
+    const double sg = g_gpu->cross_entropy_forward_backward(losses.gf(), dl->gf(), logits->gf(), tg->gi(), scale, c.rows, c.V);
+    check_scalar("cross_entropy_forward_backward sum", sh, sg, sc, 1e-6);
+    check_rel("cross_entropy losses", sh, losses.gpu_out<float>(), losses.cpu_out<float>(), 1e-6);
+    check_rel("cross_entropy dlogits (+=)", sh, dl->gpu_out<float>(), dl->cpu_out<float>(), 1e-5);
+    const double fc = g_cpu->cross_entropy_forward(nullptr, logits->cf(), tg->ci(), c.rows, c.V);
+    const double fg = g_gpu->cross_entropy_forward(nullptr, logits->gf(), tg->gi(), c.rows, c.V);
+    const double fg2 = g_gpu->cross_entropy_forward(nullptr, logits->gf(), tg->gi(), c.rows, c.V);
+    check_scalar("cross_entropy_forward sum", sh, fg, fc, 1e-6);
+    check_same_bits("cross_entropy_forward sum", sh, &fg, &fg2, sizeof(double));
+  }
+  g_section = "mse";
+  for (int64_t n : {1, 17, 4099, 70001}) {
+    const std::string sh = shape_str({n});
+    auto p = twin(host_normal(n)), t = twin(host_normal(n)), dp = twin(host_normal(n));
+    const float fc = g_cpu->mse_forward(p->cf(), t->cf(), n);
+    const float fg = g_gpu->mse_forward(p->gf(), t->gf(), n), fg2 = g_gpu->mse_forward(p->gf(), t->gf(), n);
+    check_scalar("mse_forward", sh, fg, fc, 1e-6);
+    check_same_bits("mse_forward", sh, &fg, &fg2, sizeof(float));
+    g_cpu->mse_backward(dp->cf(), p->cf(), t->cf(), 0.7f, n);
+    g_gpu->mse_backward(dp->gf(), p->gf(), t->gf(), 0.7f, n);
+    check_bits("mse_backward (+=)", sh, dp->gpu_out<float>(), dp->cpu_out<float>());
+  }
+}
+
+void ops_vq() {
+  g_section = "vq";
+  struct Q { int64_t n, K, C; };
+  for (Q q : {Q{1, 1, 1}, Q{33, 17, 3}, Q{130, 64, 8}, Q{257, 130, 33}}) {
+    const std::string sh = shape_str({q.n, q.K, q.C});
+    std::vector<float> cb = host_normal(q.K * q.C, 0.5f);
+    if (q.K > 3)  // a duplicate row and a near-duplicate: ties go to the lower index
+      for (int64_t c = 0; c < q.C; ++c) cb[2 * q.C + c] = cb[c], cb[3 * q.C + c] = std::nextafter(cb[q.C + c], 1.0f);
+    std::vector<float> z = host_normal(q.n * q.C, 0.5f);
+    for (int64_t r = 0; r < q.n; r += 5)  // rows sitting on codebook rows (exact ties)
+      for (int64_t c = 0; c < q.C; ++c) z[r * q.C + c] = cb[(r % q.K) * q.C + c];
+    auto zt = twin(z), cbt = twin(cb);
+    Twin codes(q.n * 4);
+    g_cpu->vq_nearest(codes.ci(), zt->cf(), cbt->cf(), q.n, q.K, q.C);
+    g_gpu->vq_nearest(codes.gi(), zt->gf(), cbt->gf(), q.n, q.K, q.C);
+    const auto cc = codes.cpu_out<int32_t>();
+    check_bits("vq_nearest codes", sh, codes.gpu_out<int32_t>(), cc);
+    auto ct = twin(cc);  // both continue from the CPU's codes
+    Twin zq(q.n * q.C * 4);
+    g_cpu->vq_gather(zq.cf(), ct->ci(), cbt->cf(), q.n, q.C);
+    g_gpu->vq_gather(zq.gf(), ct->gi(), cbt->gf(), q.n, q.C);
+    check_bits("vq_gather", sh, zq.gpu_out<float>(), zq.cpu_out<float>());
+    float lc = 0, lm = 0, gc = 0, gm = 0, gc2 = 0, gm2 = 0;
+    g_cpu->vq_loss_forward(&lc, &lm, zt->cf(), cbt->cf(), ct->ci(), q.n, q.C);
+    g_gpu->vq_loss_forward(&gc, &gm, zt->gf(), cbt->gf(), ct->gi(), q.n, q.C);
+    g_gpu->vq_loss_forward(&gc2, &gm2, zt->gf(), cbt->gf(), ct->gi(), q.n, q.C);
+    check_scalar("vq_loss_forward codebook", sh, gc, lc, 1e-6);
+    check_scalar("vq_loss_forward commit", sh, gm, lm, 1e-6);
+    check_same_bits("vq_loss_forward", sh, &gc, &gc2, sizeof(float));
+    for (bool with_dzq : {true, false}) {
+      auto dz = twin(host_normal(q.n * q.C, 0.01f)), dcb = twin(host_normal(q.K * q.C, 0.01f));
+      auto dzq = twin(host_normal(q.n * q.C, 0.01f));
+      g_cpu->vq_loss_backward(dz->cf(), dcb->cf(), with_dzq ? dzq->cf() : nullptr, zt->cf(), cbt->cf(), ct->ci(), 1.0f,
+                              0.8f, q.n, q.K, q.C);
+      g_gpu->vq_loss_backward(dz->gf(), dcb->gf(), with_dzq ? dzq->gf() : nullptr, zt->gf(), cbt->gf(), ct->gi(), 1.0f,
+                              0.8f, q.n, q.K, q.C);
+      const std::string tag = with_dzq ? "" : " (no dz_q)";
+      check_bits("vq_loss_backward dz (+=)" + tag, sh, dz->gpu_out<float>(), dz->cpu_out<float>());
+      check_bits("vq_loss_backward dcodebook (ordered +=)" + tag, sh, dcb->gpu_out<float>(), dcb->cpu_out<float>());
+    }
+  }
+}
+
+void ops_flow_optim() {
+  g_section = "time_embed";
+  for (int64_t B : {1, 3, 17}) {
+    std::vector<float> t = host_uniform(B, 0.0f, 1.0f);
+    t[0] = 0.0f;
+    if (B > 2) t[2] = 1.0f;
+    auto tt = twin(t);
+    Twin out(B * 256 * 4);
+    g_cpu->time_embed_forward(out.cf(), tt->cf(), B);
+    g_gpu->time_embed_forward(out.gf(), tt->gf(), B);
+    check_rel("time_embed_forward", shape_str({B}), out.gpu_out<float>(), out.cpu_out<float>(), 1e-6);
+  }
+  g_section = "grad_norm";
+  const std::vector<int64_t> sizes = {0, 1, 4097, 17, 10000, 130};
+  std::vector<std::unique_ptr<Twin>> segs;
+  std::vector<const float*> pc, pg;
+  for (int64_t n : sizes) {
+    segs.push_back(twin(host_normal(n, 0.01f)));
+    pc.push_back(segs.back()->cf());
+    pg.push_back(segs.back()->gf());
+  }
+  bool nc = true, ng = true, ng2 = true;
+  const float nrc = g_cpu->grad_norm_segments(pc.data(), sizes.data(), int64_t(sizes.size()), &nc);
+  const float nrg = g_gpu->grad_norm_segments(pg.data(), sizes.data(), int64_t(sizes.size()), &ng);
+  const float nrg2 = g_gpu->grad_norm_segments(pg.data(), sizes.data(), int64_t(sizes.size()), &ng2);
+  const std::string sh = "6 segments, 14245";
+  check_scalar("grad_norm_segments", sh, nrg, nrc, 1e-6);
+  record_check(g_section + ": grad_norm_segments nonfinite flag (finite input)", sh, (nc || ng) ? 1.0 : 0.0, 0.0);
+  check_same_bits("grad_norm_segments", sh, &nrg, &nrg2, sizeof(float));
+  for (float bad : {NAN, INFINITY}) {
+    std::vector<float> h = host_normal(10000, 0.01f);
+    h[4321] = bad;
+    segs[4]->set(h.data());
+    g_cpu->grad_norm_segments(pc.data(), sizes.data(), int64_t(sizes.size()), &nc);
+    const float r = g_gpu->grad_norm_segments(pg.data(), sizes.data(), int64_t(sizes.size()), &ng);
+    record_check(g_section + std::string(": nonfinite flag with a ") + (bad != bad ? "NaN" : "+Inf"), sh,
+                 (nc && ng && std::isnan(r)) ? 0.0 : 1.0, 0.0);
+  }
+  g_section = "adamw";
+  {
+    const std::vector<int64_t> ns = {1, 4099, 17, 0, 70000};
+    std::vector<std::unique_ptr<Twin>> p, g, m, v, e;
+    std::vector<reca::AdamWSegment<float>> sc, sg;
+    for (size_t i = 0; i < ns.size(); ++i) {
+      const int64_t n = ns[i];
+      p.push_back(twin(host_normal(n)));
+      g.push_back(twin(host_normal(n, 0.1f)));
+      m.push_back(twin(host_normal(n, 0.01f)));
+      std::vector<float> vh = host_normal(n, 0.01f);
+      for (float& x : vh) x = x * x;
+      v.push_back(twin(vh));
+      e.push_back(twin(host_normal(n)));
+      const bool ema = i % 2 == 0, decay = i % 3 != 1;
+      sc.push_back({p[i]->cf(), g[i]->cf(), m[i]->cf(), v[i]->cf(), ema ? e[i]->cf() : nullptr, n, decay});
+      sg.push_back({p[i]->gf(), g[i]->gf(), m[i]->gf(), v[i]->gf(), ema ? e[i]->gf() : nullptr, n, decay});
+    }
+    const reca::AdamWConfig cfg{1e-2, 0.9, 0.95, 1e-8, 0.02, 7, 0.5, 0.999};
+    g_cpu->adamw_step_segments(sc.data(), int64_t(sc.size()), cfg);
+    g_gpu->adamw_step_segments(sg.data(), int64_t(sg.size()), cfg);
+    for (size_t i = 0; i < ns.size(); ++i) {
+      if (ns[i] == 0) continue;
+      const std::string s2 = shape_str({ns[i]}) + " segment " + std::to_string(i);
+      check_rel("adamw_step_segments p", s2, p[i]->gpu_out<float>(), p[i]->cpu_out<float>(), 1e-6);
+      check_rel("adamw_step_segments m", s2, m[i]->gpu_out<float>(), m[i]->cpu_out<float>(), 1e-6);
+      check_rel("adamw_step_segments v", s2, v[i]->gpu_out<float>(), v[i]->cpu_out<float>(), 1e-6);
+      check_rel("adamw_step_segments ema", s2, e[i]->gpu_out<float>(), e[i]->cpu_out<float>(), 1e-6);
+    }
+  }
+}
+
+void ops_sampling() {
+  g_section = "sampling";
+  struct S { int64_t rows, V; };
+  for (S s : {S{1, 1}, S{33, 17}, S{17, 263}, S{5, 1025}}) {
+    std::vector<float> lg = host_normal(s.rows * s.V, 2.0f);
+    for (int64_t r = 0; r < s.rows; r += 3)  // repeated maxima: the lowest index wins
+      if (s.V > 4) lg[r * s.V + 4] = lg[r * s.V + 1] = 50.0f;
+    auto logits = twin(lg), u = twin(host_uniform(s.rows, 0.001f, 0.999f));
+    for (float temp : {0.0f, 0.7f, 1.0f})
+      for (int64_t k : {int64_t(0), int64_t(1), int64_t(5), s.V}) {
+        const std::string sh = shape_str({s.rows, s.V}) + " T " + num(temp) + " k " + std::to_string(k);
+        Twin ids(s.rows * 4), probs(s.rows * 4);
+        g_cpu->sample_categorical(ids.ci(), probs.cf(), logits->cf(), u->cf(), temp, k, s.rows, s.V);
+        g_gpu->sample_categorical(ids.gi(), probs.gf(), logits->gf(), u->gf(), temp, k, s.rows, s.V);
+        check_bits("sample_categorical ids", sh, ids.gpu_out<int32_t>(), ids.cpu_out<int32_t>());
+        check_rel("sample_categorical probs", sh, probs.gpu_out<float>(), probs.cpu_out<float>(), 1e-5);
+      }
+  }
+  g_section = "maskgit";
+  struct M { int64_t B, N, step, total; };
+  for (M m : {M{1, 1, 0, 1}, M{3, 17, 0, 8}, M{2, 130, 3, 8}, M{4, 256, 7, 8}, M{2, 33, 5, 12}}) {
+    const std::string sh = shape_str({m.B, m.N}) + " step " + std::to_string(m.step) + "/" + std::to_string(m.total);
+    std::vector<int32_t> mk = host_ints(m.B * m.N, 0, 3);
+    std::vector<uint8_t> maskh(m.B * m.N);
+    for (int64_t i = 0; i < m.B * m.N; ++i) maskh[i] = mk[i] != 0;
+    std::vector<float> conf = host_uniform(m.B * m.N, 0.0f, 1.0f);
+    for (int64_t i = 0; i < m.B * m.N; i += 4) conf[i] = 0.5f;  // ties: lower index first
+    auto tokens = twin(host_ints(m.B * m.N, 0, 64)), mask = twin(maskh), sampled = twin(host_ints(m.B * m.N, 0, 64));
+    auto cf = twin(conf);
+    Twin to(m.B * m.N * 4), mo(m.B * m.N);
+    g_cpu->maskgit_select(to.ci(), mo.cb(), tokens->ci(), mask->cb(), sampled->ci(), cf->cf(), 64, m.step, m.total, m.B, m.N);
+    g_gpu->maskgit_select(to.gi(), mo.gb(), tokens->gi(), mask->gb(), sampled->gi(), cf->gf(), 64, m.step, m.total, m.B, m.N);
+    check_bits("maskgit_select tokens", sh, to.gpu_out<int32_t>(), to.cpu_out<int32_t>());
+    check_bits("maskgit_select mask", sh, mo.gpu_out<uint8_t>(), mo.cpu_out<uint8_t>());
+    // In place (tokens_out = tokens, mask_out = mask), as the sampler calls it.
+    g_cpu->maskgit_select(tokens->ci(), mask->cb(), tokens->ci(), mask->cb(), sampled->ci(), cf->cf(), 64, m.step, m.total, m.B, m.N);
+    g_gpu->maskgit_select(tokens->gi(), mask->gb(), tokens->gi(), mask->gb(), sampled->gi(), cf->gf(), 64, m.step, m.total, m.B, m.N);
+    check_bits("maskgit_select in place tokens", sh, tokens->gpu_out<int32_t>(), tokens->cpu_out<int32_t>());
+    check_bits("maskgit_select in place mask", sh, mask->gpu_out<uint8_t>(), mask->cpu_out<uint8_t>());
+  }
+}
+
+// ---------------------------------------------------------------- whole-model parity
+// A tiny RecaModel on each backend from the same seed; one Trainer step per mode
+// × task (and the tokenizer stage) with every group trainable and an EMA: the
+// loss, the gradient, the updated parameters and EMA, CPU vs GPU; and the GPU
+// twice: the bits must agree.
+struct StepResult {
+  double loss = 0, grad_norm = 0;
+  std::vector<float> grads, params, ema;
+};
+
+StepResult run_step(Backend& be, reca::model::Mode mode, int task, const std::vector<uint8_t>& images,
+                    const std::vector<int32_t>& captions, int64_t B) {
+  using namespace reca::model;
+  RecaModel model(ModelConfig::preset("tiny", mode), be);
+  model.init(1234);
+  TrainerOptions o;
+  o.weight_reca = task == 0 ? 1.0 : 0.0;
+  o.weight_t2i = task == 1 ? 1.0 : 0.0;
+  o.weight_i2t = task == 2 ? 1.0 : 0.0;
+  o.tokenizer = task == 3;
+  o.trainable = Trainable{true, true, true, true};
+  o.lr = 1e-3;
+  o.ema = 0.99;
+  o.seed = 77;
+  Trainer tr(model, o);
+  StepBatch batch;
+  batch.B = B;
+  batch.images = images.data();
+  batch.captions = captions.data();
+  const StepStats st = tr.step(batch);
+  StepResult r;
+  r.loss = st.loss;
+  r.grad_norm = st.grad_norm;
+  const int64_t n = model.param_floats();
+  r.grads.resize(n), r.params.resize(n), r.ema.resize(n);
+  be.download(r.grads.data(), tr.grads(), n * 4);
+  model.get_params(r.params.data());
+  be.download(r.ema.data(), tr.ema(), n * 4);
+  return r;
+}
+
+void model_parity() {
+  using namespace reca::model;
+  g_section = "model";
+  const int64_t B = 3;
+  const ModelConfig tiny = ModelConfig::preset("tiny", Mode::Ar);
+  const int64_t S = tiny.image_size, T = tiny.max_text_len;
+  std::vector<uint8_t> images(B * S * S * 3);
+  {
+    const auto r = host_ints(int64_t(images.size()), 0, 256);
+    for (size_t i = 0; i < images.size(); ++i) images[i] = uint8_t(r[i]);
+  }
+  std::vector<int32_t> captions(B * T);
+  const char* texts[] = {"a red square on blue", "two dots", "a long caption that is cut at the max text length of the tiny preset"};
+  for (int64_t b = 0; b < B; ++b) encode_text(texts[b % 3], T, captions.data() + b * T);
+  const char* task_names[] = {"reca", "t2i", "i2t", "tokenizer"};
+  for (Mode mode : {Mode::Ar, Mode::Mask, Mode::Flow})
+    for (int task = 0; task < 4; ++task) {
+      if (task == 3 && mode == Mode::Flow) continue;  // no tokenizer in the flow mode
+      const std::string sh = std::string(mode_name(mode)) + " " + task_names[task] + " B=3 tiny";
+      try {
+        const StepResult c = run_step(*g_cpu, mode, task, images, captions, B);
+        const StepResult g1 = run_step(*g_gpu, mode, task, images, captions, B);
+        const StepResult g2 = run_step(*g_gpu, mode, task, images, captions, B);
+        check_scalar("loss CPU vs GPU", sh, g1.loss, c.loss, 1e-5);
+        check_scalar("grad norm CPU vs GPU", sh, g1.grad_norm, c.grad_norm, 1e-4);
+        check_rel("grads CPU vs GPU (rel L2, whole buffer)", sh, g1.grads, c.grads, 1e-4);
+        // The first AdamW step moves each parameter by about ±lr (m̂/√v̂ = g/|g|): an element
+        // whose gradient is within rounding of 0 may move the other way on the other
+        // backend, hence a looser bound than the gradients' relative error suggests.
+        check_rel("params after the step CPU vs GPU", sh, g1.params, c.params, 1e-4);
+        check_rel("ema after the step CPU vs GPU", sh, g1.ema, c.ema, 1e-5);
+        const bool same = std::memcmp(&g1.loss, &g2.loss, sizeof(double)) == 0 &&
+                          std::memcmp(&g1.grad_norm, &g2.grad_norm, sizeof(double)) == 0 &&
+                          std::memcmp(g1.grads.data(), g2.grads.data(), g1.grads.size() * 4) == 0 &&
+                          std::memcmp(g1.params.data(), g2.params.data(), g1.params.size() * 4) == 0 &&
+                          std::memcmp(g1.ema.data(), g2.ema.data(), g1.ema.size() * 4) == 0;
+        record_check(g_section + ": step GPU run-to-run bits (loss, grads, params, ema)", sh, same ? 0.0 : 1.0, 0.0);
+      } catch (const reca::Error& e) {
+        say("  FAIL %s: %s: %s\n", sh.c_str(), reca::error_code_name(e.code()), e.what());
+        record_check(g_section + ": step raised " + std::string(reca::error_code_name(e.code())), sh, INFINITY, 0.0);
+      }
+    }
+}
+
+// Runs every section; an engine error inside one fails it and moves on.
+void backend_checks(bool with_model) {
+  std::string why;
+  g_cpu = &reca::model::cpu_backend();
+  g_gpu = reca::model::cuda_backend_or_null(&why);
+  if (!g_gpu) {
+    say("  no CUDA backend: %s\n", why.c_str());
+    record_check("cuda backend available", why, INFINITY, 0.0);
+    return;
+  }
+  const std::pair<const char*, void (*)()> sections[] = {
+      {"memory", ops_memory},         {"linear", ops_linear},     {"layernorm/gelu", ops_layernorm_gelu},
+      {"elementwise", ops_elementwise}, {"attention", ops_attention}, {"embedding", ops_embedding},
+      {"image", ops_image},           {"losses", ops_losses},     {"vq", ops_vq},
+      {"flow/optim", ops_flow_optim}, {"sampling", ops_sampling},
+  };
+  for (const auto& [name, fn] : sections) {
+    say("\n== backend ops: %s (CUDA backend vs cpu_backend)\n", name);
+    try {
+      fn();
+    } catch (const reca::Error& e) {
+      say("  FAIL section %s: %s: %s\n", name, reca::error_code_name(e.code()), e.what());
+      record_check(std::string(name) + ": raised " + reca::error_code_name(e.code()), e.what(), INFINITY, 0.0);
+      if (e.code() == reca::ErrorCode::Cuda) throw;  // a sticky device error: nothing after it is meaningful
+    }
+  }
+  if (with_model) {
+    say("\n== whole model: one Trainer step per mode x task, CPU vs GPU, and GPU twice (bits)\n");
+    model_parity();
+  }
+}
+
 // ---------------------------------------------------------------- ceilings
 double g_copy_gbps = 0, g_sgemm_gflops = 0, g_tf32_gflops = 0;
 
@@ -529,6 +1195,8 @@ void time_base_ops() {
 // ---------------------------------------------------------------- output
 void write_outputs(const std::string& dir, const reca::cuda::CudaInfo& info, double seconds, int status) {
   if (dir.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);  // best effort: a failure shows as "cannot write" below
   std::string j = "{\n";
   j += "  \"status\": " + std::to_string(status) + ",\n";
   j += "  \"seed\": " + std::to_string(g_seed) + ",\n";
@@ -584,11 +1252,24 @@ void print_table() {
     say("%-34s %-18s %10.4f %10.4f %9.0f %9.0f %7.0f%%\n", t.name.c_str(), t.shape.c_str(), t.ms,
         t.floor_ms, t.flops / s / 1e9, t.bytes / s / 1e9, t.floor_ms > 0 ? 100 * t.floor_ms / t.ms : 0.0);
   }
+  // PASS/FAIL by section (the part of a check's name before ':' or its first word).
+  std::map<std::string, std::pair<int, int>> by;  // section -> (passed, failed)
+  std::vector<std::string> order;
+  for (const Check& c : g_checks) {
+    size_t cut = c.name.find(':');
+    if (cut == std::string::npos) cut = c.name.find(' ');
+    const std::string sec = c.name.substr(0, cut);
+    if (!by.count(sec)) order.push_back(sec);
+    (c.pass ? by[sec].first : by[sec].second) += 1;
+  }
+  say("\n%-28s %7s %7s  %s\n", "checks by section", "passed", "failed", "result");
+  for (const std::string& sec : order)
+    say("%-28s %7d %7d  %s\n", sec.c_str(), by[sec].first, by[sec].second, by[sec].second ? "FAIL" : "PASS");
   int failed = 0;
   for (const Check& c : g_checks) failed += !c.pass;
   say("\nceilings: copy %.0f GB/s, SGEMM fp32 %.0f GFLOP/s, TF32 %.0f GFLOP/s (4096^3)\n", g_copy_gbps,
       g_sgemm_gflops, g_tf32_gflops);
-  say("checks: %d passed, %d failed\n", int(g_checks.size()) - failed, failed);
+  say("checks: %d passed, %d failed: %s\n", int(g_checks.size()) - failed, failed, failed ? "FAIL" : "PASS");
   for (const Check& c : g_checks)
     if (!c.pass) say("  FAILED: %s %s err %.3g tol %.1g\n", c.name.c_str(), c.shape.c_str(), c.err, c.tol);
 }
@@ -597,12 +1278,19 @@ void print_table() {
 
 int main(int argc, char** argv) {
   std::string out_dir = std::getenv("OUT") ? std::getenv("OUT") : "";
-  bool skip_timing = false;
+  bool skip_timing = false, skip_backend = false, skip_model = false, skip_kernels = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out_dir = argv[++i];
     else if (!std::strcmp(argv[i], "--checks-only")) skip_timing = true;
+    else if (!std::strcmp(argv[i], "--no-backend")) skip_backend = true;
+    else if (!std::strcmp(argv[i], "--no-model")) skip_model = true;
+    else if (!std::strcmp(argv[i], "--no-kernels")) skip_kernels = true;
     else {
-      std::fprintf(stderr, "usage: reca_gpu_check [--out DIR] [--checks-only]\n");
+      std::fprintf(stderr, "usage: reca_gpu_check [--out DIR] [--checks-only] [--no-backend] [--no-model] [--no-kernels]\n"
+                           "  --checks-only  no ceilings / timings\n"
+                           "  --no-backend   skip the every-op CUDA-backend-vs-CPU section and the model parity\n"
+                           "  --no-model     skip the whole-model parity only\n"
+                           "  --no-kernels   skip the cuda:: kernel checks against the float64 references\n");
       return 2;
     }
   }
@@ -630,43 +1318,51 @@ int main(int argc, char** argv) {
     g_stream = reca::cuda::stream_create();
     using P = reca::cuda::MatmulPrecision;
 
-    say("\n== correctness: matmul (fp32 tol 1e-5 for K <= 1024, else 3e-5; tf32 tol 1e-3)\n");
-    const MatmulCase cases[] = {
-        {1, 1, 1, false, false, false, false, 0},   {3, 5, 7, false, false, true, true, 0},
-        {17, 33, 9, true, false, false, true, 0},   {17, 33, 9, false, true, true, false, 0},
-        {31, 63, 200, true, true, false, true, 0},  {127, 129, 65, false, false, false, true, 0},
-        {128, 128, 128, false, true, false, false, 0}, {128, 128, 128, true, false, true, true, 0},
-        {255, 257, 31, true, true, true, true, 0},  {64, 263, 768, false, true, false, true, 0},
-        {64, 48, 16, false, true, false, true, 0},  {200, 96, 100, false, false, false, true, 1},
-        {200, 96, 100, true, true, true, false, 1}, {129, 3, 0, false, false, true, true, 0},
-        {3104, 2304, 768, false, true, false, true, 0}, {3104, 768, 3072, false, true, true, true, 0},
-        {3104, 3072, 768, false, false, false, false, 0}, {768, 3072, 3104, true, false, true, false, 0},
-        {260, 132, 68, true, true, false, true, 0},   {132, 260, 36, false, false, true, true, 0},
-    };
-    for (const MatmulCase& c : cases) check_matmul(c, P::Fp32, c.K <= 1024 ? 1e-5 : 3e-5);
-    for (const MatmulCase& c : cases) check_matmul(c, P::Tf32, 1e-3);
-    check_matmul_deterministic(3104, 768, 3072, P::Fp32);
-    check_matmul_deterministic(3104, 768, 3072, P::Tf32);
+    if (!skip_kernels) {
+      say("\n== correctness: matmul (fp32 tol 1e-5 for K <= 1024, else 3e-5; tf32 tol 1e-3)\n");
+      const MatmulCase cases[] = {
+          {1, 1, 1, false, false, false, false, 0},   {3, 5, 7, false, false, true, true, 0},
+          {17, 33, 9, true, false, false, true, 0},   {17, 33, 9, false, true, true, false, 0},
+          {31, 63, 200, true, true, false, true, 0},  {127, 129, 65, false, false, false, true, 0},
+          {128, 128, 128, false, true, false, false, 0}, {128, 128, 128, true, false, true, true, 0},
+          {255, 257, 31, true, true, true, true, 0},  {64, 263, 768, false, true, false, true, 0},
+          {64, 48, 16, false, true, false, true, 0},  {200, 96, 100, false, false, false, true, 1},
+          {200, 96, 100, true, true, true, false, 1}, {129, 3, 0, false, false, true, true, 0},
+          {3104, 2304, 768, false, true, false, true, 0}, {3104, 768, 3072, false, true, true, true, 0},
+          {3104, 3072, 768, false, false, false, false, 0}, {768, 3072, 3104, true, false, true, false, 0},
+          {260, 132, 68, true, true, false, true, 0},   {132, 260, 36, false, false, true, true, 0},
+      };
+      for (const MatmulCase& c : cases) check_matmul(c, P::Fp32, c.K <= 1024 ? 1e-5 : 3e-5);
+      for (const MatmulCase& c : cases) check_matmul(c, P::Tf32, 1e-3);
+      check_matmul_deterministic(3104, 768, 3072, P::Fp32);
+      check_matmul_deterministic(3104, 768, 3072, P::Tf32);
 
-    say("\n== correctness: gelu, layernorm, adamw (fp32 vs float64 reference)\n");
-    for (auto s : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {17, 33}, {33, 1027}, {3104, 3072},
-                   {1001, 768}, {5, 4}})
-      check_gelu(s.first, s.second);
-    // C covers the fused backward (float4: 64, 300, 768, 1024; scalar: 1, 7, 130)
-    // and the wide-row path (258 scalar, 1027, 1028); rows not a multiple of 16.
-    for (auto s : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {17, 64}, {33, 1027}, {3104, 768},
-                   {1000, 768}, {45, 300}, {19, 130}, {21, 258}, {50, 1024}, {9, 1028}})
-      check_layernorm(s.first, s.second);
-    for (int64_t n : {1, 7, 4099, 1 << 20}) {
-      check_adamw(n, true, true, 0);
-      check_adamw(n, false, false, 0);
+      say("\n== correctness: gelu, layernorm, adamw (fp32 vs float64 reference)\n");
+      for (auto s : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {17, 33}, {33, 1027}, {3104, 3072},
+                     {1001, 768}, {5, 4}})
+        check_gelu(s.first, s.second);
+      // C covers the fused backward (float4: 64, 300, 768, 1024; scalar: 1, 7, 130)
+      // and the wide-row path (258 scalar, 1027, 1028); rows not a multiple of 16.
+      for (auto s : {std::pair<int64_t, int64_t>{1, 1}, {3, 7}, {17, 64}, {33, 1027}, {3104, 768},
+                     {1000, 768}, {45, 300}, {19, 130}, {21, 258}, {50, 1024}, {9, 1028}})
+        check_layernorm(s.first, s.second);
+      for (int64_t n : {1, 7, 4099, 1 << 20}) {
+        check_adamw(n, true, true, 0);
+        check_adamw(n, false, false, 0);
+      }
+      check_adamw(4099, true, true, 1);
+
+      say("\n== correctness: Philox, CPU vs GPU bit for bit\n");
+      check_philox();
+      reca::cuda::device_synchronize();
+      say("  (checks took %.1f s so far)\n", elapsed());
     }
-    check_adamw(4099, true, true, 1);
 
-    say("\n== correctness: Philox, CPU vs GPU bit for bit\n");
-    check_philox();
-    reca::cuda::device_synchronize();
-    say("  (checks took %.1f s so far)\n", elapsed());
+    if (!skip_backend) {
+      backend_checks(!skip_model);
+      reca::cuda::device_synchronize();
+      say("  (checks took %.1f s so far)\n", elapsed());
+    }
 
     if (!skip_timing) {
       say("\n== ceilings\n");

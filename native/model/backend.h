@@ -1,13 +1,20 @@
-// The interface a compute backend implements (backend_cpu.cpp is the one the
-// model runs on; the CUDA ops of native/cuda/ are not behind it).
-// The model calls only these ops, on pointers the backend allocated, so it
-// never branches on the device. A backend that lacks an op throws E_DEVICE
-// naming it; nothing silently round-trips through the CPU.
+// The one interface every compute backend implements (CPU: cpu/backend_cpu.cpp;
+// CUDA: cuda/backend_cuda.cu; the addon runs models on the CPU one). The model calls only these ops, on pointers the
+// backend allocated, so it never branches on the device. A backend that lacks an
+// op throws E_DEVICE naming it; nothing silently round-trips through the CPU.
+//
+// Memory: every tensor pointer an op takes is memory of this backend (device
+// memory for a GPU backend), except where an op says "host": the pointer
+// arrays of grad_norm_segments / adamw_step_segments (host arrays whose entries
+// point at backend memory) and the two scalars vq_loss_forward writes. Values an
+// op returns (cross_entropy_forward*, mse_forward, grad_norm_segments) are host
+// values: a GPU backend waits for them.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 
-#include "cpu/adamw.h"
+#include "core/optim_types.h"
 
 namespace reca::model {
 
@@ -98,6 +105,7 @@ class Backend {
                           int64_t K, int64_t C) = 0;
   virtual void vq_gather(float* out, const int32_t* codes, const float* codebook, int64_t n,
                          int64_t C) = 0;
+  // loss_codebook, loss_commit: host scalars.
   virtual void vq_loss_forward(float* loss_codebook, float* loss_commit, const float* z,
                                const float* codebook, const int32_t* codes, int64_t n,
                                int64_t C) = 0;
@@ -110,11 +118,11 @@ class Backend {
   // z_t = (1 − t_b)·x0 + t_b·ε and v = ε − x0 over [B, n] per sample.
   virtual void flow_noise(float* zt, float* v, const float* x0, const float* eps,
                           const float* t, int64_t B, int64_t n) = 0;
-  // Optimizer.
+  // Optimizer. ptrs / sizes / segs are host arrays (their pointers: backend memory).
   virtual float grad_norm_segments(const float* const* ptrs, const int64_t* sizes,
                                    int64_t count, bool* nonfinite) = 0;
-  virtual void adamw_step_segments(const cpu::AdamWSegment<float>* segs, int64_t count,
-                                   const cpu::AdamWConfig& cfg) = 0;
+  virtual void adamw_step_segments(const AdamWSegment<float>* segs, int64_t count,
+                                   const AdamWConfig& cfg) = 0;
   // Sampling.
   virtual void sample_categorical(int32_t* ids, float* probs, const float* logits,
                                   const float* u, float temperature, int64_t top_k, int64_t rows,
@@ -133,5 +141,13 @@ class Backend {
 
 // The CPU backend (host memory, SIMD kernels, the engine's thread pool).
 Backend& cpu_backend();
+
+// The CUDA backend on device 0 (one per process, created on first use), or null
+// with *why (may be null) saying why not: this build has no CUDA
+// (cuda/cuda_absent.cpp), no usable device, or the device could not be set up.
+// Never throws. Needs no CUDA header to call.
+Backend* cuda_backend_or_null(std::string* why);
+// The same, throwing reca::Error(E_DEVICE, <why>) when there is none.
+Backend& cuda_backend();
 
 }  // namespace reca::model

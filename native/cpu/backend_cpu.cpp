@@ -1,4 +1,8 @@
 // The CPU backend: host memory and the runtime-dispatched SIMD kernels.
+// Like every file in native/cpu/ it is compiled once per ISA level; the backend
+// itself is level-0 code (it calls the dispatching entry points), so the other
+// levels compile nothing from it.
+#if RECA_ISA_LEVEL == 0
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -10,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/threadpool.h"
+#include "cpu/adamw.h"
 #include "cpu/attention.h"
 #include "cpu/cross_entropy.h"
 #include "cpu/embedding.h"
@@ -294,8 +299,8 @@ class CpuBackend final : public Backend {
                            bool* nonfinite) override {
     return cpu::grad_norm_segments(ptrs, sizes, count, nonfinite);
   }
-  void adamw_step_segments(const cpu::AdamWSegment<float>* segs, int64_t count,
-                           const cpu::AdamWConfig& cfg) override {
+  void adamw_step_segments(const AdamWSegment<float>* segs, int64_t count,
+                           const AdamWConfig& cfg) override {
     cpu::adamw_step_segments(segs, count, cfg);
   }
   void sample_categorical(int32_t* ids, float* probs, const float* logits, const float* u,
@@ -331,3 +336,4 @@ Backend& cpu_backend() {
 }
 
 }  // namespace reca::model
+#endif  // RECA_ISA_LEVEL == 0

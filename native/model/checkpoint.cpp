@@ -4,6 +4,7 @@
 #include <cstring>
 #include <set>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "core/json.h"
@@ -61,6 +62,51 @@ std::string config_difference(const ModelConfig& ckpt, const ModelConfig& have) 
 // (the tokenizer stage trains vq.* only, as the Trainer enforces).
 Trainable effective_trainable(const TrainerOptions& o) {
   return o.tokenizer ? Trainable{false, false, true, false} : o.trainable;
+}
+
+// Bounds the work of a load by the file itself: the config's tensor count and
+// data size are measured (O(1) in depth, checked arithmetic) and compared with
+// the file's before the expected-tensor table is built. A config of depth 2^20
+// in a 1 MB file otherwise builds a 12M-entry table (80 s, 5 GB) before
+// finding a tensor missing. Small differences (up to kSlackTensors missing
+// tensors, data up to twice the file's plus 1 MB: a few missing or reshaped
+// tensors) pass on to the per-tensor checks, which name them. So the table is
+// built only for at most file tensors + kSlackTensors entries, and the value
+// buffers only after every expected tensor matched the file's by shape.
+void check_size_against_file(const Checkpoint& c, const SafetensorsFile& f,
+                             const std::string& where) {
+  constexpr int64_t kSlackTensors = 64;
+  const LayoutSize s = ParamLayout::measure(c.config);
+  const Trainable tr = effective_trainable(c.trainer_options);
+  const int64_t store = static_cast<int64_t>(st_dtype_size(c.storage));
+  int64_t tensors = s.all.tensors, bytes = 0;
+  bool overflow = s.overflow || !checked_mul(s.all.numel, store, &bytes);
+  if (c.has_trainer) {
+    const int64_t per_state = c.has_ema ? 3 : 2, state_bytes = c.has_ema ? 8 + store : 8;
+    for (const char* g : {"und", "conn", "vq", "gen"}) {
+      if (!tr.group(g)) continue;
+      const ParamCounts& pc = s.group(g);
+      int64_t t = 0, b = 0;
+      overflow = overflow || !checked_mul(pc.tensors, per_state, &t) ||
+                 !checked_add(tensors, t, &tensors) || !checked_mul(pc.numel, state_bytes, &b) ||
+                 !checked_add(bytes, b, &bytes);
+    }
+  }
+  const int64_t have_tensors = static_cast<int64_t>(f.size());
+  const int64_t have_bytes = static_cast<int64_t>(f.buffer_bytes());  // <= file size
+  RECA_CHECK(!overflow && tensors <= have_tensors + kSlackTensors &&
+                 bytes / 2 <= have_bytes + (int64_t(1) << 20),
+             Checkpoint,
+             "%sreca.config (depth %lld, und_depth %lld, width %lld, und_width %lld, "
+             "codebook_size %lld) describes %s tensors with %s bytes of data, but the file holds "
+             "%lld tensors with %lld bytes",
+             where.c_str(), static_cast<long long>(c.config.depth),
+             static_cast<long long>(c.config.und_depth), static_cast<long long>(c.config.width),
+             static_cast<long long>(c.config.und_width),
+             static_cast<long long>(c.config.codebook_size),
+             overflow ? "more than 2^63" : std::to_string(tensors).c_str(),
+             overflow ? "more than 2^63" : std::to_string(bytes).c_str(),
+             static_cast<long long>(have_tensors), static_cast<long long>(have_bytes));
 }
 
 }  // namespace
@@ -311,6 +357,8 @@ Checkpoint load_checkpoint(const std::string& path) {
                seed->c_str());
     c.has_ema = c.trainer_options.ema > 0;
   }
+
+  check_size_against_file(c, f, where);
 
   // Every tensor the file must hold, with its shape and dtype.
   struct Want {

@@ -2,12 +2,48 @@
 
 #include <cmath>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "core/philox.h"
 
 namespace reca::model {
 
+const ParamCounts& LayoutSize::group(const std::string& g) const {
+  if (g == "und") return und;
+  if (g == "conn") return conn;
+  if (g == "vq") return vq;
+  if (g == "gen") return gen;
+  fail(ErrorCode::Internal, "no parameter group '%s'", g.c_str());
+}
+
+LayoutSize ParamLayout::measure(const ModelConfig& c) {
+  LayoutSize s;
+  ParamLayout(c, &s);
+  return s;
+}
+
+void ParamLayout::require_fits(const LayoutSize& s) {
+  if (s.overflow || s.all.floats > kMaxFloats)
+    fail(ErrorCode::InvalidArgument,
+         "config is too large: its parameters would take %.4g floats (%.4g bytes); the limit "
+         "is 2^57 floats",
+         s.approx_floats, s.approx_floats * 4);
+}
+
+ParamLayout::ParamLayout(const ModelConfig& c, LayoutSize* measuring) : measuring_(measuring) {
+  build(c);
+}
+
 ParamLayout::ParamLayout(const ModelConfig& c) {
+  // Measure first: a config of depth 2^20 would otherwise build a table of
+  // 12M tensors, and a wrapped total would size the buffers.
+  const LayoutSize s = measure(c);
+  require_fits(s);
+  params_.reserve(static_cast<size_t>(s.all.tensors));
+  build(c);
+}
+
+void ParamLayout::build(const ModelConfig& c) {
   const float std = 0.02f;
   const int64_t N = c.num_image_tokens(), Nu = c.num_und_tokens(), W = c.width;
 
@@ -45,16 +81,42 @@ ParamLayout::ParamLayout(const ModelConfig& c) {
 
 void ParamLayout::add(const std::string& name, std::vector<int64_t> shape, ParamKind kind,
                       float std) {
+  int64_t numel = 1;
+  bool overflow = false;
+  double approx = 1;
+  for (int64_t d : shape) {
+    overflow |= d < 0 || !checked_mul(numel, d, &numel);
+    approx *= static_cast<double>(d);
+  }
+  int64_t padded = 0;
+  overflow = overflow || !checked_add(numel, 15, &padded);
+  padded = padded / 16 * 16;
+  if (measuring_) {
+    LayoutSize& s = *measuring_;
+    const double reps = static_cast<double>(repeat_);
+    s.approx_floats += reps * (std::ceil(approx / 16) * 16);
+    ParamCounts& g = s.group(name.substr(0, name.find('.')));
+    for (ParamCounts* pc : {&s.all, &g}) {
+      int64_t n = 0, f = 0;
+      overflow = overflow || !checked_mul(numel, repeat_, &n) || !checked_add(pc->numel, n, &pc->numel) ||
+                 !checked_mul(padded, repeat_, &f) || !checked_add(pc->floats, f, &pc->floats) ||
+                 !checked_add(pc->tensors, repeat_, &pc->tensors);
+    }
+    s.overflow |= overflow;
+    return;
+  }
+  // The constructor measured the whole table first, so nothing here can wrap.
+  RECA_CHECK(!overflow && checked_add(total_, padded, &padded), Internal,
+             "parameter '%s' overflows the layout", name.c_str());
   ParamInfo p;
   p.name = name;
-  p.numel = 1;
-  for (int64_t d : shape) p.numel *= d;
+  p.numel = numel;
   p.shape = std::move(shape);
   p.offset = total_;
   p.kind = kind;
   p.init_std = std;
   // Keep every tensor 16-float (64-byte) aligned inside the flat buffer.
-  total_ += (p.numel + 15) / 16 * 16;
+  total_ = padded;
   index_[name] = params_.size();
   params_.push_back(std::move(p));
 }
@@ -73,7 +135,10 @@ void ParamLayout::add_blocks(const std::string& prefix, int64_t depth, int64_t w
                              int64_t mlp_ratio) {
   // Residual-branch outputs get the depth-scaled init (SPEC §8).
   const float std = 0.02f, out_std = 0.02f / std::sqrt(2.0f * static_cast<float>(depth));
-  for (int64_t i = 0; i < depth; ++i) {
+  // Measuring: every block has the same tensors, so one block counts `depth` times.
+  const int64_t blocks = measuring_ ? (depth > 0 ? 1 : 0) : depth;
+  if (measuring_) repeat_ = depth;
+  for (int64_t i = 0; i < blocks; ++i) {
     const std::string b = prefix + "." + std::to_string(i);
     add_norm(b + ".ln1", width);
     add_linear(b + ".attn.qkv", width, 3 * width, std);
@@ -82,6 +147,7 @@ void ParamLayout::add_blocks(const std::string& prefix, int64_t depth, int64_t w
     add_linear(b + ".mlp.fc1", width, mlp_ratio * width, std);
     add_linear(b + ".mlp.fc2", mlp_ratio * width, width, out_std);
   }
+  repeat_ = 1;
 }
 
 const ParamInfo* ParamLayout::find(const std::string& name) const {

@@ -27,9 +27,38 @@ struct ParamInfo {
   std::string group() const { return name.substr(0, name.find('.')); }
 };
 
+// Tensor count and sizes of a layout, or of one freeze group of it.
+struct ParamCounts {
+  int64_t tensors = 0;
+  int64_t numel = 0;   // elements
+  int64_t floats = 0;  // flat-buffer floats, with the per-tensor padding
+};
+
+// What a config's layout would hold, measured in time independent of depth
+// (one block is measured and scaled), with checked arithmetic.
+struct LayoutSize {
+  ParamCounts all;
+  ParamCounts und, conn, vq, gen;  // the freeze groups
+  bool overflow = false;           // some count does not fit int64
+  double approx_floats = 0;        // the true flat size, also on overflow
+  const ParamCounts& group(const std::string& g) const;
+  ParamCounts& group(const std::string& g) {
+    return const_cast<ParamCounts&>(static_cast<const LayoutSize*>(this)->group(g));
+  }
+};
+
 class ParamLayout {
  public:
+  // The largest flat buffer accepted, in floats (2^57): every byte count the
+  // model and trainer derive from it (floats · 4 · buffers) then fits int64.
+  static constexpr int64_t kMaxFloats = int64_t(1) << 57;
+
+  // E_INVALID_ARGUMENT, stating the size, when the layout exceeds kMaxFloats;
+  // checked before the table is built.
   explicit ParamLayout(const ModelConfig& cfg);
+  static LayoutSize measure(const ModelConfig& cfg);
+  // E_INVALID_ARGUMENT, stating the size, when a measured layout exceeds kMaxFloats.
+  static void require_fits(const LayoutSize& s);
   const std::vector<ParamInfo>& params() const { return params_; }
   int64_t total() const { return total_; }
   // nullptr when the name is not part of this configuration.
@@ -43,9 +72,15 @@ class ParamLayout {
   void add_norm(const std::string& prefix, int64_t dim);
   void add_blocks(const std::string& prefix, int64_t depth, int64_t width, int64_t mlp_ratio);
 
+  ParamLayout(const ModelConfig& cfg, LayoutSize* measuring);
+  void build(const ModelConfig& c);
+
   std::vector<ParamInfo> params_;
   std::unordered_map<std::string, size_t> index_;
   int64_t total_ = 0;
+  // Measuring mode: add() only counts, each tensor `repeat_` times.
+  LayoutSize* measuring_ = nullptr;
+  int64_t repeat_ = 1;
 };
 
 // Fills params (layout.total() floats) per SPEC §8 from Philox(seed): tensor i

@@ -15,6 +15,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstdlib>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -25,6 +26,7 @@
 #include "core/threadpool.h"
 #include "model/backend.h"
 #include "model/checkpoint.h"
+#include "tests/alloc_probe.h"
 #include "tests/testing.h"
 
 using namespace reca;
@@ -896,6 +898,58 @@ RECA_TEST(checkpoint_rejects_bad_files_and_changes_nothing) {
 }
 
 // ---------------------------------------------------------------- failed saves
+
+// A small file whose reca.config describes an enormous model fails at once:
+// the work and memory of a load are bounded by the file, not by the config.
+// (Before the bound, depth 2^20 in this 700 KB file took 80 s and 5 GB.)
+RECA_TEST(checkpoint_huge_config_in_small_file_fails_fast) {
+  TempDir dir;
+  const ModelConfig cfg = ModelConfig::preset("tiny", Mode::Mask);
+  const std::string plain = dir.path + "/plain.safetensors", full = dir.path + "/full.safetensors";
+  {
+    RecaModel src(cfg, cpu_backend());
+    src.init(3);
+    save_checkpoint(plain, src);
+    Trainer t(src, resume_options(5));
+    save_checkpoint(full, src, &t);
+  }
+  struct Case {
+    const char* what;
+    std::function<void(ModelConfig&)> edit;
+  };
+  const Case cases[] = {
+      {"depth 2^20", [](ModelConfig& c) { c.depth = 1 << 20; }},
+      {"und_depth 2^20", [](ModelConfig& c) { c.und_depth = 1 << 20; }},
+      {"width 2^20", [](ModelConfig& c) { c.width = 1 << 20; }},
+      {"codebook_size 2^20", [](ModelConfig& c) { c.codebook_size = 1 << 20; }},
+      // Sizes beyond int64: depth · mlp_ratio · width² wraps without checks.
+      {"every size at its maximum", [](ModelConfig& c) {
+         c.depth = c.und_depth = c.mlp_ratio = c.codebook_size = c.code_dim = 1 << 20;
+         c.width = c.und_width = 1 << 20;
+       }},
+  };
+  for (const std::string& src : {plain, full}) {
+    for (const Case& k : cases) {
+      const std::string what = k.what + std::string(src == full ? " (with trainer state)" : "");
+      ModelConfig bad = cfg;
+      k.edit(bad);
+      const std::string p = dir.path + "/huge.safetensors";
+      rewrite(src, p, [&](std::vector<Tensor>&, std::map<std::string, std::string>& md) {
+        md["reca.config"] = bad.to_json();
+      });
+      const int64_t bytes0 = allocated_bytes();
+      const auto t0 = std::chrono::steady_clock::now();
+      expect_error(ErrorCode::Checkpoint, [&] { load_checkpoint(p); }, what, "describes");
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const int64_t allocated = allocated_bytes() - bytes0;
+      expect_true(secs < 1.0, what + ": rejected in " + std::to_string(secs) + " s (< 1 s)");
+      // The file (~700 KB) is read once; the rest is its header and small tables.
+      expect_true(allocated < (int64_t(8) << 20),
+                  what + ": allocated " + std::to_string(allocated) + " bytes (< 8 MB)");
+    }
+  }
+}
 
 RECA_TEST(checkpoint_failed_save_keeps_old_file) {
   TempDir dir;

@@ -16,6 +16,8 @@ class Backend {
   virtual const char* name() const = 0;
 
   // Memory (device memory for a GPU backend).
+  // Never null: E_OUT_OF_MEMORY naming the size when it cannot be had,
+  // E_INTERNAL for a negative size.
   virtual void* alloc(int64_t bytes) = 0;
   virtual void release(void* p) = 0;
   virtual void zero(void* p, int64_t bytes) = 0;

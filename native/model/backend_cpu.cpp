@@ -51,8 +51,12 @@ class CpuBackend final : public Backend {
   // the first large free), and the arena's fold after the first step then
   // held the activations twice in the peak RSS. A 64-byte header before each
   // block records how it was made.
+  // Never returns null: a negative size is a caller's wrapped arithmetic, and
+  // 0 bytes still gets a block of its own (a null "success" would let a model
+  // run with no buffer).
   void* alloc(int64_t bytes) override {
-    if (bytes <= 0) return nullptr;
+    RECA_CHECK(bytes >= 0, Internal, "backend alloc of a negative size (%lld bytes)",
+               static_cast<long long>(bytes));
     const size_t total = (static_cast<size_t>(bytes) + 63) / 64 * 64 + kHeader;
     char* base = nullptr;
     if (total >= kMapAtLeast) {

@@ -15,11 +15,43 @@ struct RecaModel::CondCache {
   float *ln = nullptr, *mean = nullptr, *rstd = nullptr, *f1 = nullptr, *g1 = nullptr;
 };
 
-RecaModel::RecaModel(const ModelConfig& cfg, Backend& be) : cfg_(cfg), be_(be), layout_(cfg) {
-  cfg_.validate();
-  params_ = static_cast<float*>(be_.alloc(layout_.total() * 4));
-  be_.zero(params_, layout_.total() * 4);
+namespace {
+
+const ModelConfig& validated(const ModelConfig& cfg) {
+  cfg.validate();
+  return cfg;
 }
+
+// The parameter buffer of a validated config, sized from the measured layout
+// (checked arithmetic; E_INVALID_ARGUMENT beyond ParamLayout::kMaxFloats,
+// E_OUT_OF_MEMORY with the true size when the backend cannot provide it).
+// Allocating before the table is built keeps a config the machine cannot hold
+// (depth 2^20: 200 GB) from first spending gigabytes on its 12M-entry table.
+float* alloc_params(const ModelConfig& cfg, Backend& be) {
+  const LayoutSize s = ParamLayout::measure(cfg);
+  ParamLayout::require_fits(s);
+  const int64_t bytes = s.all.floats * 4;  // <= 2^59
+  float* p = static_cast<float*>(be.alloc(bytes));
+  be.zero(p, bytes);
+  return p;
+}
+
+ParamLayout layout_or_release(const ModelConfig& cfg, Backend& be, float* params) {
+  try {
+    return ParamLayout(cfg);
+  } catch (...) {
+    be.release(params);
+    throw;
+  }
+}
+
+}  // namespace
+
+RecaModel::RecaModel(const ModelConfig& cfg, Backend& be)
+    : cfg_(validated(cfg)),
+      be_(be),
+      params_(alloc_params(cfg_, be_)),
+      layout_(layout_or_release(cfg_, be_, params_)) {}
 
 RecaModel::~RecaModel() { be_.release(params_); }
 

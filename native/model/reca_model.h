@@ -135,10 +135,12 @@ class RecaModel {
   const float* vq_encode(const float* img, int64_t B, int32_t* codes_dev, Arena& arena,
                          float** patches_out = nullptr);
 
+  // params_ before layout_: the buffer is allocated (or refused with its true
+  // size) before the table is built; see the constructor.
   ModelConfig cfg_;
   Backend& be_;
-  ParamLayout layout_;
   float* params_ = nullptr;
+  ParamLayout layout_;
 };
 
 }  // namespace reca::model

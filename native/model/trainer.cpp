@@ -1,5 +1,6 @@
 #include "model/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -280,11 +281,62 @@ StepStats Trainer::step(const StepBatch& batch, const std::vector<TaskDraws>* re
   st.lr = lr_at(st.step);
   cpu::AdamWConfig ac{st.lr, opts_.beta1, opts_.beta2, opts_.eps, opts_.weight_decay, st.step,
                       st.clip_scale, opts_.ema};
+  // Finite loss and gradient do not make a finite update (weight_decay 1e38
+  // makes 1 - lr*wd overflow; a large g' overflows v): commit only a finite one.
+  if (!update_is_finite(segs, ac)) {
+    be.zero(grads_, layout.total() * 4);
+    fail(ErrorCode::Numeric,
+         "the update of step %lld would make parameters or optimizer state non-finite "
+         "(lr %g, weight_decay %g); parameters and optimizer state are unchanged: lower the "
+         "learning rate or weight decay",
+         static_cast<long long>(st.step), st.lr, opts_.weight_decay);
+  }
   be.adamw_step_segments(segs.data(), static_cast<int64_t>(segs.size()), ac);
   step_ = st.step;
   if (opts_.tokenizer) restart_codes(batch_codes, batch_z, st);
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return st;
+}
+
+bool Trainer::update_is_finite(const std::vector<cpu::AdamWSegment<float>>& segs,
+                               const cpu::AdamWConfig& ac) {
+  // Fixed-size scratch, so the check costs O(chunk) memory whatever the model;
+  // the update is elementwise, so a chunk's result is the real update's.
+  constexpr int64_t kChunk = int64_t(1) << 16;
+  Backend& be = model_.backend();
+  const int64_t nbuf = ema_ ? 4 : 3;
+  float* scratch = arena_.floats(kChunk * nbuf);
+  float* const sp = scratch;
+  float* const sm = scratch + kChunk;
+  float* const sv = scratch + 2 * kChunk;
+  float* const se = ema_ ? scratch + 3 * kChunk : nullptr;
+  std::vector<cpu::AdamWSegment<float>> part;
+  int64_t used = 0;
+  auto run_chunk = [&] {
+    be.adamw_step_segments(part.data(), static_cast<int64_t>(part.size()), ac);
+    const float* ptrs[] = {sp, sm, sv, se};
+    const int64_t sizes[] = {used, used, used, used};
+    bool nonfinite = false;
+    be.grad_norm_segments(ptrs, sizes, nbuf, &nonfinite);
+    part.clear();
+    used = 0;
+    return !nonfinite;
+  };
+  for (const cpu::AdamWSegment<float>& s : segs) {
+    for (int64_t off = 0; off < s.n;) {
+      const int64_t n = std::min(s.n - off, kChunk - used);
+      be.copy(sp + used, s.p + off, n * 4);
+      be.copy(sm + used, s.m + off, n * 4);
+      be.copy(sv + used, s.v + off, n * 4);
+      if (se) be.copy(se + used, s.ema + off, n * 4);
+      part.push_back({sp + used, s.g + off, sm + used, sv + used, se ? se + used : nullptr, n,
+                      s.decay});
+      used += n;
+      off += n;
+      if (used == kChunk && !run_chunk()) return false;
+    }
+  }
+  return used == 0 || run_chunk();
 }
 
 // Dead-code restart (SPEC §3): codes the batch did not choose take the value

@@ -102,6 +102,10 @@ class Trainer {
  private:
   void draw(Task task, const StepBatch& batch, TaskDraws& d) const;
   void restart_codes(const std::vector<int32_t>& codes, const std::vector<float>& z, StepStats& st);
+  // Whether the AdamW update `segs` would leave every parameter, moment and
+  // EMA value finite; runs it on copies, chunk by chunk, changing nothing.
+  bool update_is_finite(const std::vector<cpu::AdamWSegment<float>>& segs,
+                        const cpu::AdamWConfig& ac);
 
   RecaModel& model_;
   TrainerOptions opts_;

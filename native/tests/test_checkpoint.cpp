@@ -994,6 +994,39 @@ RECA_TEST(checkpoint_failed_save_keeps_old_file) {
   expect_true(found == 0, "no temporary file left behind");
 }
 
+// ---------------------------------------------------------------- numeric guard
+
+// A finite loss and gradient can still make a non-finite update (weight_decay
+// 1e38 with lr 9: 1 - lr*wd overflows). The step must throw E_NUMERIC naming
+// it and commit nothing: parameters, moments and EMA bitwise as before.
+RECA_TEST(trainer_step_never_commits_nonfinite_state) {
+  const ModelConfig cfg = ModelConfig::preset("tiny", Mode::Mask);
+  for (const double ema : {0.0, 0.9}) {
+    const std::string what = ema > 0 ? "with EMA" : "without EMA";
+    RecaModel model(cfg, cpu_backend());
+    model.init(4);
+    TrainerOptions o;
+    o.weight_decay = 1e38;
+    o.lr = 9;
+    o.ema = ema;
+    Trainer trainer(model, o);
+    Data d = make_data(cfg, 2, 3);
+    const std::vector<float> p0 = model_params(model);
+    const State s0 = trainer_state(trainer);
+    expect_error(ErrorCode::Numeric, [&] { trainer.step(d.batch(2)); }, what + ": step 1",
+                 "step 1 would make");
+    expect_true(same_bits(model_params(model), p0), what + ": parameters unchanged");
+    expect_true(trainer_state(trainer) == s0, what + ": moments, EMA and step count unchanged");
+    bool finite = true;
+    for (float x : model_params(model)) finite = finite && std::isfinite(x);
+    expect_true(finite, what + ": parameters finite");
+    // The same again: still refused, still unchanged (no state leaked into step 2).
+    expect_error(ErrorCode::Numeric, [&] { trainer.step(d.batch(2)); }, what + ": retry",
+                 "step 1 would make");
+    expect_true(same_bits(model_params(model), p0), what + ": parameters unchanged after retry");
+  }
+}
+
 // ---------------------------------------------------------------- code upkeep
 
 // Dead-code restart of the tokenizer stage: on a restart step, exactly the codes

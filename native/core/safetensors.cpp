@@ -1,7 +1,9 @@
 #include "core/safetensors.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,8 +12,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <random>
+#include <set>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -682,6 +686,59 @@ std::string parent_dir(const std::string& path) {
   return path.substr(0, slash);
 }
 
+// Temporaries this process is writing now: a temp with our own pid that is not
+// listed here is a dead process's whose pid was reused.
+std::mutex g_live_mu;
+std::set<std::string> g_live_temps;
+
+struct LiveTemp {
+  std::string path;
+  explicit LiveTemp(std::string p) : path(std::move(p)) {
+    std::lock_guard<std::mutex> lock(g_live_mu);
+    g_live_temps.insert(path);
+  }
+  ~LiveTemp() {
+    std::lock_guard<std::mutex> lock(g_live_mu);
+    g_live_temps.erase(path);
+  }
+};
+
+// Removes the temporaries of `path` ("<name>.tmp-<pid>-<16 hex>") left by
+// writers that died mid-save (kill -9, power loss): their pid is gone, or it
+// is ours and no save of this process owns the file. Best effort: a temp that
+// cannot be removed is left for the next save. A writer in another pid
+// namespace sharing the directory looks dead; its rename would then fail with
+// E_IO rather than publish a partial file.
+void remove_stale_temps(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  const std::string prefix = (slash == std::string::npos ? path : path.substr(slash + 1)) + ".tmp-";
+  DIR* d = ::opendir(parent_dir(path).c_str());
+  if (!d) return;
+  const pid_t self = ::getpid();
+  while (const struct dirent* e = ::readdir(d)) {
+    const char* name = e->d_name;
+    if (std::strncmp(name, prefix.c_str(), prefix.size()) != 0) continue;
+    const char* rest = name + prefix.size();
+    char* end = nullptr;
+    errno = 0;
+    const long pid = std::strtol(rest, &end, 10);
+    if (errno || end == rest || pid <= 0 || *end != '-' || std::strlen(end + 1) != 16 ||
+        std::strspn(end + 1, "0123456789abcdef") != 16)
+      continue;
+    const std::string full = (slash == std::string::npos ? std::string() : path.substr(0, slash + 1)) + name;
+    bool stale;
+    if (pid == self) {
+      std::lock_guard<std::mutex> lock(g_live_mu);
+      stale = g_live_temps.count(full) == 0;
+    } else {
+      stale = ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+    }
+    struct stat st;
+    if (stale && ::lstat(full.c_str(), &st) == 0 && S_ISREG(st.st_mode)) ::unlink(full.c_str());
+  }
+  ::closedir(d);
+}
+
 }  // namespace
 
 void SafetensorsWriter::write_atomic(const std::string& path) const {
@@ -690,6 +747,8 @@ void SafetensorsWriter::write_atomic(const std::string& path) const {
              path.c_str());
   const std::string h = header();
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + random_suffix();
+  const LiveTemp live(tmp);
+  remove_stale_temps(path);
 
   int fd;
   do fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);

@@ -147,7 +147,9 @@ class SafetensorsWriter {
   // The complete file.
   std::vector<uint8_t> serialize() const;
   // Writes the file to `path` atomically (see the top of this header): the
-  // temporary is `path` + ".tmp-<pid>-<random>", created exclusively; the
+  // temporary is `path` + ".tmp-<pid>-<random>", created exclusively (and
+  // temporaries of `path` left by dead processes, e.g. killed mid-save, are
+  // removed first, so crashes do not pile them up); the
   // replaced file's permission bits are kept; a symlink at `path` is replaced
   // by the file, not followed. E_IO (with the OS error) on any failure; the
   // temporary is removed and whatever was at `path` is left untouched. (Only

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cfloat>
@@ -992,6 +993,34 @@ RECA_TEST(checkpoint_failed_save_keeps_old_file) {
       [](const char* p, const struct stat*, int, struct FTW*) { return std::strstr(p, ".tmp-") ? 1 : 0; },
       8, FTW_PHYS);
   expect_true(found == 0, "no temporary file left behind");
+}
+
+// A save removes the temporaries of its path left by dead writers (killed
+// mid-save) and nothing else: not a live process's, not another path's.
+RECA_TEST(checkpoint_save_removes_stale_temps) {
+  TempDir dir;
+  const ModelConfig cfg = ModelConfig::preset("tiny", Mode::Mask);
+  RecaModel model(cfg, cpu_backend());
+  model.init(2);
+  const std::string path = dir.path + "/m.safetensors";
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ::waitpid(dead, nullptr, 0);  // reaped: its pid names no process now
+  const std::string hex = "-0123456789abcdef";
+  const std::string stale_dead = path + ".tmp-" + std::to_string(dead) + hex;
+  const std::string stale_self = path + ".tmp-" + std::to_string(::getpid()) + hex;  // pid reused
+  const std::string live = path + ".tmp-" + std::to_string(::getppid()) + hex;
+  const std::string other = dir.path + "/n.safetensors.tmp-" + std::to_string(dead) + hex;
+  const std::string odd = path + ".tmp-" + std::to_string(dead) + "-notours";
+  for (const std::string& p : {stale_dead, stale_self, live, other, odd}) write_file_bytes(p, Bytes{1, 2});
+  save_checkpoint(path, model);
+  auto exists = [](const std::string& p) { return ::access(p.c_str(), F_OK) == 0; };
+  expect_true(!exists(stale_dead), "a dead writer's temp is removed");
+  expect_true(!exists(stale_self), "a temp with our pid that no save owns is removed");
+  expect_true(exists(live), "a live process's temp is kept");
+  expect_true(exists(other), "another path's temp is kept");
+  expect_true(exists(odd), "a file not named like a temp is kept");
+  expect_true(load_checkpoint(path).params.size() > 0, "the save itself succeeded");
 }
 
 // ---------------------------------------------------------------- numeric guard

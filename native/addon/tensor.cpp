@@ -11,11 +11,14 @@
 #include "addon/addon.h"
 #include "addon/errors.h"
 #include "core/error.h"
+#include "core/host_buffer.h"
 
 namespace reca::addon {
 namespace {
 
 constexpr size_t kAlignment = 64;  // a cache line, and one AVX-512 vector
+// Round up so even an empty tensor owns a valid, aligned pointer.
+size_t buffer_bytes(size_t bytes) { return (bytes + kAlignment - 1) / kAlignment * kAlignment + kAlignment; }
 
 std::atomic<int64_t> g_live_tensors{0}, g_live_bytes{0};
 
@@ -132,20 +135,20 @@ HostTensor::HostTensor(DType dtype, std::vector<int64_t> shape)
          "shape %s needs %.1f GiB, more than this machine's %.1f GiB of memory",
          shape_string(shape_).c_str(), bytes_ / 1073741824.0,
          physical_memory_bytes() / 1073741824.0);
-  // Round up so even an empty tensor owns a valid, aligned pointer.
-  const size_t alloc = (bytes_ + kAlignment - 1) / kAlignment * kAlignment + kAlignment;
-  void* p = nullptr;
-  if (posix_memalign(&p, kAlignment, alloc) != 0 || p == nullptr)
+  const size_t alloc = buffer_bytes(bytes_);
+  // Not posix_memalign: its split-off slack fragmented the heap under
+  // create/dispose loops (see core/host_buffer.h).
+  void* p = host_buffer_alloc(alloc);
+  if (p == nullptr)
     fail(ErrorCode::OutOfMemory, "could not allocate %zu bytes for a tensor of shape %s",
          bytes_, shape_string(shape_).c_str());
-  std::memset(p, 0, bytes_);
   data_ = p;
   g_live_tensors.fetch_add(1, std::memory_order_relaxed);
   g_live_bytes.fetch_add(static_cast<int64_t>(bytes_), std::memory_order_relaxed);
 }
 
 HostTensor::~HostTensor() {
-  std::free(data_);
+  host_buffer_free(data_, buffer_bytes(bytes_));
   g_live_tensors.fetch_sub(1, std::memory_order_relaxed);
   g_live_bytes.fetch_sub(static_cast<int64_t>(bytes_), std::memory_order_relaxed);
 }

@@ -43,7 +43,11 @@ export interface ImageFolder {
   uncaptioned: number;
   /** Caption entries in a JSONL file that name no image file in the folder. */
   unmatchedCaptions: number;
-  /** Corrupt, unreadable or unsupported files: named and skipped, never fatal. */
+  /**
+   * Corrupt, unreadable or unsupported files, and entries named like images that are not
+   * regular files (FIFOs, devices, directories, dangling links, link loops; reported whatever
+   * the limit): named and skipped, never fatal.
+   */
   skipped: SkippedFile[];
 }
 
@@ -65,27 +69,57 @@ function checkPositiveInteger(name: string, value: unknown, max: number): number
   return value;
 }
 
-async function listImageFiles(dir: string, recursive: boolean): Promise<string[]> {
-  const found: string[] = [];
+/** A directory entry named like an image: a file to read, or why it is skipped unread. */
+interface Candidate {
+  rel: string;
+  /** Set when the entry is not a regular file (never opened: a FIFO would block the read). */
+  skip?: string;
+}
+
+function kindOf(stat: fs.Stats): string {
+  if (stat.isDirectory()) return 'a directory';
+  if (stat.isFIFO()) return 'a FIFO';
+  if (stat.isSocket()) return 'a socket';
+  if (stat.isCharacterDevice() || stat.isBlockDevice()) return 'a device';
+  return 'not a file';
+}
+
+/** Why a symlink named like an image is not loaded, or undefined when it leads to a regular file. */
+async function linkSkipReason(file: string): Promise<string | undefined> {
+  let target: fs.Stats;
+  try {
+    target = await fs.promises.stat(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return 'dangling link';
+    if (code === 'ELOOP') return 'link loop';
+    return `cannot read: ${message(e)}`;
+  }
+  // Symlinked folders are not followed (no cycles).
+  return target.isFile() ? undefined : `not a regular file (link to ${kindOf(target)})`;
+}
+
+async function listImageFiles(dir: string, recursive: boolean): Promise<Candidate[]> {
+  const found: Candidate[] = [];
   const walk = async (relative: string): Promise<void> => {
     const entries = await fs.promises.readdir(path.join(dir, relative), { withFileTypes: true });
     for (const entry of entries) {
       if (entry.name.startsWith('.')) continue;
       const rel = relative === '' ? entry.name : `${relative}/${entry.name}`;
-      if (entry.isDirectory()) {
-        if (recursive) await walk(rel);
+      if (entry.isDirectory() && recursive) {
+        await walk(rel);
         continue;
       }
       if (!IMAGE_EXTENSIONS.has(path.extname(entry.name).toLowerCase())) continue;
-      // A symlink counts when it points at a file; symlinked folders are not followed (no cycles).
-      if (entry.isFile() || (entry.isSymbolicLink() && (await fs.promises.stat(path.join(dir, rel)).catch(() => null))?.isFile())) {
-        found.push(rel);
-      }
+      // Anything named like an image is loaded or reported, never dropped unnamed.
+      if (entry.isFile()) found.push({ rel });
+      else if (entry.isSymbolicLink()) found.push({ rel, skip: await linkSkipReason(path.join(dir, rel)) });
+      else found.push({ rel, skip: `not a regular file (${kindOf(await fs.promises.lstat(path.join(dir, rel)))})` });
     }
   };
   await walk('');
   // Code-unit order: the same on every platform and locale.
-  return found.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return found.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
 }
 
 async function openFolder(dir: string): Promise<void> {
@@ -159,10 +193,71 @@ async function decodeSquare(bytes: Buffer, size: number): Promise<Buffer> {
 
 type Loaded = { ok: true; pixels: Buffer; caption?: string } | { ok: false; reason: string };
 
+/**
+ * libvips keeps one error message buffer per process, and sharp reads and clears it after
+ * every operation: a decode failing while others run reports their message, an empty one
+ * ("Unknown error") or a mix, and the reason for a file changed between runs. Decodes run
+ * concurrently under `shared`; a failed one is repeated under `alone`, which waits until no
+ * other decode of this module runs, so the message it reports is its own.
+ */
+class DecodeGate {
+  private running = 0;
+  private exclusive: Promise<void> | undefined;
+  private drained: (() => void) | undefined;
+
+  async shared<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.exclusive) await this.exclusive;
+    this.running++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.running === 0) this.drained?.();
+    }
+  }
+
+  async alone<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.exclusive) await this.exclusive;
+    let release!: () => void;
+    this.exclusive = new Promise<void>((r) => (release = r));
+    try {
+      if (this.running > 0) await new Promise<void>((r) => (this.drained = r));
+      this.drained = undefined;
+      return await fn();
+    } finally {
+      this.exclusive = undefined;
+      release();
+    }
+  }
+}
+
+const decodeGate = new DecodeGate();
+
+async function decodeOwnError(bytes: Buffer, size: number): Promise<Buffer> {
+  try {
+    return await decodeGate.shared(() => decodeSquare(bytes, size));
+  } catch {
+    return decodeGate.alone(() => decodeSquare(bytes, size));
+  }
+}
+
+/** Reads a regular file without blocking on a FIFO swapped in after the listing. */
+async function readRegularFile(file: string): Promise<Buffer | string> {
+  const handle = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) return `not a regular file (${kindOf(stat)})`;
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
+
 async function loadOne(dir: string, rel: string, size: number, sidecars: boolean): Promise<Loaded> {
   let bytes: Buffer;
   try {
-    bytes = await fs.promises.readFile(path.join(dir, rel));
+    const read = await readRegularFile(path.join(dir, rel));
+    if (typeof read === 'string') return { ok: false, reason: read };
+    bytes = read;
   } catch (e) {
     return { ok: false, reason: `cannot read: ${message(e)}` };
   }
@@ -171,7 +266,7 @@ async function loadOne(dir: string, rel: string, size: number, sidecars: boolean
   if (format === undefined) return { ok: false, reason: 'not a PNG or JPEG file (unrecognized content)' };
   let pixels: Buffer;
   try {
-    pixels = await decodeSquare(bytes, size);
+    pixels = await decodeOwnError(bytes, size);
   } catch (e) {
     return { ok: false, reason: `corrupt or truncated ${format.toUpperCase()}: ${message(e)}` };
   }
@@ -200,12 +295,13 @@ export async function loadImageFolder(dir: string, options: ImageFolderOptions):
   }
 
   await openFolder(dir);
-  let candidates: string[];
+  let entries: Candidate[];
   try {
-    candidates = await listImageFiles(dir, options.recursive ?? false);
+    entries = await listImageFiles(dir, options.recursive ?? false);
   } catch (e) {
     throw new RecaError('E_IO', `image folder ${dir} cannot be read: ${message(e)}`);
   }
+  const candidates = entries.filter((c) => c.skip === undefined).map((c) => c.rel);
 
   let jsonl: Map<string, string> | undefined;
   if (captionMode === 'auto') {
@@ -257,9 +353,12 @@ export async function loadImageFolder(dir: string, options: ImageFolderOptions):
     pixels.push(result.pixels);
     captions.push(jsonl ? jsonl.get(rel) : result.caption);
   });
+  // Entries that are not regular files, by name, in the same sorted order.
+  for (const c of entries) if (c.skip !== undefined) skipped.push({ file: c.rel, reason: c.skip });
+  skipped.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
 
   if (files.length === 0) {
-    const found = candidates.length === 0 ? 'no .png, .jpg or .jpeg files' : `${skipped.length} image file(s), none decodable`;
+    const found = entries.length === 0 ? 'no .png, .jpg or .jpeg files' : `${skipped.length} image file(s), none decodable`;
     const reasons = skipped.slice(0, 3).map((s) => `${s.file}: ${s.reason}`).join('; ');
     throw new RecaError('E_IO', `image folder ${dir} has no loadable images: ${found}${reasons ? ` (${reasons}${skipped.length > 3 ? '; ...' : ''})` : ''}`);
   }

@@ -1,3 +1,4 @@
+import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -227,6 +228,75 @@ describe('loadImageFolder', () => {
       await expectRejects(loadImageFolder(mixed(), { imageSize }), 'E_INVALID_ARGUMENT');
     }
     await expectRejects(loadImageFolder(mixed(), { imageSize: S, limit: 0 }), 'E_INVALID_ARGUMENT');
+  });
+
+  test('entries named like images that are not regular files are skipped by name, with their reason', async () => {
+    const dir = path.join(tmp, 'special');
+    fs.mkdirSync(path.join(dir, 'folder.png'), { recursive: true });
+    await png(path.join(dir, 'good.png'), 6, 6, 3, () => RED);
+    execFileSync('mkfifo', [path.join(dir, 'fifo.png')]); // opening it for reading would block
+    fs.symlinkSync('loop_b.png', path.join(dir, 'loop_a.png'));
+    fs.symlinkSync('loop_a.png', path.join(dir, 'loop_b.png'));
+    fs.symlinkSync('missing.png', path.join(dir, 'dangling.png'));
+    fs.symlinkSync('folder.png', path.join(dir, 'to_folder.png'));
+    fs.symlinkSync('/dev/null', path.join(dir, 'to_device.jpg'));
+    fs.symlinkSync('fifo.png', path.join(dir, 'to_fifo.png'));
+    fs.symlinkSync('good.png', path.join(dir, 'to_good.png'));
+    fs.symlinkSync('missing', path.join(dir, 'not_an_image')); // ignored: no image extension
+    const folder = await loadImageFolder(dir, { imageSize: S });
+    expect(folder.files).toEqual(['good.png', 'to_good.png']);
+    expect(folder.skipped).toEqual([
+      { file: 'dangling.png', reason: 'dangling link' },
+      { file: 'fifo.png', reason: 'not a regular file (a FIFO)' },
+      { file: 'folder.png', reason: 'not a regular file (a directory)' },
+      { file: 'loop_a.png', reason: 'link loop' },
+      { file: 'loop_b.png', reason: 'link loop' },
+      { file: 'to_device.jpg', reason: 'not a regular file (link to a device)' },
+      { file: 'to_fifo.png', reason: 'not a regular file (link to a FIFO)' },
+      { file: 'to_folder.png', reason: 'not a regular file (link to a directory)' },
+    ]);
+    // Recursive: a real folder is walked, not reported; links to folders are still not followed.
+    const deep = await loadImageFolder(dir, { imageSize: S, recursive: true });
+    expect(deep.skipped.map((x) => x.file)).not.toContain('folder.png');
+    expect(deep.skipped.map((x) => x.file)).toContain('to_folder.png');
+    // Nothing loadable but special entries: E_IO that counts and names them.
+    const only = path.join(tmp, 'only-special');
+    fs.mkdirSync(only);
+    fs.symlinkSync('nowhere.png', path.join(only, 'a.png'));
+    const err = await expectRejects(loadImageFolder(only, { imageSize: S }), 'E_IO');
+    expect(err.message).toContain('1 image file(s), none decodable (a.png: dangling link)');
+  });
+
+  test("each corrupt file's reason is its own, the same as when it is decoded alone, on every run", async () => {
+    // libvips has one error buffer per process: concurrent decodes used to read each
+    // other's messages, or an emptied one ("Unknown error").
+    const dir = path.join(tmp, 'corrupt-many');
+    fs.mkdirSync(dir);
+    const rand = rng(21);
+    const names: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const w = 24 + 5 * i;
+      const pixels = raw(w, w, 3, () => [0, 1, 2].map(() => Math.floor((rand() + 1) * 127.5)));
+      const image = sharp(pixels, { raw: { width: w, height: w, channels: 3 } });
+      const [p, j] = await Promise.all([image.clone().png().toBuffer(), image.clone().jpeg().toBuffer()]);
+      fs.writeFileSync(path.join(dir, `p${i}.png`), p.subarray(0, Math.floor(p.length * (0.3 + 0.08 * i))));
+      fs.writeFileSync(path.join(dir, `j${i}.jpg`), j.subarray(0, Math.floor(j.length * (0.2 + 0.09 * i))));
+      names.push(`p${i}.png`, `j${i}.jpg`);
+    }
+    await png(path.join(dir, 'ok.png'), 6, 6, 3, () => GREEN);
+    const alone = new Map<string, string>();
+    for (const name of names) {
+      const one = path.join(tmp, `alone-${name}`);
+      fs.mkdirSync(one);
+      fs.copyFileSync(path.join(dir, name), path.join(one, name));
+      alone.set(name, (await expectRejects(loadImageFolder(one, { imageSize: S }), 'E_IO')).message.split(`${name}: `)[1].replace(/\)$/, ''));
+    }
+    for (let run = 0; run < 4; run++) {
+      const folder = await loadImageFolder(dir, { imageSize: S });
+      expect(folder.files).toEqual(['ok.png']);
+      expect(new Map(folder.skipped.map((x) => [x.file, x.reason]))).toEqual(alone);
+    }
+    expect([...alone.values()].some((r) => r.includes('Unknown error'))).toBe(false);
   });
 });
 

@@ -45,8 +45,9 @@ Trainable effective_trainable(const TrainerOptions& o) {
 // data size are measured (O(1) in depth, checked arithmetic) and compared with
 // the file's before the expected-tensor table is built. A config of depth 2^20
 // in a 1 MB file otherwise builds a 12M-entry table (80 s, 5 GB) before
-// finding a tensor missing. Small differences (a few missing or reshaped
-// tensors) pass on to the per-tensor checks, which name them; so the table is
+// finding a tensor missing. Small differences (up to kSlackTensors missing
+// tensors, data up to twice the file's plus 1 MB: a few missing or reshaped
+// tensors) pass on to the per-tensor checks, which name them. So the table is
 // built only for at most file tensors + kSlackTensors entries, and the value
 // buffers only after every expected tensor matched the file's by shape.
 void check_size_against_file(const Checkpoint& c, const SafetensorsFile& f,

@@ -45,6 +45,15 @@ export interface CreateOptions {
   mode?: Mode;
   /** Initialisation seed (default 0). */
   seed?: number | bigint;
+  /** Where the model lives and runs: 'cpu' (default) or 'cuda' (E_DEVICE, with the reason, where there is none). */
+  device?: Device;
+}
+
+export type Device = 'cpu' | 'cuda';
+
+export interface ModelLoadOptions {
+  /** Where the model lives and runs (default 'cpu'). */
+  device?: Device;
 }
 
 export interface SaveOptions {
@@ -121,14 +130,17 @@ export class Model {
   static create(options: CreateOptions = {}): Promise<Model> {
     return promised(async () => {
       if (options === null || typeof options !== 'object') throw invalid('Model.create options must be an object');
-      const { preset, config, mode, seed } = options;
-      return new Model(await addon().createModel({ preset, config: config as Record<string, unknown>, mode, seed }));
+      const { preset, config, mode, seed, device } = options;
+      return new Model(await addon().createModel({ preset, config: config as Record<string, unknown>, mode, seed, device }));
     });
   }
 
   /** A model from a checkpoint written by save() (E_CHECKPOINT when the file is not a valid one). */
-  static load(path: string): Promise<Model> {
-    return promised(async () => new Model(await addon().loadModel(path)));
+  static load(path: string, options: ModelLoadOptions = {}): Promise<Model> {
+    return promised(async () => {
+      if (options === null || typeof options !== 'object') throw invalid('Model.load options must be an object');
+      return new Model(await addon().loadModel(path, { device: options.device }));
+    });
   }
 
   /** @internal the native handle (E_DISPOSED after dispose). */
@@ -144,6 +156,11 @@ export class Model {
 
   get parameterCount(): number {
     return this.native.parameterCount;
+  }
+
+  /** Where the model lives and runs. */
+  get device(): Device {
+    return this.native.device as Device;
   }
 
   get disposed(): boolean {

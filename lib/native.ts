@@ -91,6 +91,8 @@ export interface NativeModel {
   /** The config as SPEC §1 JSON. */
   readonly configJson: string;
   readonly parameterCount: number;
+  /** The backend the model lives on: 'cpu' or 'cuda'. */
+  readonly device: string;
   readonly disposed: boolean;
   memory(): { params: number; grads: number; optimizer: number; activations: number };
   sequenceLength(task: string): number;
@@ -182,8 +184,9 @@ export interface NativeAddon {
     mode?: string;
     config?: Record<string, unknown>;
     seed?: number | bigint;
+    device?: string;
   }): Promise<NativeModel>;
-  loadModel(path: string): Promise<NativeModel>;
+  loadModel(path: string, options?: { device?: string }): Promise<NativeModel>;
   Trainer: NativeTrainerClass;
   /** Resolves to result.json's text. */
   debugStep(options: NativeDebugStepOptions): Promise<string>;

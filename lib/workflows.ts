@@ -10,7 +10,7 @@ import * as path from 'path';
 import { RecaError } from './errors';
 import { SCHEMA } from './generated/schema';
 import type { ImageFolder } from './images';
-import { Model, Trainer, type Config, type Mode, type Preset, type Recipe, type SampleOptions, type StepResult, type TrainerOptions } from './model';
+import { Model, Trainer, type Config, type Device, type Mode, type Preset, type Recipe, type SampleOptions, type StepResult, type TrainerOptions } from './model';
 import { evalSet, renderEvalImages, scoreImages, type EvalItem, type EvalReport } from './shapes/eval';
 import { CATEGORIES, Rng, ShapesWorld, type Category } from './shapes/world';
 
@@ -109,6 +109,8 @@ export async function trainSteps(
 }
 
 export interface PretrainOptions {
+  /** Where the model lives and runs (default 'cpu'). */
+  device?: Device;
   /** Continue from this checkpoint's parameters (preset, mode and config come from it). */
   init?: string;
   preset?: Preset;
@@ -145,8 +147,8 @@ export const PRETRAIN_DEFAULTS = {
 export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
   const o = { ...PRETRAIN_DEFAULTS, ...stripUndefined(options) };
   const model = o.init
-    ? await Model.load(o.init)
-    : await Model.create({ preset: o.preset ?? 'small', mode: o.mode ?? 'mask', config: o.config, seed: o.seed ?? 0 });
+    ? await Model.load(o.init, { device: o.device })
+    : await Model.create({ preset: o.preset ?? 'small', mode: o.mode ?? 'mask', config: o.config, seed: o.seed ?? 0, device: o.device });
   try {
     const data = o.data ?? shapesData(model.config.image_size, o.seed ?? 0);
     if (!data.captioned) throw new RecaError('E_INVALID_ARGUMENT', 'pretraining needs captions (t2i + i2t): use the shapes world or a captioned image folder');

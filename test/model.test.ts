@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { debugStep, getThreads, Model, setThreads, ShapesWorld, Tensor, Trainer, type Mode, type StepResult, type TrainerOptions } from '../lib';
+import { debugStep, getThreads, info, Model, setThreads, ShapesWorld, Tensor, Trainer, type Mode, type StepResult, type TrainerOptions } from '../lib';
 import { main } from '../lib/cli';
 import { cliPath, root, rng } from './helpers';
 import { f32, readSafetensors, specParameters } from './safetensors-header';
@@ -477,5 +477,22 @@ describe('CLI: debug-step and bench --suite step', () => {
     expect(doc).toMatchObject({ preset: 'tiny', mode: 'ar', task: 'i2t', batch: 2 });
     for (const k of ['images_per_s', 'tokens_per_s', 'step_seconds', 'peak_rss_bytes']) expect(doc[k]).toBeGreaterThan(0);
     expect(doc.tokens_per_s / doc.images_per_s).toBeCloseTo(3 + 16 + 1 + 32, 6);
+  });
+});
+
+describe('device', () => {
+  test("models live on the CPU by default; 'cuda' without a CUDA device is E_DEVICE with the reason", async () => {
+    using m = await Model.create({ preset: 'tiny' });
+    expect(m.device).toBe('cpu');
+    if (info().cuda.devices.length > 0 && info().cuda.compiled) return; // a GPU machine: the GPU check covers it
+    const err = await Model.create({ preset: 'tiny', device: 'cuda' }).then(
+      () => null,
+      (e: unknown) => e as Error & { code: string },
+    );
+    expect(err).not.toBeNull();
+    expect(err!.code).toBe('E_DEVICE');
+    expect(err!.message).toMatch(/CUDA/i);
+    await expect(Model.create({ preset: 'tiny', device: 'tpu' as 'cpu' })).rejects.toThrow(/device must be 'cpu' or 'cuda'/);
+    expect(info().backend).toBe('cpu');
   });
 });

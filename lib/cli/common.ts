@@ -6,7 +6,7 @@ import { setThreads } from '../engine';
 import { RecaError } from '../errors';
 import { fixed, mean, signed, table } from '../format';
 import { loadImageFolder, writeGrid } from '../images';
-import { Model, type Config, type Mode, type Preset, type SampleOptions, type StepResult } from '../model';
+import { Model, type Config, type Device, type Mode, type Preset, type SampleOptions, type StepResult } from '../model';
 import { Progress } from '../progress';
 import type { EvalReport } from '../shapes/eval';
 import { CATEGORIES, ShapesWorld } from '../shapes/world';
@@ -33,9 +33,10 @@ export function mkdirFor(file: string): void {
 /** The model a command works on: --model FILE (or `fileFlag`), else the shipped base of --preset/--mode. */
 export async function modelFrom(values: Values, fileFlag = 'model'): Promise<Model> {
   const file = str(values, fileFlag);
+  const device = deviceOf(values);
   if (file !== undefined) {
     if (!fs.existsSync(file)) throw new RecaError('E_IO', `checkpoint ${file} does not exist`);
-    return Model.load(file);
+    return Model.load(file, { device });
   }
   const preset = (str(values, 'preset') ?? 'small') as Preset;
   const mode = (str(values, 'mode') ?? 'mask') as Mode;
@@ -47,7 +48,11 @@ export async function modelFrom(values: Values, fileFlag = 'model'): Promise<Mod
         `'reca pretrain --preset ${preset} --mode ${mode} --out base.safetensors' and pass --${fileFlag} base.safetensors`,
     );
   }
-  return Model.load(shipped);
+  return Model.load(shipped, { device });
+}
+
+export function deviceOf(values: Values): Device {
+  return (str(values, 'device') ?? 'cpu') as Device;
 }
 
 /** The sampler flags over the evaluation sampler of the mode. */

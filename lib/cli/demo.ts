@@ -15,6 +15,7 @@ import {
   applyThreads,
   beforeAfterMarkdown,
   categoryTable,
+  deviceOf,
   evalGrid,
   evalWithProgress,
   interleave,
@@ -24,7 +25,7 @@ import {
   samplerFrom,
   trainingProgress,
 } from './common';
-import { JSON_FLAG, MODE_NAMES, num, parseCommand, renderHelp, SAMPLER_OPTIONS, str, THREADS, type CommandSpec } from './options';
+import { DEVICE, JSON_FLAG, MODE_NAMES, num, parseCommand, renderHelp, SAMPLER_OPTIONS, str, THREADS, type CommandSpec } from './options';
 
 export const DEMO: CommandSpec = {
   name: 'demo',
@@ -48,6 +49,7 @@ report.json, report.md, before.png, after.png, reconstructions.png.`,
     { name: 'lr', kind: 'number', value: 'X', default: POSTTRAIN_DEFAULTS.lr, help: 'peak learning rate (cosine to a tenth)' },
     { name: 'base', kind: 'string', value: 'FILE', help: 'start from this checkpoint instead of the shipped one' },
     { name: 'samples', kind: 'int', value: 'N', min: 1, default: '2; --quick 1', help: 'samples per ShapesEval prompt' },
+    DEVICE,
     THREADS,
     { ...JSON_FLAG, help: 'print report.json instead of the table' },
     ...SAMPLER_OPTIONS,
@@ -80,7 +82,7 @@ export async function cmdDemo(args: string[]): Promise<void> {
     );
   }
   if (!fs.existsSync(base)) throw new RecaError('E_IO', `checkpoint ${base} does not exist`);
-  using model = await Model.load(base);
+  using model = await Model.load(base, { device: deviceOf(values) });
   const cfg = model.config;
   const S = cfg.image_size;
   const presetName = baseFile ? presetOf(cfg, SCHEMA.presets) : preset;

@@ -158,6 +158,7 @@ const schemaDefault = (fields: readonly { name: string; default: unknown }[], na
 export const PRESET_NAMES = Object.keys(SCHEMA.presets) as readonly string[];
 export const MODE_NAMES = SCHEMA.config.find((f) => f.name === 'mode')!.choices as readonly string[];
 
+export const DEVICE: OptionSpec = { name: 'device', kind: 'choice', value: 'D', choices: ['cpu', 'cuda'], default: 'cpu', help: 'where the model lives and runs' };
 export const THREADS: OptionSpec = { name: 'threads', kind: 'int', value: 'N', min: 1, help: 'CPU threads (default: all)' };
 export const JSON_FLAG: OptionSpec = { name: 'json', kind: 'flag', help: 'print JSON instead of text' };
 
@@ -166,6 +167,7 @@ export const MODEL_OPTIONS: readonly OptionSpec[] = [
   { name: 'model', kind: 'string', value: 'FILE', help: 'checkpoint (default: the shipped base of --preset/--mode)' },
   { name: 'preset', kind: 'choice', value: 'P', choices: PRESET_NAMES, default: 'small', help: 'shipped base preset' },
   { name: 'mode', kind: 'choice', value: 'M', choices: MODE_NAMES, default: (s) => schemaDefault(s.config, 'mode'), help: 'shipped base mode' },
+  DEVICE,
 ];
 
 /**

@@ -6,8 +6,9 @@ import { fixed } from '../format';
 import { SCHEMA } from '../generated/schema';
 import { Model, type Config, type Mode, type Preset, type Recipe } from '../model';
 import { posttrain, POSTTRAIN_DEFAULTS, pretrain, PRETRAIN_DEFAULTS } from '../workflows';
-import { applyThreads, dataFrom, mkdirFor, modelFrom, presetOf, trainingProgress } from './common';
+import { applyThreads, dataFrom, deviceOf, mkdirFor, modelFrom, presetOf, trainingProgress } from './common';
 import {
+  DEVICE,
   JSON_FLAG,
   MODE_NAMES,
   MODEL_OPTIONS,
@@ -41,6 +42,7 @@ shapes world's train prompts). The shipped base models were made with
     { name: 'batch', kind: 'int', value: 'B', min: 1, default: PRETRAIN_DEFAULTS.batch, help: 'images per step' },
     { name: 'lr', kind: 'number', value: 'X', default: PRETRAIN_DEFAULTS.lr, help: 'peak learning rate' },
     { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the weights and the data' },
+    DEVICE,
     THREADS,
     { ...JSON_FLAG, help: 'print a JSON summary' },
   ],
@@ -57,7 +59,7 @@ export async function cmdPretrain(args: string[]): Promise<void> {
   let initConfig: Config | undefined;
   if (init) {
     if (!fs.existsSync(init)) throw new RecaError('E_IO', `checkpoint ${init} does not exist`);
-    using m = await Model.load(init);
+    using m = await Model.load(init);  // only its config is read
     initConfig = { ...m.config };
   }
   const preset = (init ? presetOf(initConfig!, SCHEMA.presets) : (str(values, 'preset') ?? 'small')) as Preset;
@@ -78,7 +80,7 @@ export async function cmdPretrain(args: string[]): Promise<void> {
   const stages = mode === 'flow' ? [['t2i+i2t', steps]] : [['tokenizer', tokenizerSteps], ['t2i+i2t', steps]];
   const bars = new Map(stages.map(([name, n]) => [name as string, trainingProgress(`pretrain ${name}`, n as number)]));
   const model = await pretrain({
-    init, preset, mode, config, seed, tokenizerSteps, steps, batch, lr, data,
+    device: deviceOf(values), init, preset, mode, config, seed, tokenizerSteps, steps, batch, lr, data,
     onStep: (stage, step, total, r) => {
       const p = bars.get(stage);
       p?.hook(stage, step, total, r);

@@ -150,7 +150,15 @@ void apply_config_overrides(const Napi::Value& value, ModelConfig* cfg) {
   apply_js_options(value, model::config_schema(), cfg, "config");
 }
 
-// createModel({preset, mode, config, seed}) -> Promise<NativeModel>
+// The backend a model lives on: 'cpu' (default) or 'cuda' (E_DEVICE with the
+// reason when this build or machine has no CUDA device).
+model::Backend& backend_for(const std::string& device) {
+  if (device == "cpu") return model::cpu_backend();
+  if (device == "cuda") return model::cuda_backend();
+  fail(ErrorCode::InvalidArgument, "device must be 'cpu' or 'cuda', got '%s'", device.substr(0, 40).c_str());
+}
+
+// createModel({preset, mode, config, seed, device}) -> Promise<NativeModel>
 Napi::Value RecaAddon::CreateModel(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -170,13 +178,14 @@ Napi::Value RecaAddon::CreateModel(const Napi::CallbackInfo& info) {
     }
     cfg.validate();
     const uint64_t seed = o.seed("seed", 0);
+    model::Backend& backend = backend_for(o.string("device", "cpu"));
     auto state = std::make_shared<ModelState>();
     return engine.Submit(
         env,
         std::make_unique<FnJob>(
             nullptr,
-            [state, cfg, seed] {
-              state->model = std::make_unique<RecaModel>(cfg, model::cpu_backend());
+            [state, cfg, seed, &backend] {
+              state->model = std::make_unique<RecaModel>(cfg, backend);
               state->model->init(seed);
             },
             [state](Napi::Env e) -> Napi::Value { return ModelWrap::Wrap(e, state); }),
@@ -184,19 +193,20 @@ Napi::Value RecaAddon::CreateModel(const Napi::CallbackInfo& info) {
   });
 }
 
-// loadModel(path) -> Promise<NativeModel>
+// loadModel(path, {device}) -> Promise<NativeModel>
 Napi::Value RecaAddon::LoadModel(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     const std::string path = path_arg(info[0], "Model.load path");
+    model::Backend& backend = backend_for(Options(info[1], "Model.load options").string("device", "cpu"));
     auto state = std::make_shared<ModelState>();
     return engine.Submit(
         env,
         std::make_unique<FnJob>(
             nullptr,
-            [state, path] {
+            [state, path, &backend] {
               const model::Checkpoint c = model::load_checkpoint(path);
-              state->model = std::make_unique<RecaModel>(c.config, model::cpu_backend());
+              state->model = std::make_unique<RecaModel>(c.config, backend);
               c.apply_to_model(*state->model);
             },
             [state](Napi::Env e) -> Napi::Value { return ModelWrap::Wrap(e, state); }),
@@ -211,6 +221,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                      {
                          InstanceAccessor<&ModelWrap::GetConfig>("configJson"),
                          InstanceAccessor<&ModelWrap::GetParameterCount>("parameterCount"),
+                         InstanceAccessor<&ModelWrap::GetDevice>("device"),
                          InstanceAccessor("disposed", &ModelWrap::GetDisposed, nullptr),
                          InstanceMethod<&ModelWrap::Memory>("memory"),
                          InstanceMethod<&ModelWrap::SequenceLength>("sequenceLength"),
@@ -263,7 +274,14 @@ Napi::Value ModelWrap::GetParameterCount(const Napi::CallbackInfo& info) {
   });
 }
 
-// {params, grads, optimizer, activations}: bytes held for this model and its trainers.
+Napi::Value ModelWrap::GetDevice(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    return Napi::String::New(info.Env(), Live()->model->backend().name());
+  });
+}
+
+// {params, grads, optimizer, activations}: bytes held for this model and its
+// trainers, in the memory of the model's device.
 Napi::Value ModelWrap::Memory(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     Napi::Env env = info.Env();

@@ -81,6 +81,7 @@ class ModelWrap : public Handle<ModelWrap, std::shared_ptr<ModelState>> {
 
   Napi::Value GetConfig(const Napi::CallbackInfo& info);
   Napi::Value GetParameterCount(const Napi::CallbackInfo& info);
+  Napi::Value GetDevice(const Napi::CallbackInfo& info);
   Napi::Value Memory(const Napi::CallbackInfo& info);
   Napi::Value SequenceLength(const Napi::CallbackInfo& info);
   Napi::Value Embed(const Napi::CallbackInfo& info);

@@ -218,6 +218,10 @@ describe('jobs on a tiny model', () => {
         expect(ci.categories[c].hi).toBeGreaterThanOrEqual(ci.categories[c].estimate);
       }
     }
+    // Paired: the same prompts and seeds before and after.
+    expect(report.samples.after.map((s: { prompt: string; seed: number }) => `${s.prompt}#${s.seed}`)).toEqual(
+      report.samples.before.map((s: { prompt: string; seed: number }) => `${s.prompt}#${s.seed}`),
+    );
     expect(report.intervals.change.overall.estimate).toBeCloseTo(report.after.overall - report.before.overall, 12);
     expect(report.intervals.resamples).toBe(2000);
     expect(report.sample_size.target_half_width).toBe(0.02);

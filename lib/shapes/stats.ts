@@ -10,8 +10,15 @@
  * the category has; a paired resample draws the same prompts for every model.
  */
 import { RecaError } from '../errors';
-import type { SampleScore } from './eval';
 import { CATEGORIES, Rng, type Category } from './world';
+
+/** What the bootstrap reads of one scored sample (eval.ts's SampleScore has these fields). */
+export interface Outcome {
+  prompt: string;
+  category: Category;
+  seed: number;
+  correct: boolean;
+}
 
 /** A point estimate with its bootstrap interval and standard error. */
 export interface Interval {
@@ -69,7 +76,7 @@ interface Stratum {
  * prompt, seed) at every index, which evaluate() guarantees for the same
  * options because it derives its seeds from the items.
  */
-function strata(series: readonly SampleScore[][]): Stratum[] {
+function strata(series: readonly Outcome[][]): Stratum[] {
   if (series.length === 0) throw invalid('no sample lists to bootstrap');
   const first = series[0];
   for (const [k, s] of series.entries()) {
@@ -146,7 +153,7 @@ function meanOf(values: number[], present: boolean[], pick: readonly number[]): 
  * series (the draws depend only on the prompt counts), so one model scored
  * alone gets the same intervals as in a pair.
  */
-function bootstrap(series: readonly SampleScore[][], options: BootstrapOptions): { scores: ScoreIntervals[]; changes: ScoreIntervals[] } {
+function bootstrap(series: readonly Outcome[][], options: BootstrapOptions): { scores: ScoreIntervals[]; changes: ScoreIntervals[] } {
   const B = options.resamples ?? BOOTSTRAP_RESAMPLES;
   const level = options.level ?? 0.95;
   if (!Number.isInteger(B) || B < 2) throw invalid(`resamples must be an integer >= 2, got ${String(B)}`);
@@ -214,8 +221,8 @@ function bootstrap(series: readonly SampleScore[][], options: BootstrapOptions):
   };
 }
 
-/** Intervals of one model's ShapesEval scores (its SampleScore list, as scoreImages returns it). */
-export function scoreIntervals(samples: SampleScore[], options: BootstrapOptions = {}): ScoreIntervals {
+/** Intervals of one model's ShapesEval scores (the samples of scoreImages' report). */
+export function scoreIntervals(samples: Outcome[], options: BootstrapOptions = {}): ScoreIntervals {
   return bootstrap([samples], options).scores[0];
 }
 
@@ -225,8 +232,8 @@ export function scoreIntervals(samples: SampleScore[], options: BootstrapOptions
  * two runs share (prompt difficulty, seeds) cancels in the change.
  */
 export function pairedIntervals(
-  before: SampleScore[],
-  after: SampleScore[],
+  before: Outcome[],
+  after: Outcome[],
   options: BootstrapOptions = {},
 ): { before: ScoreIntervals; after: ScoreIntervals; change: ScoreIntervals } {
   const r = bootstrap([before, after], options);
@@ -256,7 +263,7 @@ export interface SampleSizeAdvice {
  * sum_c (tau_c² + w_c / N) / m_c / C², and N is the smallest that puts
  * 1.96·sqrt of that at or under `target`.
  */
-export function samplesForHalfWidth(before: SampleScore[], after: SampleScore[], target = 0.02): SampleSizeAdvice {
+export function samplesForHalfWidth(before: Outcome[], after: Outcome[], target = 0.02): SampleSizeAdvice {
   if (!(target > 0)) throw invalid(`target half-width must be positive, got ${String(target)}`);
   const st = strata([before, after]).filter((s) => s.samples.length > 0);
   const C = st.length;

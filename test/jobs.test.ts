@@ -202,6 +202,28 @@ describe('jobs on a tiny model', () => {
     for (const f of ['report.md', 'before.png', 'after.png', 'reconstructions.png', 'model.safetensors']) {
       expect(fs.existsSync(path.join(out, f))).toBe(true);
     }
-    expect(fs.readFileSync(path.join(out, 'report.md'), 'utf8')).toMatch(/^\| \*\*overall\*\* \| \*\*[01]\.\d{3}\*\* \| \*\*[01]\.\d{3}\*\* \|/m);
+    // Each score with its 95% interval, and the paired change with its own.
+    const iv = '\\[[-+]?[01]\\.\\d{3}, [-+]?[01]\\.\\d{3}\\]';
+    const md = fs.readFileSync(path.join(out, 'report.md'), 'utf8');
+    expect(md).toMatch(new RegExp(`^\\| \\*\\*overall\\*\\* \\| \\*\\*[01]\\.\\d{3}\\*\\* ${iv} \\| \\*\\*[01]\\.\\d{3}\\*\\* ${iv} \\| \\*\\*[-+][01]\\.\\d{3}\\*\\* ${iv} \\|$`, 'm'));
+    expect(md).toMatch(/^Single-object prompts .*: change single [-+]/m);
+    expect(md).toMatch(/for ±0\.02, use --samples \d+|no number of samples gets it to ±0\.02/);
+    // The intervals in report.json: around their estimates, which are the report's own scores.
+    for (const side of ['before', 'after']) {
+      const ci = report.intervals[side];
+      expect(ci.overall.estimate).toBeCloseTo(report[side].overall, 12);
+      for (const c of CATEGORIES) {
+        expect(ci.categories[c].estimate).toBeCloseTo(report[side].categories[c], 12);
+        expect(ci.categories[c].lo).toBeLessThanOrEqual(ci.categories[c].estimate);
+        expect(ci.categories[c].hi).toBeGreaterThanOrEqual(ci.categories[c].estimate);
+      }
+    }
+    // Paired: the same prompts and seeds before and after.
+    expect(report.samples.after.map((s: { prompt: string; seed: number }) => `${s.prompt}#${s.seed}`)).toEqual(
+      report.samples.before.map((s: { prompt: string; seed: number }) => `${s.prompt}#${s.seed}`),
+    );
+    expect(report.intervals.change.overall.estimate).toBeCloseTo(report.after.overall - report.before.overall, 12);
+    expect(report.intervals.resamples).toBe(2000);
+    expect(report.sample_size.target_half_width).toBe(0.02);
   }, 60000);
 });

@@ -475,7 +475,9 @@ describe('ShapesEval', () => {
     expect(report.overall).toBeCloseTo((0.5 + 5) / 6, 12);
     const md = reportMarkdown(report, 'test run');
     expect(md).toContain('## test run');
-    expect(md).toContain('| single | 0.500 | 1 / 2 |');
+    expect(md).toContain('| single | 0.500 | 1 / 2 | [0.000, 1.000] |');
+    // Every binding prompt right: nothing to resample, a zero-width interval.
+    expect(md).toContain('| binding | 1.000 | 2 / 2 | [1.000, 1.000] |');
     expect(md).toContain('| binding | 1.000 | 2 / 2 |');
     expect(md).toContain(`| **overall** | **${((0.5 + 5) / 6).toFixed(3)}** | 11 / 12 |`);
     expect(md).toContain('expected 1 object, found 0');

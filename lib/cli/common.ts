@@ -9,6 +9,7 @@ import { loadImageFolder, writeGrid } from '../images';
 import { Model, type Config, type Device, type Mode, type Preset, type SampleOptions, type StepResult } from '../model';
 import { Progress } from '../progress';
 import type { EvalReport } from '../shapes/eval';
+import { BOOTSTRAP_RESAMPLES, pairedIntervals, scoreIntervals, SINGLE_OBJECT, withInterval, type Interval, type SampleSizeAdvice } from '../shapes/stats';
 import { CATEGORIES, ShapesWorld } from '../shapes/world';
 import { defaultSampler, evaluate, folderData, gridSelection, pathwayScores, shapesData, shippedBase, type DataSource, type Evaluation, type StepHook } from '../workflows';
 import { num, str, type Values } from './options';
@@ -112,25 +113,64 @@ export function trainingProgress(label: string, total: number): { hook: StepHook
   return { hook, bar, last: () => mean(recent) };
 }
 
-export function categoryTable(before: EvalReport, after?: EvalReport): string {
+export type Paired = ReturnType<typeof pairedIntervals>;
+
+/** Bootstrap settings of every interval the CLI reports: the defaults, plus the single-object group. */
+export const INTERVALS = { groups: { single_object: SINGLE_OBJECT } } as const;
+
+/** Each score with its 95% interval; with `after`, the paired change with its interval too. */
+export function categoryTable(before: EvalReport, after?: EvalReport, paired?: Paired): string {
   const head = after ? ['category', 'before', 'after', 'change'] : ['category', 'score'];
   const rows = [head];
-  for (const c of CATEGORIES) {
-    const b = before.categories[c];
-    rows.push(after ? [c, fixed(b, 3), fixed(after.categories[c], 3), signed(after.categories[c] - b)] : [c, fixed(b, 3)]);
+  if (after) {
+    const p = paired ?? pairedIntervals(before.samples, after.samples, INTERVALS);
+    for (const c of CATEGORIES) rows.push([c, withInterval(p.before.categories[c]), withInterval(p.after.categories[c]), withInterval(p.change.categories[c], true)]);
+    rows.push(['overall', withInterval(p.before.overall), withInterval(p.after.overall), withInterval(p.change.overall, true)]);
+  } else {
+    const one = scoreIntervals(before.samples);
+    for (const c of CATEGORIES) rows.push([c, withInterval(one.categories[c])]);
+    rows.push(['overall', withInterval(one.overall)]);
   }
-  rows.push(after ? ['overall', fixed(before.overall, 3), fixed(after.overall, 3), signed(after.overall - before.overall)] : ['overall', fixed(before.overall, 3)]);
-  return table(rows, head.map((_, i) => i > 0));
+  return table(rows, head.map((_, i) => i > 0)) + `\n${INTERVAL_NOTE}${after ? ' Changes are paired: the same prompts and seeds before and after.' : ''}`;
 }
 
-export function beforeAfterMarkdown(before: EvalReport, after: EvalReport): string {
+/** How the intervals are made, under every table that shows them. */
+export const INTERVAL_NOTE = `[low, high]: 95% interval, bootstrap over prompts (${BOOTSTRAP_RESAMPLES} resamples, within each category).`;
+
+export function beforeAfterMarkdown(before: EvalReport, after: EvalReport, paired?: Paired): string {
+  const p = paired ?? pairedIntervals(before.samples, after.samples, INTERVALS);
   const rows = ['| category | before | after | change |', '|---|---:|---:|---:|'];
   for (const c of CATEGORIES) {
-    rows.push(`| ${c} | ${fixed(before.categories[c], 3)} | ${fixed(after.categories[c], 3)} | ${signed(after.categories[c] - before.categories[c])} |`);
+    rows.push(`| ${c} | ${withInterval(p.before.categories[c])} | ${withInterval(p.after.categories[c])} | ${withInterval(p.change.categories[c], true)} |`);
   }
-  rows.push(`| **overall** | **${fixed(before.overall, 3)}** | **${fixed(after.overall, 3)}** | **${signed(after.overall - before.overall)}** |`);
-  return rows.join('\n');
+  const bold = (iv: Interval, sign = false) => withInterval(iv, sign).replace(/^(\S+)/, '**$1**');
+  rows.push(`| **overall** | ${bold(p.before.overall)} | ${bold(p.after.overall)} | ${bold(p.change.overall, true)} |`);
+  return rows.join('\n') + `\n\n${INTERVAL_NOTE} Changes are paired: the same prompts and seeds before and after.`;
 }
+
+/** The prompts post-training never showed: single-object scenes (its images all hold two or more objects). */
+export function singleObjectLine(p: Paired): string {
+  const g = p.change.groups.single_object;
+  if (g === undefined) return '';
+  return (
+    'Single-object prompts (post-training never shows a one-object scene): change ' +
+    `single ${withInterval(p.change.categories.single, true)}, colors ${withInterval(p.change.categories.colors, true)}, ` +
+    `both ${withInterval(g, true)} (${withInterval(p.before.groups.single_object)} -> ${withInterval(p.after.groups.single_object)}).`
+  );
+}
+
+/** How many samples per prompt would make the overall change precise to ±target. */
+export function sampleSizeLine(advice: SampleSizeAdvice, samples: number, target = SAMPLE_TARGET): string {
+  const now = `With ${samples} sample${samples === 1 ? '' : 's'} per prompt the overall change is known to ±${advice.halfWidth.toFixed(4)} (95%, normal approximation)`;
+  if (advice.samples === null) {
+    return `${now}; no number of samples gets it to ±${target}: the prompts themselves differ by more (more prompts would).`;
+  }
+  const bound = advice.lowerBound ? ' at least (one sample per prompt cannot tell prompt-to-prompt from sample-to-sample variance; rerun with --samples 2 for a firmer number)' : '';
+  return `${now}; for ±${target}, use --samples ${advice.samples}${bound}.`;
+}
+
+/** The half-width the sample-size advice aims at. */
+export const SAMPLE_TARGET = 0.02;
 
 export type Pathways = Awaited<ReturnType<typeof pathwayScores>>;
 

@@ -10,6 +10,7 @@ import { writeGrid } from '../images';
 import { Model, type Mode, type Preset } from '../model';
 import { SCHEMA } from '../generated/schema';
 import { renderEvalImages, reportMarkdown, type EvalReport } from '../shapes/eval';
+import { BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, pairedIntervals, samplesForHalfWidth } from '../shapes/stats';
 import { gridSelection, pathwayScores, posttrain, POSTTRAIN_DEFAULTS, shippedBase } from '../workflows';
 import {
   applyThreads,
@@ -18,11 +19,15 @@ import {
   deviceOf,
   evalGrid,
   evalWithProgress,
+  INTERVALS,
   interleave,
   mkdir,
   pathwayLines,
   presetOf,
+  SAMPLE_TARGET,
+  sampleSizeLine,
   samplerFrom,
+  singleObjectLine,
   trainingProgress,
 } from './common';
 import { DEVICE, JSON_FLAG, MODE_NAMES, num, parseCommand, renderHelp, SAMPLER_OPTIONS, str, THREADS, type CommandSpec } from './options';
@@ -117,6 +122,10 @@ export async function cmdDemo(args: string[]): Promise<void> {
   const checkpoint = path.join(out, 'model.safetensors');
   await model.save(checkpoint, { dtype: 'float16' });
 
+  // Paired: evaluate() gives both runs the same items and seeds; pairedIntervals checks it.
+  const paired = pairedIntervals(before.report.samples, after.report.samples, INTERVALS);
+  const advice = samplesForHalfWidth(before.report.samples, after.report.samples, SAMPLE_TARGET);
+
   const seconds = (Date.now() - t0) / 1000;
   const summary = (r: EvalReport) => ({ overall: r.overall, categories: r.categories });
   const report = {
@@ -142,6 +151,21 @@ export async function cmdDemo(args: string[]): Promise<void> {
     date: new Date().toISOString(),
     outputs: ['report.json', 'report.md', 'before.png', 'after.png', 'reconstructions.png', 'model.safetensors'],
     samples: { before: before.report.samples, after: after.report.samples },
+    intervals: {
+      method: 'percentile bootstrap over prompts, stratified by category, paired (the same resampled prompts before and after)',
+      level: 0.95,
+      resamples: BOOTSTRAP_RESAMPLES,
+      seed: BOOTSTRAP_SEED,
+      ...paired,
+    },
+    sample_size: {
+      target_half_width: SAMPLE_TARGET,
+      samples_per_prompt: advice.samples,
+      lower_bound: advice.lowerBound,
+      half_width_now: advice.halfWidth,
+      variance_between_prompts: advice.between,
+      variance_within_prompts: advice.within,
+    },
   };
   writeJson(path.join(out, 'report.json'), report);
   const md = [
@@ -151,7 +175,11 @@ export async function cmdDemo(args: string[]): Promise<void> {
       `${before.items.length} images (${samples} per prompt), sampler ${JSON.stringify(sampler)}. ` +
       `Total ${seconds.toFixed(0)} s on ${getThreads()} threads (${report.machine.cpu}).`,
     '',
-    beforeAfterMarkdown(before.report, after.report),
+    beforeAfterMarkdown(before.report, after.report, paired),
+    '',
+    singleObjectLine(paired),
+    '',
+    sampleSizeLine(advice, samples),
     '',
     pathwayLines(pathBefore, pathAfter),
     '',
@@ -173,7 +201,8 @@ export async function cmdDemo(args: string[]): Promise<void> {
     return;
   }
   console.log(`\nShapesEval, ${presetName}/${cfg.mode}, ${steps} RecA steps (${recipe}):\n`);
-  console.log(categoryTable(before.report, after.report));
+  console.log(categoryTable(before.report, after.report, paired));
+  console.log(`\n${singleObjectLine(paired)}\n${sampleSizeLine(advice, samples)}`);
   console.log(`\n${pathwayLines(pathBefore, pathAfter)}`);
   console.log(`\n${seconds.toFixed(0)} s. Wrote ${report.outputs.map((f) => path.join(out, f)).join(', ')}`);
 }

@@ -4,6 +4,7 @@ import * as path from 'path';
 
 import { writeJson } from '../format';
 import { reportMarkdown } from '../shapes/eval';
+import { BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, scoreIntervals } from '../shapes/stats';
 import { applyThreads, categoryTable, evalGrid, evalWithProgress, mkdir, modelFrom, samplerFrom } from './common';
 import { JSON_FLAG, MODEL_OPTIONS, num, parseCommand, renderHelp, SAMPLER_OPTIONS, str, THREADS, type CommandSpec } from './options';
 
@@ -31,15 +32,16 @@ export async function cmdEval(args: string[]): Promise<void> {
   using model = await modelFrom(values);
   const sampler = samplerFrom(values, model.config.mode);
   const ev = await evalWithProgress(model, 'ShapesEval', samples, sampler);
+  const intervals = { method: 'percentile bootstrap over prompts, stratified by category', level: 0.95, resamples: BOOTSTRAP_RESAMPLES, seed: BOOTSTRAP_SEED, ...scoreIntervals(ev.report.samples) };
   if (out) {
     mkdir(out);
-    writeJson(path.join(out, 'eval.json'), { ...ev.report, sampler, seconds: ev.seconds });
+    writeJson(path.join(out, 'eval.json'), { ...ev.report, intervals, sampler, seconds: ev.seconds });
     fs.writeFileSync(path.join(out, 'eval.md'), reportMarkdown(ev.report, 'ShapesEval') + '\n');
     await evalGrid(path.join(out, 'samples.png'), ev, model.config.image_size, `ShapesEval overall ${ev.report.overall.toFixed(3)}`);
   }
   if (values.json) {
     const { samples: _omit, ...brief } = ev.report;
-    console.log(JSON.stringify({ ...brief, sampler, seconds: ev.seconds }, null, 2));
+    console.log(JSON.stringify({ ...brief, intervals, sampler, seconds: ev.seconds }, null, 2));
   } else {
     console.log(categoryTable(ev.report));
   }

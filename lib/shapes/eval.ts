@@ -5,6 +5,7 @@
  * by its own rule; the overall score is the mean of the category scores.
  */
 import { RecaError } from '../errors';
+import { scoreIntervals, type Interval } from './stats';
 import {
   BACKGROUND,
   CATEGORIES,
@@ -371,20 +372,25 @@ export function scoreImages(items: EvalItem[], images: Uint8Array, imageSize: nu
   return { overall, categories, samples };
 }
 
-/** A per-category table with the overall score, then the first failure of each category. */
+/**
+ * A per-category table with the overall score and its 95% interval (bootstrap
+ * over prompts, see stats.ts), then the first failure of each category.
+ */
 export function reportMarkdown(report: EvalReport, title = 'ShapesEval'): string {
   const fmt = (v: number) => (Number.isNaN(v) ? '-' : v.toFixed(3));
-  const lines = [`## ${title}`, '', '| category | score | correct / samples |', '|---|---:|---:|'];
+  const ci = scoreIntervals(report.samples);
+  const range = (iv: Interval) => (Number.isNaN(iv.estimate) ? '-' : `[${iv.lo.toFixed(3)}, ${iv.hi.toFixed(3)}]`);
+  const lines = [`## ${title}`, '', '| category | score | correct / samples | 95% interval |', '|---|---:|---:|---:|'];
   const failures: string[] = [];
   for (const c of CATEGORIES) {
     const mine = report.samples.filter((s) => s.category === c);
     const right = mine.filter((s) => s.correct).length;
-    lines.push(`| ${c} | ${fmt(report.categories[c])} | ${right} / ${mine.length} |`);
+    lines.push(`| ${c} | ${fmt(report.categories[c])} | ${right} / ${mine.length} | ${range(ci.categories[c])} |`);
     const wrong = mine.find((s) => !s.correct);
     if (wrong) failures.push(`- ${c}: "${wrong.prompt}" (seed ${wrong.seed}): ${wrong.reason}`);
   }
   const right = report.samples.filter((s) => s.correct).length;
-  lines.push(`| **overall** | **${fmt(report.overall)}** | ${right} / ${report.samples.length} |`);
+  lines.push(`| **overall** | **${fmt(report.overall)}** | ${right} / ${report.samples.length} | ${range(ci.overall)} |`);
   if (failures.length > 0) lines.push('', 'First failure per category:', '', ...failures);
   return lines.join('\n') + '\n';
 }

@@ -1,2 +1,3 @@
 export * from './world';
 export * from './eval';
+export * from './stats';

@@ -1,3 +1,4 @@
+// "SPEC §n" in native/ and lib/ comments means section n of docs/SPEC.md.
 // The RecA-Mini graph (SPEC §3–§5): understanding encoder, connector, VQ
 // tokenizer, generator sequences for every task and mode, their losses and the
 // backward pass. Holds the parameters; the trainer owns grads and optimizer

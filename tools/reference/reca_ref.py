@@ -1,4 +1,4 @@
-"""PyTorch reference implementation of RecA-Mini (SPEC.md): the model, the training
+"""PyTorch reference implementation of RecA-Mini (docs/SPEC.md): the model, the training
 losses and AdamW, written plainly so the native engine can be checked against it.
 
 Everything here is a function of (params, batch). All random draws of a step (CFG

@@ -56,46 +56,33 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// Σ of one value per thread of a kBlock-thread block, pairs fixed by position:
-// every thread gets the total. sh: kBlock elements of shared memory.
-template <class T>
-__device__ __forceinline__ T block_sum(T v, T* sh) {
+// The block tree of `combine` over one value per thread of a kBlock-thread
+// block, pairs fixed by position (so the same bits every run); every thread
+// gets the result. sh: kBlock elements of shared memory.
+template <class T, class Combine>
+__device__ __forceinline__ T block_reduce(T v, T* sh, Combine combine) {
   sh[threadIdx.x] = v;
   __syncthreads();
 #pragma unroll
   for (int s = kBlock / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) sh[threadIdx.x] = sh[threadIdx.x] + sh[threadIdx.x + s];
+    if (threadIdx.x < s) sh[threadIdx.x] = combine(sh[threadIdx.x], sh[threadIdx.x + s]);
     __syncthreads();
   }
   const T r = sh[0];
   __syncthreads();
   return r;
+}
+template <class T>
+__device__ __forceinline__ T block_sum(T v, T* sh) {
+  return block_reduce(v, sh, [](T a, T b) { return a + b; });
 }
 template <class T>
 __device__ __forceinline__ T block_max(T v, T* sh) {
-  sh[threadIdx.x] = v;
-  __syncthreads();
-#pragma unroll
-  for (int s = kBlock / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) sh[threadIdx.x] = sh[threadIdx.x] > sh[threadIdx.x + s] ? sh[threadIdx.x] : sh[threadIdx.x + s];
-    __syncthreads();
-  }
-  const T r = sh[0];
-  __syncthreads();
-  return r;
+  return block_reduce(v, sh, [](T a, T b) { return a > b ? a : b; });
 }
 template <class T>
 __device__ __forceinline__ T block_min(T v, T* sh) {
-  sh[threadIdx.x] = v;
-  __syncthreads();
-#pragma unroll
-  for (int s = kBlock / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) sh[threadIdx.x] = sh[threadIdx.x] < sh[threadIdx.x + s] ? sh[threadIdx.x] : sh[threadIdx.x + s];
-    __syncthreads();
-  }
-  const T r = sh[0];
-  __syncthreads();
-  return r;
+  return block_reduce(v, sh, [](T a, T b) { return a < b ? a : b; });
 }
 
 // Σ x[0..n) in double: thread t adds x[t], x[t + kBlock], … in order, then the

@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { RecaError } from './errors';
-import { SCHEMA } from './generated/schema';
+import { fieldDefault, SCHEMA } from './generated/schema';
 import type { ImageFolder } from './images';
 import { Model, Trainer, type Config, type Device, type Mode, type Preset, type Recipe, type SampleOptions, type StepResult, type TrainerOptions } from './model';
 import { evalSet, renderEvalImages, scoreImages, type EvalItem, type EvalReport } from './shapes/eval';
@@ -267,14 +267,11 @@ export const EVAL_CFG = 3;
  * base; 32 steps scored 0.09), guided with EVAL_CFG.
  */
 export function defaultSampler(mode: Mode): SampleOptions {
-  const steps = samplerDefault('steps') as number;
-  const temperature = samplerDefault('temperature') as number;
+  const steps = fieldDefault(SCHEMA.sampler, 'steps') as number;
+  const temperature = fieldDefault(SCHEMA.sampler, 'temperature') as number;
   return mode === 'flow' ? { steps, cfg: EVAL_CFG, seed: 0 } : mode === 'mask' ? { steps, cfg: EVAL_CFG, temperature, seed: 0 } : { cfg: EVAL_CFG, temperature, seed: 0 };
 }
 
-function samplerDefault(name: string): unknown {
-  return SCHEMA.sampler.find((f) => f.name === name)!.default;
-}
 
 export interface Evaluation {
   report: EvalReport;

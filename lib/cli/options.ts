@@ -7,7 +7,8 @@
  */
 import * as util from 'util';
 
-import { SCHEMA, type SchemaDocument } from '../generated/schema';
+import { fieldDefault, SCHEMA, type SchemaDocument } from '../generated/schema';
+import { EVAL_CFG } from '../workflows';
 
 /** A user error on the command line: exit code 2, one line, no stack trace. */
 export class UsageError extends Error {}
@@ -152,8 +153,7 @@ export function num(values: Values, name: string): number | undefined {
 
 // ---- options several commands share --------------------------------------------
 
-const schemaDefault = (fields: readonly { name: string; default: unknown }[], name: string): string | number =>
-  fields.find((f) => f.name === name)!.default as string | number;
+const schemaDefault = (fields: readonly { name: string; default: unknown }[], name: string) => fieldDefault(fields, name) as string | number;
 
 export const PRESET_NAMES = Object.keys(SCHEMA.presets) as readonly string[];
 export const MODE_NAMES = SCHEMA.config.find((f) => f.name === 'mode')!.choices as readonly string[];
@@ -172,9 +172,8 @@ export const MODEL_OPTIONS: readonly OptionSpec[] = [
 
 /**
  * Sampler flags. The evaluation sampler (ShapesEval, the demo) guides with
- * CFG 3; the other defaults are the sampler table's.
+ * EVAL_CFG; the other defaults are the sampler table's.
  */
-export const EVAL_CFG = 3;
 export const SAMPLER_OPTIONS: readonly OptionSpec[] = [
   { name: 'sample-steps', kind: 'int', value: 'N', min: 1, default: (s) => schemaDefault(s.sampler, 'steps'), help: 'mask: MaskGIT steps; flow: Euler steps; ar: unused' },
   { name: 'cfg', kind: 'number', value: 'X', default: EVAL_CFG, help: 'classifier-free guidance scale (1 = off)' },

@@ -517,6 +517,13 @@ export const SCHEMA = {
 } as const;
 
 export type SchemaDocument = typeof SCHEMA;
+
+/** The default of field `name` in one of the document's field lists (e.g. SCHEMA.sampler). */
+export function fieldDefault(fields: readonly { name: string; default: unknown }[], name: string): string | number | boolean {
+  const f = fields.find((x) => x.name === name);
+  if (!f) throw new Error(`no schema field '${name}'`);
+  return f.default as string | number | boolean;
+}
 export type Preset = 'tiny' | 'small' | 'base';
 
 /** A model's configuration (SPEC §1; names as stored in checkpoints). */

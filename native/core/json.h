@@ -166,10 +166,10 @@ void json_validate(const std::string& text, ErrorCode code, const std::string& c
 // integers exactly, strings as json_quote.
 class JsonWriter {
  public:
-  JsonWriter& begin_object();
-  JsonWriter& end_object();
-  JsonWriter& begin_array();
-  JsonWriter& end_array();
+  JsonWriter& begin_object() { return open('{'); }
+  JsonWriter& end_object() { return close('}'); }
+  JsonWriter& begin_array() { return open('['); }
+  JsonWriter& end_array() { return close(']'); }
   JsonWriter& key(const std::string& k);  // in an object, before each value
   JsonWriter& null();
   JsonWriter& boolean(bool b);
@@ -181,6 +181,8 @@ class JsonWriter {
 
  private:
   void separate();
+  JsonWriter& open(char bracket);
+  JsonWriter& close(char bracket);
   std::string out_;
   std::vector<bool> first_;  // per open container: no value written yet
   bool after_key_ = false;

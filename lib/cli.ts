@@ -9,7 +9,7 @@ import { RecaError } from './errors';
 import { BENCH, benchTable, cmdBench } from './cli/bench';
 import { cmdDemo, DEMO } from './cli/demo';
 import { cmdDebugStep, cmdInfo, DEBUG_STEP, INFO } from './cli/engine';
-import { cmdEval, EVAL } from './cli/eval';
+import { cmdEval, cmdProbe, EVAL, PROBE } from './cli/eval';
 import { cmdEmbed, cmdReconstruct, cmdSample, EMBED, RECONSTRUCT, SAMPLE } from './cli/images';
 import { UsageError, type CommandSpec } from './cli/options';
 import { cmdPretrain, cmdTrain, PRETRAIN, TRAIN } from './cli/training';
@@ -22,6 +22,7 @@ export const COMMANDS: ReadonlyArray<{ spec: CommandSpec; run: (args: string[]) 
   { spec: PRETRAIN, run: cmdPretrain },
   { spec: TRAIN, run: cmdTrain },
   { spec: EVAL, run: cmdEval },
+  { spec: PROBE, run: cmdProbe },
   { spec: SAMPLE, run: cmdSample },
   { spec: RECONSTRUCT, run: cmdReconstruct },
   { spec: EMBED, run: cmdEmbed },

@@ -181,6 +181,16 @@ export class Model {
     return promised(() => tensorOf<'float32'>(this.native.embed(arrayInput(images))));
   }
 
+  /** A float32 copy of one parameter tensor (names: parameterNames()). */
+  parameter(name: string): Promise<Tensor<'float32'>> {
+    return promised(() => tensorOf<'float32'>(this.native.parameter(name)));
+  }
+
+  /** Every parameter's name, in checkpoint order. */
+  parameterNames(): string[] {
+    return this.native.parameterNames();
+  }
+
   /** VQ codes (discrete modes): int32 [B, N]. */
   tokenize(images: ImageInput): Promise<Tensor<'int32'>> {
     return promised(() => tensorOf<'int32'>(this.native.tokenize(arrayInput(images))));

@@ -97,6 +97,8 @@ export interface NativeModel {
   memory(): { params: number; grads: number; optimizer: number; activations: number };
   sequenceLength(task: string): number;
   embed(images: NativeArrayInput): Promise<NativeTensor>;
+  parameter(name: string): Promise<NativeTensor>;
+  parameterNames(): string[];
   tokenize(images: NativeArrayInput): Promise<NativeTensor>;
   decode(codes: NativeArrayInput): Promise<NativeTensor>;
   reconstruct(images: NativeArrayInput, options?: NativeSampleOptions): Promise<NativeTensor>;

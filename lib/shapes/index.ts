@@ -1,3 +1,4 @@
 export * from './world';
 export * from './eval';
 export * from './stats';
+export * from './probe';

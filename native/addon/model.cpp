@@ -226,6 +226,8 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModelWrap::Memory>("memory"),
                          InstanceMethod<&ModelWrap::SequenceLength>("sequenceLength"),
                          InstanceMethod<&ModelWrap::Embed>("embed"),
+                         InstanceMethod<&ModelWrap::Parameter>("parameter"),
+                         InstanceMethod<&ModelWrap::ParameterNames>("parameterNames"),
                          InstanceMethod<&ModelWrap::Tokenize>("tokenize"),
                          InstanceMethod<&ModelWrap::Decode>("decode"),
                          InstanceMethod<&ModelWrap::Reconstruct>("reconstruct"),
@@ -324,6 +326,36 @@ Napi::Value ModelWrap::Embed(const Napi::CallbackInfo& info) {
                          [images](RecaModel& m, void* out, model::Arena& arena) {
                            m.embed(images->bytes.data(), images->B, static_cast<float*>(out), arena);
                          });
+  });
+}
+
+// A copy of one parameter tensor as float32 (for probes and inspection; the
+// model keeps its own), read on the engine thread like every other job.
+Napi::Value ModelWrap::Parameter(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    RECA_CHECK(info.Length() >= 1 && info[0].IsString(), InvalidArgument,
+               "parameter(name) takes a parameter name (see parameterNames())");
+    const std::string name = info[0].As<Napi::String>().Utf8Value();
+    auto lease = std::make_unique<ModelLease>(Live(), ModelLease::Read, "model.parameter");
+    const model::ParamInfo* p = lease->model().layout().find(name);
+    RECA_CHECK(p != nullptr, InvalidArgument,
+               "this model has no parameter '%s': parameterNames() lists them", name.c_str());
+    const int64_t offset = p->offset, numel = p->numel;
+    return submit_tensor(env, info, std::move(lease), DType::Float32, p->shape,
+                         [offset, numel](RecaModel& m, void* out, model::Arena&) {
+                           m.backend().download(out, m.params() + offset, numel * 4);
+                         });
+  });
+}
+
+Napi::Value ModelWrap::ParameterNames(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const auto& params = Live()->model->layout().params();
+    Napi::Array out = Napi::Array::New(env, params.size());
+    for (size_t i = 0; i < params.size(); ++i) out.Set(static_cast<uint32_t>(i), params[i].name);
+    return out;
   });
 }
 

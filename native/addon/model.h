@@ -85,6 +85,8 @@ class ModelWrap : public Handle<ModelWrap, std::shared_ptr<ModelState>> {
   Napi::Value Memory(const Napi::CallbackInfo& info);
   Napi::Value SequenceLength(const Napi::CallbackInfo& info);
   Napi::Value Embed(const Napi::CallbackInfo& info);
+  Napi::Value Parameter(const Napi::CallbackInfo& info);
+  Napi::Value ParameterNames(const Napi::CallbackInfo& info);
   Napi::Value Tokenize(const Napi::CallbackInfo& info);
   Napi::Value Decode(const Napi::CallbackInfo& info);
   Napi::Value Reconstruct(const Napi::CallbackInfo& info);

@@ -298,6 +298,12 @@ export interface TrainerOptions {
   /** The reca template (default "describe the image"). */
   template?: string;
   /**
+   * The reca task's text per sample: 'fixed' (the template on every sample) or
+   * 'paraphrases' (a paraphrase of "describe the image" from the built-in bank,
+   * drawn per sample). Default: 'fixed' when `template` is given, else 'paraphrases'.
+   */
+  templates?: 'fixed' | 'paraphrases';
+  /**
    * Recipe tokenizer: every this many steps, codes the batch did not choose
    * are re-seeded from its encoder outputs (dead-code restart; default 50, 0 = off).
    */
@@ -308,6 +314,11 @@ export interface StepBatch {
   images: ImageInput;
   /** One per image; needed by the t2i and i2t tasks. Longer than max_text_len bytes: cut at a UTF-8 boundary. */
   captions?: string[];
+  /**
+   * Task weights for this step only, in place of the trainer's `tasks` (a
+   * recipe that alternates tasks between steps). Tasks left out are off.
+   */
+  tasks?: { reca?: number; t2i?: number; i2t?: number };
 }
 
 /** What a training step reports. */
@@ -316,7 +327,7 @@ export type StepResult = NativeStepResult;
 const GROUPS: readonly ParamGroup[] = ['und', 'conn', 'vq', 'gen'];
 const TRAINER_KEYS = new Set([
   'tasks', 'recipe', 'microBatch', 'optimizer', 'schedule', 'maxGradNorm', 'ema', 'condDropout',
-  'condGradScale', 'freeze', 'seed', 'template', 'codeRestart', 'nonFinite',
+  'condGradScale', 'freeze', 'seed', 'template', 'templates', 'codeRestart', 'nonFinite',
 ]);
 
 function checkKeys(o: object, allowed: readonly string[], what: string): void {
@@ -387,6 +398,7 @@ export function resolveTrainerOptions(options: TrainerOptions): NativeTrainerOpt
   out.condGradScale = o.condGradScale;
   out.seed = o.seed;
   out.template = o.template;
+  if (recipe !== 'tokenizer') out.templates = o.templates ?? (o.template !== undefined ? 'fixed' : 'paraphrases');
   out.nonFinite = o.nonFinite;
   return out;
 }
@@ -436,7 +448,13 @@ export class Trainer {
       if (batch === null || typeof batch !== 'object' || batch instanceof Tensor) {
         throw invalid('trainer.step needs {images, captions?}');
       }
-      return this.native.step(arrayInput(batch.images), batch.captions) as Promise<NativeStepResult>;
+      let weights: [number, number, number] | undefined;
+      if (batch.tasks !== undefined) {
+        const t = objectOr(batch.tasks, 'step tasks');
+        checkKeys(t, ['reca', 't2i', 'i2t'], 'step tasks');
+        weights = [t.reca ?? 0, t.t2i ?? 0, t.i2t ?? 0] as [number, number, number];
+      }
+      return this.native.step(arrayInput(batch.images), batch.captions, weights) as Promise<NativeStepResult>;
     });
   }
 

@@ -141,7 +141,7 @@ export interface NativeTrainer {
   readonly disposed: boolean;
   /** The options in force, as the checkpoint's reca.trainer JSON. */
   readonly optionsJson: string;
-  step(images: NativeArrayInput, captions?: readonly string[]): Promise<NativeStepResult>;
+  step(images: NativeArrayInput, captions?: readonly string[], taskWeights?: readonly [number, number, number]): Promise<NativeStepResult>;
   load(path: string): Promise<void>;
   dispose(): void;
 }

@@ -46,6 +46,28 @@ export function shapesData(imageSize: number, seed = 0): DataSource {
   };
 }
 
+/**
+ * Uncaptioned renders of the shapes world: the layouts of every category,
+ * single objects included (RecA's data: images without text, so no prompt
+ * text of either split reaches training through them).
+ */
+export function shapesImages(imageSize: number, seed = 0): DataSource {
+  const world = new ShapesWorld({ imageSize, split: 'all', seed });
+  let index = 0;
+  return {
+    description: `shapes world images (every category, no captions, seed ${seed})`,
+    imageSize,
+    captioned: false,
+    next(batchSize) {
+      const b = world.batch(batchSize, index++);
+      return { images: b.images, shape: b.shape };
+    },
+    skip(batches) {
+      index += batches;
+    },
+  };
+}
+
 /** Batches of a loaded image folder: a seeded shuffle per epoch. */
 export function folderData(folder: ImageFolder, seed = 0): DataSource {
   const [count, S] = folder.shape;
@@ -188,7 +210,16 @@ export interface PosttrainOptions {
   batch?: number;
   lr?: number;
   seed?: number;
+  /** RecA's images (captions, if any, are not used by the reca task). Default: shapesImages(). */
   data?: DataSource;
+  /**
+   * Captioned images for the image-to-text steps of recipe 'reca' (the
+   * generator's blocks also caption, so RecA alone would drift them). Default:
+   * the shapes world's train split when `data` is the default too; null: none.
+   */
+  captionData?: DataSource | null;
+  /** Recipe 'reca' with caption data: reca steps, then i2t steps, per cycle (default [2, 2]). */
+  cycle?: readonly [number, number];
   trainer?: TrainerOptions;
   onStep?: StepHook;
   /** Continue the run saved in this checkpoint (written with its trainer): exact, batches included. */
@@ -205,28 +236,50 @@ export const POSTTRAIN_DEFAULTS = {
   steps: 300,
   batch: 16,
   lr: 3e-4,
+  cycle: [2, 2] as const,
+  ema: 0.999,
 } as const;
+
+/** How many of the first `steps` steps of a [reca, i2t] cycle are reca steps. */
+export function recaStepsOf(steps: number, cycle: readonly [number, number]): number {
+  const [r, i] = cycle;
+  const period = r + i;
+  return Math.floor(steps / period) * r + Math.min(steps % period, r);
+}
 
 /**
  * RecA post-training (or any recipe): the generator regenerates uncaptioned
- * images from their own embeddings. With `resume`, the trainer's state and
- * the data stream continue where the saved run stopped, so a run stopped and
- * resumed equals a straight one bit for bit.
+ * images from their own embeddings and a paraphrase of "describe the image".
+ * Recipe 'reca' with caption data alternates, per cycle, reca steps on `data`
+ * with image-to-text steps on `captionData` (the generator's blocks also
+ * caption), the understanding side frozen. With `resume`, the trainer's state
+ * and both data streams continue where the saved run stopped, so a run
+ * stopped and resumed equals a straight one bit for bit.
  */
 export async function posttrain(model: Model, options: PosttrainOptions = {}): Promise<StepResult[]> {
   const steps = options.steps ?? POSTTRAIN_DEFAULTS.steps;
   const lr = options.lr ?? POSTTRAIN_DEFAULTS.lr;
   const batch = options.batch ?? POSTTRAIN_DEFAULTS.batch;
-  const data = options.data ?? shapesData(model.config.image_size, (options.seed ?? 0) + 1000);
+  const seed = options.seed ?? 0;
+  const S = model.config.image_size;
+  const data = options.data ?? shapesImages(S, seed + 1000);
   const recipe = options.recipe ?? 'reca';
   if (recipe === 'reca+i2t' && !data.captioned) {
     throw new RecaError('E_INVALID_ARGUMENT', "recipe 'reca+i2t' needs captions for the i2t task: use recipe reca or a captioned folder");
+  }
+  const captionData = recipe !== 'reca' ? null : options.captionData !== undefined ? options.captionData : options.data ? null : shapesData(S, seed + 2000);
+  if (captionData && !captionData.captioned) throw new RecaError('E_INVALID_ARGUMENT', 'captionData must carry captions (its steps train image-to-text)');
+  if (captionData && captionData.imageSize !== S) throw new RecaError('E_SHAPE', `captionData images are ${captionData.imageSize}px but the model's are ${S}px`);
+  const cycle = captionData ? (options.cycle ?? POSTTRAIN_DEFAULTS.cycle) : ([1, 0] as const);
+  if (!(Number.isInteger(cycle[0]) && Number.isInteger(cycle[1]) && cycle[0] >= 1 && cycle[1] >= 0)) {
+    throw new RecaError('E_INVALID_ARGUMENT', `cycle must be [reca steps ≥ 1, i2t steps ≥ 0], got [${cycle.join(', ')}]`);
   }
   using trainer = new Trainer(model, {
     recipe,
     optimizer: { lr },
     schedule: { warmup: Math.min(20, Math.floor(steps / 10)), kind: 'cosine', totalSteps: steps, minLr: lr / 10 },
-    seed: options.seed ?? 0,
+    ema: recipe === 'tokenizer' ? 0 : POSTTRAIN_DEFAULTS.ema,
+    seed,
     ...options.trainer,
   });
   if (options.resume) {
@@ -234,15 +287,25 @@ export async function posttrain(model: Model, options: PosttrainOptions = {}): P
     if (trainer.steps >= steps) {
       throw new RecaError('E_INVALID_ARGUMENT', `the run in ${options.resume} already did ${trainer.steps} of ${steps} steps: raise steps`);
     }
-    data.skip(trainer.steps, batch);
+    const recaDone = recaStepsOf(trainer.steps, cycle);
+    data.skip(recaDone, batch);
+    captionData?.skip(trainer.steps - recaDone, batch);
   }
   const results: StepResult[] = [];
   const every = options.saveEvery ?? steps;
   const end = Math.min(steps, options.stopAt ?? steps);
   while (trainer.steps < end) {
-    const chunk = Math.min(every - (trainer.steps % every), end - trainer.steps);
-    results.push(...(await trainSteps(trainer, data, chunk, batch, recipe, options.onStep)));
-    if (options.save) await model.save(options.save, { trainer });
+    const done = trainer.steps;
+    const reca = recaStepsOf(done + 1, cycle) > recaStepsOf(done, cycle);
+    const b = reca ? data.next(batch) : captionData!.next(batch);
+    const r = await trainer.step({
+      images: { data: b.images, shape: b.shape },
+      captions: b.captions,
+      tasks: cycle[1] === 0 ? undefined : reca ? { reca: 1 } : { i2t: 1 },
+    });
+    results.push(r);
+    options.onStep?.(recipe, done + 1, steps, r);
+    if (options.save && (trainer.steps % every === 0 || trainer.steps === end)) await model.save(options.save, { trainer });
   }
   return results;
 }

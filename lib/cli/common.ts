@@ -153,7 +153,7 @@ export function singleObjectLine(p: Paired): string {
   const g = p.change.groups.single_object;
   if (g === undefined) return '';
   return (
-    'Single-object prompts (post-training never shows a one-object scene): change ' +
+    'Single-object prompts (no training caption describes one object alone): change ' +
     `single ${withInterval(p.change.categories.single, true)}, colors ${withInterval(p.change.categories.colors, true)}, ` +
     `both ${withInterval(g, true)} (${withInterval(p.before.groups.single_object)} -> ${withInterval(p.after.groups.single_object)}).`
   );

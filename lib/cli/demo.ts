@@ -30,7 +30,7 @@ import {
   singleObjectLine,
   trainingProgress,
 } from './common';
-import { DEVICE, JSON_FLAG, MODE_NAMES, num, parseCommand, renderHelp, SAMPLER_OPTIONS, str, THREADS, type CommandSpec } from './options';
+import { CYCLE, cycleOf, DEVICE, JSON_FLAG, MODE_NAMES, num, parseCommand, renderHelp, SAMPLER_OPTIONS, str, THREADS, type CommandSpec } from './options';
 
 export const DEMO: CommandSpec = {
   name: 'demo',
@@ -40,8 +40,10 @@ export const DEMO: CommandSpec = {
 the built-in shapes world with text-to-image and image-to-text), scores it with
 ShapesEval (does each image show what its prompt asks: objects, counts, colors,
 positions), post-trains it with RecA on uncaptioned images (the generator
-regenerates each image from the model's own understanding embeddings plus
-"describe the image"), scores it again and writes to --out:
+regenerates each image from the model's own understanding embeddings plus a
+paraphrase of "describe the image"; per cycle, 2 such steps then 2
+image-to-text steps on captioned images, the understanding side frozen),
+scores it again and writes to --out:
 report.json, report.md, before.png, after.png, reconstructions.png.`,
   options: [
     { name: 'out', kind: 'string', value: 'DIR', default: 'reca-demo', help: 'output directory' },
@@ -49,7 +51,8 @@ report.json, report.md, before.png, after.png, reconstructions.png.`,
     { name: 'preset', kind: 'choice', value: 'P', choices: ['tiny', 'small'], default: 'small', help: 'preset of the shipped base' },
     { name: 'mode', kind: 'choice', value: 'M', choices: MODE_NAMES, default: 'mask', help: 'generator family' },
     { name: 'recipe', kind: 'choice', value: 'R', choices: ['reca', 'reca+i2t'], default: 'reca', help: 'post-training recipe' },
-    { name: 'steps', kind: 'int', value: 'N', min: 0, default: `${POSTTRAIN_DEFAULTS.steps}; --quick 150`, help: 'RecA steps' },
+    { name: 'steps', kind: 'int', value: 'N', min: 0, default: `${POSTTRAIN_DEFAULTS.steps}; --quick 150`, help: 'post-training steps (all kinds)' },
+    CYCLE,
     { name: 'batch', kind: 'int', value: 'B', min: 1, default: POSTTRAIN_DEFAULTS.batch, help: 'images per step' },
     { name: 'lr', kind: 'number', value: 'X', default: POSTTRAIN_DEFAULTS.lr, help: 'peak learning rate (cosine to a tenth)' },
     { name: 'base', kind: 'string', value: 'FILE', help: 'start from this checkpoint instead of the shipped one' },
@@ -72,6 +75,7 @@ export async function cmdDemo(args: string[]): Promise<void> {
   const batch = num(values, 'batch') ?? POSTTRAIN_DEFAULTS.batch;
   const lr = num(values, 'lr') ?? POSTTRAIN_DEFAULTS.lr;
   const samples = num(values, 'samples') ?? (quick ? 1 : 2);
+  const cycle = recipe === 'reca' ? (cycleOf(values) ?? POSTTRAIN_DEFAULTS.cycle) : undefined;
   const out = str(values, 'out') ?? 'reca-demo';
   applyThreads(values);
   const t0 = Date.now();
@@ -102,7 +106,7 @@ export async function cmdDemo(args: string[]): Promise<void> {
 
   const progress = trainingProgress(`RecA (${recipe})`, steps);
   const tTrain = Date.now();
-  const results = await posttrain(model, { recipe, steps, batch, lr, seed: 0, onStep: progress.hook });
+  const results = await posttrain(model, { recipe, steps, batch, lr, seed: 0, cycle, onStep: progress.hook });
   progress.bar.done({ loss: fixed(progress.last(), 4) });
   const trainSeconds = (Date.now() - tTrain) / 1000;
 
@@ -133,6 +137,7 @@ export async function cmdDemo(args: string[]): Promise<void> {
     mode: cfg.mode,
     recipe,
     steps,
+    cycle: cycle ?? null,
     seconds,
     before: summary(before.report),
     after: summary(after.report),
@@ -171,7 +176,7 @@ export async function cmdDemo(args: string[]): Promise<void> {
   const md = [
     `# RecA demo: ${presetName} preset, ${cfg.mode} mode, recipe ${recipe}`,
     '',
-    `${steps} RecA steps (batch ${batch}, lr ${lr}) on uncaptioned shapes-world images; ShapesEval with ` +
+    `${steps} post-training steps (batch ${batch}, lr ${lr}${cycle ? `, per cycle ${cycle[0]} reca steps on uncaptioned shapes-world images then ${cycle[1]} image-to-text steps on captioned ones` : ''}); ShapesEval with ` +
       `${before.items.length} images (${samples} per prompt), sampler ${JSON.stringify(sampler)}. ` +
       `Total ${seconds.toFixed(0)} s on ${getThreads()} threads (${report.machine.cpu}).`,
     '',

@@ -181,3 +181,21 @@ export const SAMPLER_OPTIONS: readonly OptionSpec[] = [
   { name: 'top-k', kind: 'int', value: 'K', min: 0, default: (s) => schemaDefault(s.sampler, 'topK'), help: 'discrete modes (0 = every code)' },
   { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the draws' },
 ];
+
+/** RecA's step cycle: reca steps, then image-to-text steps (recipe reca with caption data). */
+export const CYCLE: OptionSpec = {
+  name: 'cycle',
+  kind: 'string',
+  value: 'R,I',
+  default: '2,2 (1,0 without caption data)',
+  help: 'recipe reca: reca steps then image-to-text steps per cycle',
+};
+
+/** --cycle R,I as a pair (undefined when absent). */
+export function cycleOf(values: Values): [number, number] | undefined {
+  const v = str(values, 'cycle');
+  if (v === undefined) return undefined;
+  const m = /^(\d+),(\d+)$/.exec(v);
+  if (!m || Number(m[1]) < 1) throw new UsageError(`--cycle takes R,I (reca steps ≥ 1, then image-to-text steps), got '${v}'`);
+  return [Number(m[1]), Number(m[2])];
+}

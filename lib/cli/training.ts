@@ -21,6 +21,8 @@ import {
   THREADS,
   UsageError,
   type CommandSpec,
+  CYCLE,
+  cycleOf,
 } from './options';
 
 export const PRETRAIN: CommandSpec = {
@@ -112,7 +114,9 @@ and batches as one run straight through (same --steps, --batch, --seed, --data).
     ...MODEL_OPTIONS,
     { name: 'resume', kind: 'string', value: 'FILE', help: 'continue a run saved by train (parameters, Adam state, step, data position)' },
     { name: 'recipe', kind: 'choice', value: 'R', choices: ['reca', 'reca+i2t', 'tokenizer'], default: 'reca', help: 'training recipe' },
-    { name: 'data', kind: 'string', value: 'D', default: 'shapes', help: "'shapes' or a folder of images (captions optional for reca)" },
+    { name: 'data', kind: 'string', value: 'D', default: 'shapes', help: "'shapes' (uncaptioned renders) or a folder of images (captions optional for reca)" },
+    { name: 'caption-data', kind: 'string', value: 'D', default: "shapes with --data shapes, else none", help: "recipe reca: captioned images for the image-to-text steps ('shapes', a folder, or 'none')" },
+    CYCLE,
     { name: 'steps', kind: 'int', value: 'N', min: 0, default: POSTTRAIN_DEFAULTS.steps, help: 'optimizer steps of the whole run' },
     { name: 'batch', kind: 'int', value: 'B', min: 1, default: POSTTRAIN_DEFAULTS.batch, help: 'images per step' },
     { name: 'lr', kind: 'number', value: 'X', default: POSTTRAIN_DEFAULTS.lr, help: 'peak learning rate (cosine to a tenth)' },
@@ -138,13 +142,19 @@ export async function cmdTrain(args: string[]): Promise<void> {
   applyThreads(values);
   mkdirFor(out);
   using model = resume ? await modelFrom(values, 'resume') : await modelFrom(values);
-  const data = await dataFrom(str(values, 'data') ?? 'shapes', model.config.image_size, seed + 1000, 'loading images');
-  if (recipe === 'reca+i2t' && !data.captioned) throw new UsageError('recipe reca+i2t needs captions (i2t): use --recipe reca or a captioned folder');
+  const dataSpec = str(values, 'data') ?? 'shapes';
+  const S = model.config.image_size;
+  // The shapes world's RecA images are uncaptioned renders of every category (posttrain's default).
+  const data = dataSpec === 'shapes' ? (recipe === 'reca' ? undefined : await dataFrom('shapes', S, seed + 1000, '')) : await dataFrom(dataSpec, S, seed + 1000, 'loading images');
+  if (recipe === 'reca+i2t' && data && !data.captioned) throw new UsageError('recipe reca+i2t needs captions (i2t): use --recipe reca or a captioned folder');
+  const captionSpec = str(values, 'caption-data') ?? (dataSpec === 'shapes' ? 'shapes' : 'none');
+  const captionData = recipe !== 'reca' || captionSpec === 'none' ? null : await dataFrom(captionSpec, S, seed + 2000, 'loading caption images');
+  if (captionData && !captionData.captioned) throw new UsageError(`--caption-data ${captionSpec} has no captions (captions.jsonl): the image-to-text steps need them`);
   const progress = trainingProgress(`train ${recipe}`, steps);
   const t0 = Date.now();
-  const results = await posttrain(model, { recipe, steps, batch, lr, seed, data, resume, save: out, saveEvery: num(values, 'save-every'), stopAt: num(values, 'stop-at'), onStep: progress.hook });
+  const results = await posttrain(model, { recipe, steps, batch, lr, seed, data, captionData, cycle: cycleOf(values), resume, save: out, saveEvery: num(values, 'save-every'), stopAt: num(values, 'stop-at'), onStep: progress.hook });
   progress.bar.done({ loss: fixed(progress.last(), 4) });
   const done = results.length ? results[results.length - 1].step : steps;
-  const summary = { out, recipe, steps: done, of: steps, batch, lr, data: data.description, loss: progress.last(), seconds: (Date.now() - t0) / 1000 };
+  const summary = { out, recipe, steps: done, of: steps, batch, lr, data: data?.description ?? 'shapes world images (every category, no captions)', captionData: captionData?.description ?? null, loss: progress.last(), seconds: (Date.now() - t0) / 1000 };
   console.log(values.json ? JSON.stringify(summary, null, 2) : `wrote ${out} (step ${done} of ${steps}, loss ${fixed(summary.loss, 4)}, ${summary.seconds.toFixed(0)} s)`);
 }

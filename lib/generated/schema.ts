@@ -398,6 +398,16 @@ export const SCHEMA = {
       "kind": "string",
       "default": "describe the image",
       "doc": "the text beside the image embeddings on the reca task"
+    },
+    {
+      "name": "templates",
+      "kind": "choice",
+      "default": "fixed",
+      "choices": [
+        "fixed",
+        "paraphrases"
+      ],
+      "doc": "reca text: `template` on every sample, or a paraphrase of it from the built-in bank drawn per sample"
     }
   ],
   "sampler": [
@@ -616,6 +626,8 @@ export interface NativeTrainerOptions {
   seed?: number | bigint;
   /** the text beside the image embeddings on the reca task (default 'describe the image') */
   template?: string;
+  /** reca text: `template` on every sample, or a paraphrase of it from the built-in bank drawn per sample (default 'fixed') */
+  templates?: 'fixed' | 'paraphrases';
 }
 
 /** Sampling options of generate and reconstruct. */

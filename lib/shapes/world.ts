@@ -405,25 +405,26 @@ export interface ShapesBatch {
   prompts: Prompt[];
 }
 
-const SPLIT_TAG = { train: 1, eval: 2 } as const;
+const SPLIT_TAG = { train: 1, eval: 2, all: 3 } as const;
 
 /** An endless, indexable stream of captioned scenes from one prompt split. */
 export class ShapesWorld {
   readonly imageSize: number;
-  readonly split: 'train' | 'eval';
+  /** 'all': the layouts of every prompt of both splits (for uncaptioned images). */
+  readonly split: 'train' | 'eval' | 'all';
   readonly seed: number;
   private readonly byCategory: Prompt[][];
 
-  constructor(options: { imageSize: number; split?: 'train' | 'eval'; seed?: number }) {
+  constructor(options: { imageSize: number; split?: 'train' | 'eval' | 'all'; seed?: number }) {
     checkImageSize(options.imageSize);
     const split = options.split ?? 'train';
-    if (split !== 'train' && split !== 'eval') throw invalid(`split must be 'train' or 'eval', got '${String(split)}'`);
+    if (split !== 'train' && split !== 'eval' && split !== 'all') throw invalid(`split must be 'train', 'eval' or 'all', got '${String(split)}'`);
     const seed = options.seed ?? 0;
     if (!Number.isInteger(seed)) throw invalid(`seed must be an integer, got ${String(seed)}`);
     this.imageSize = options.imageSize;
     this.split = split;
     this.seed = seed;
-    const prompts = promptSplit()[split];
+    const prompts = split === 'all' ? allPrompts() : promptSplit()[split];
     // Uniform over categories, then over a category's prompts; train has no single/colors prompts.
     this.byCategory = CATEGORIES.map((c) => prompts.filter((p) => p.category === c)).filter((list) => list.length > 0);
   }

@@ -583,7 +583,21 @@ Napi::Value TrainerWrap::Step(const Napi::CallbackInfo& info) {
     const model::TrainerOptions& opt = ts->trainer->options();
     auto images = std::make_shared<ImageBatch>(read_images(env, info[0], c.image_size, "images"));
     auto captions = std::make_shared<std::vector<int32_t>>();
-    const bool need = !opt.tokenizer && (opt.weight_t2i > 0 || opt.weight_i2t > 0);
+    // Optional [reca, t2i, i2t] weights for this step (checked by the trainer).
+    auto weights = std::make_shared<std::vector<double>>();
+    if (info.Length() > 2 && !info[2].IsUndefined()) {
+      RECA_CHECK(info[2].IsArray() && info[2].As<Napi::Array>().Length() == 3, InvalidArgument,
+                 "the step's task weights must be [reca, t2i, i2t]");
+      Napi::Array a = info[2].As<Napi::Array>();
+      for (uint32_t k = 0; k < 3; ++k) {
+        Napi::Value v = a.Get(k);
+        RECA_CHECK(v.IsNumber(), InvalidArgument, "the step's task weights must be numbers");
+        weights->push_back(v.As<Napi::Number>().DoubleValue());
+      }
+    }
+    const double w_t2i = weights->empty() ? opt.weight_t2i : (*weights)[1];
+    const double w_i2t = weights->empty() ? opt.weight_i2t : (*weights)[2];
+    const bool need = !opt.tokenizer && (w_t2i > 0 || w_i2t > 0);
     int64_t cut = 0;
     if (!info[1].IsUndefined() && !info[1].IsNull()) {
       cut = read_texts(info[1], images->B, c.max_text_len, captions.get(), "captions");
@@ -591,14 +605,15 @@ Napi::Value TrainerWrap::Step(const Napi::CallbackInfo& info) {
       RECA_CHECK(!need, InvalidArgument,
                  "this trainer's tasks include %s, which need captions: pass {images, captions} "
                  "with one caption per image",
-                 opt.weight_t2i > 0 ? "t2i" : "i2t");
+                 w_t2i > 0 ? "t2i" : "i2t");
     }
     if (!need) captions->clear();
     auto stats = std::make_shared<model::StepStats>();
     return submit(
         env, info, std::move(lease),
-        [ts, images, captions, stats] {
+        [ts, images, captions, weights, stats] {
           model::StepBatch b;
+          b.task_weights = weights->empty() ? nullptr : weights->data();
           b.B = images->B;
           b.images = images->bytes.data();
           b.captions = captions->empty() ? nullptr : captions->data();

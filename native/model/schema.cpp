@@ -178,6 +178,17 @@ const Schema<TrainerOptions>& trainer_schema() {
                    "the text beside the image embeddings on the reca task",
                    [](const T& o) { FieldValue v; v.text = o.template_text; return v; },
                    [](T& o, const FieldValue& v) { o.template_text = v.text; }},
+          Field<T>{"templates", FieldKind::Choice, 0, 0, false, false, "fixed|paraphrases",
+                   "reca text: `template` on every sample, or a paraphrase of it from the "
+                   "built-in bank drawn per sample",
+                   [](const T& o) {
+                     FieldValue v;
+                     v.text = o.templates == Templates::Paraphrases ? "paraphrases" : "fixed";
+                     return v;
+                   },
+                   [](T& o, const FieldValue& v) {
+                     o.templates = v.text == "paraphrases" ? Templates::Paraphrases : Templates::Fixed;
+                   }},
       }};
   return s;
 }

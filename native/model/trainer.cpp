@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/philox.h"
 #include "model/schema.h"
+#include "model/templates.h"
 
 namespace reca::model {
 
@@ -37,6 +38,8 @@ void TrainerOptions::validate() const {
 Trainer::Trainer(RecaModel& model, const TrainerOptions& opts)
     : model_(model), opts_(opts), arena_(model.backend()) {
   opts_.validate();
+  if (opts_.templates == Templates::Paraphrases)
+    paraphrases_ = template_paraphrases(model.config().max_text_len);
   if (opts_.tokenizer) {
     RECA_CHECK(model.config().discrete(), InvalidArgument,
                "the tokenizer stage needs a discrete mode (ar or mask); this model is '%s'",
@@ -99,7 +102,13 @@ void Trainer::draw(Task task, const StepBatch& batch, TaskDraws& d) const {
   d.task = task;
   d.dropped.assign(static_cast<size_t>(B), 0);
   d.text.assign(static_cast<size_t>(B * T), tok::kPad);
-  if (task == Task::Reca) {
+  if (task == Task::Reca && opts_.templates == Templates::Paraphrases) {
+    // One bank entry per sample (SPEC §5), from the task's purpose-6 stream.
+    for (int64_t b = 0; b < B; ++b) {
+      const uint32_t u = philox_u32(seed, stream_of(step, task, 6), static_cast<uint64_t>(b));
+      encode_text(paraphrases_[u % paraphrases_.size()], T, &d.text[b * T]);
+    }
+  } else if (task == Task::Reca) {
     std::vector<int32_t> tmpl(static_cast<size_t>(T));
     encode_text(opts_.template_text, T, tmpl.data());
     for (int64_t b = 0; b < B; ++b) std::memcpy(&d.text[b * T], tmpl.data(), T * 4);
@@ -166,6 +175,20 @@ StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskD
   const ParamLayout& layout = model_.layout();
   RECA_CHECK(batch.B >= 1, InvalidArgument, "the batch is empty: pass at least one image");
   RECA_CHECK(batch.images != nullptr, InvalidArgument, "the batch has no images");
+  if (batch.task_weights) {
+    RECA_CHECK(!opts_.tokenizer, InvalidArgument,
+               "a tokenizer-stage trainer has no tasks to weigh: leave out the step's tasks");
+    double sum = 0;
+    for (int k = 0; k < 3; ++k) {
+      const double w = batch.task_weights[k];
+      RECA_CHECK(std::isfinite(w) && w >= 0 && w <= 1e6, InvalidArgument,
+                 "the step's weight of task '%s' must be a number in [0, 1e6] (got %g)",
+                 task_name(static_cast<Task>(k)), w);
+      sum += w;
+    }
+    RECA_CHECK(sum > 0, InvalidArgument,
+               "the step's tasks all have weight 0: give reca, t2i or i2t a positive weight");
+  }
   const int64_t B = batch.B, S = c.image_size, T = c.max_text_len, N = c.num_image_tokens();
   const int64_t D = c.patch_dim();
   const int64_t mb_size = opts_.micro_batch > 0 && opts_.micro_batch < B ? opts_.micro_batch : B;
@@ -203,7 +226,9 @@ StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskD
     st.loss = st.loss_tokenizer = sum;
   } else {
     const Task tasks[] = {Task::Reca, Task::T2i, Task::I2t};
-    const double weights[] = {opts_.weight_reca, opts_.weight_t2i, opts_.weight_i2t};
+    const double* weights = batch.task_weights;
+    const double option_weights[] = {opts_.weight_reca, opts_.weight_t2i, opts_.weight_i2t};
+    if (!weights) weights = option_weights;
     double* per_task[] = {&st.loss_reca, &st.loss_t2i, &st.loss_i2t};
     size_t replay_at = 0;
     for (int k = 0; k < 3; ++k) {

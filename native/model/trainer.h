@@ -16,6 +16,9 @@ enum class Schedule { Constant, Cosine };
 // What a step whose loss, gradient or update is not finite does: raise
 // E_NUMERIC, or count the step as done without an update (a skipped step).
 enum class NonFinite { Error, Skip };
+// The reca task's text: the `template_text` on every sample, or a paraphrase
+// from the template bank (model/templates.h) drawn per sample.
+enum class Templates { Fixed, Paraphrases };
 
 struct TrainerOptions {
   // λ per task (SPEC §5); a task with λ = 0 is skipped. The tokenizer stage is
@@ -40,6 +43,7 @@ struct TrainerOptions {
   Trainable trainable;         // default: the generator only (und, conn, vq frozen)
   uint64_t seed = 0;
   std::string template_text = "describe the image";
+  Templates templates = Templates::Fixed;
   void validate() const;
 };
 
@@ -48,6 +52,9 @@ struct StepBatch {
   int64_t B = 0;
   const uint8_t* images = nullptr;    // [B, S, S, 3]
   const int32_t* captions = nullptr;  // [B, T] PAD-filled bytes; needed by t2i and i2t
+  // λ of reca, t2i and i2t for this step only, in place of the options' (a
+  // recipe that alternates tasks between steps); nullptr: the options'.
+  const double* task_weights = nullptr;
 };
 
 // Every random draw of one task's micro-batches over the whole batch (what
@@ -124,6 +131,7 @@ class Trainer {
   float *grads_ = nullptr, *m_ = nullptr, *v_ = nullptr, *ema_ = nullptr;
   int64_t step_ = 0;
   int64_t skipped_steps_ = 0;
+  std::vector<std::string> paraphrases_;  // templates = paraphrases: the bank for this T
 };
 
 // Encodes UTF-8 text as byte ids, cut at a UTF-8 boundary to max_len and

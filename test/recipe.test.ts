@@ -1,0 +1,58 @@
+import { Model, resolveTrainerOptions, Trainer } from '../lib/model';
+import { ShapesWorld } from '../lib/shapes/world';
+import { posttrain, recaStepsOf, shapesData, shapesImages } from '../lib/workflows';
+
+describe('the RecA recipe', () => {
+  test('recaStepsOf counts the reca steps of a cycle (brute force)', () => {
+    for (const cycle of [[2, 2], [1, 0], [3, 1], [1, 4]] as const) {
+      let count = 0;
+      for (let s = 0; s <= 30; s++) {
+        expect(recaStepsOf(s, cycle)).toBe(count);
+        if (s % (cycle[0] + cycle[1]) < cycle[0]) count++;
+      }
+    }
+  });
+
+  test('a default post-training alternates 2 reca steps on uncaptioned images with 2 image-to-text steps', async () => {
+    using model = await Model.create({ preset: 'tiny', mode: 'mask', seed: 2 });
+    const results = await posttrain(model, { steps: 6, batch: 2 });
+    expect(results.map((r) => Object.keys(r.losses).join('+'))).toEqual(['reca', 'reca', 'i2t', 'i2t', 'reca', 'reca']);
+    // No caption data: reca alone.
+    using other = await Model.create({ preset: 'tiny', mode: 'mask', seed: 2 });
+    const only = await posttrain(other, { steps: 3, batch: 2, captionData: null });
+    expect(only.map((r) => Object.keys(r.losses).join('+'))).toEqual(['reca', 'reca', 'reca']);
+    // Caption data without captions is refused.
+    await expect(posttrain(other, { steps: 1, batch: 2, captionData: shapesImages(16) })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    await expect(posttrain(other, { steps: 1, batch: 2, captionData: shapesData(16), cycle: [0, 2] })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    // A step's own tasks: unknown names and all-zero weights are typed errors.
+    using trainer = new Trainer(other, {});
+    const b = shapesData(16).next(2);
+    const images = { data: b.images, shape: b.shape };
+    await expect(trainer.step({ images, tasks: { draw: 1 } as never })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    await expect(trainer.step({ images, tasks: { reca: 0 } })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    await expect(trainer.step({ images, tasks: { i2t: 1 } })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });  // no captions
+    const r = await trainer.step({ images, captions: b.captions, tasks: { i2t: 1 } });
+    expect(Object.keys(r.losses)).toEqual(['i2t']);
+  });
+
+  test("RecA's images are uncaptioned and include single-object scenes", () => {
+    const data = shapesImages(32, 5);
+    expect(data.captioned).toBe(false);
+    const b = data.next(4);
+    expect(b.captions).toBeUndefined();
+    expect(b.images.length).toBe(4 * 32 * 32 * 3);
+    const world = new ShapesWorld({ imageSize: 32, split: 'all', seed: 5 });
+    const categories = new Set(Array.from({ length: 200 }, (_, n) => world.scene(n).prompt.category));
+    expect(categories).toEqual(new Set(['single', 'two', 'counting', 'colors', 'position', 'binding']));
+    // The train split alone has no single-object scenes.
+    const train = new ShapesWorld({ imageSize: 32, split: 'train', seed: 5 });
+    expect(Array.from({ length: 200 }, (_, n) => train.scene(n).prompt.category)).not.toContain('single');
+  });
+
+  test('templates: paraphrases unless a template is given', () => {
+    expect(resolveTrainerOptions({}).templates).toBe('paraphrases');
+    expect(resolveTrainerOptions({ template: 'draw it' }).templates).toBe('fixed');
+    expect(resolveTrainerOptions({ template: 'draw it', templates: 'paraphrases' }).templates).toBe('paraphrases');
+    expect(resolveTrainerOptions({ recipe: 'tokenizer' }).templates).toBeUndefined();
+  });
+});

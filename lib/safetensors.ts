@@ -106,3 +106,38 @@ export function readSafetensors(file: string): SafetensorsContents {
   }
   return { metadata, tensors };
 }
+
+/** The `__metadata__` of a safetensors file, reading only its header (any tensor dtypes). */
+export function readSafetensorsMetadata(file: string): Record<string, string> {
+  const bad = (why: string) => new RecaError('E_CHECKPOINT', `${file} is not a valid safetensors file: ${why}`);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (e) {
+    throw new RecaError('E_IO', `could not read ${file}: ${(e as Error).message}`);
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    const head = Buffer.alloc(8);
+    if (size < 8 || fs.readSync(fd, head, 0, 8, 0) !== 8) throw bad('shorter than its 8-byte header length');
+    const n = Number(head.readBigUInt64LE(0));
+    if (n > size - 8 || n > 100 * 1024 * 1024) throw bad(`header length ${n} runs past the end or is absurd`);
+    const text = Buffer.alloc(n);
+    fs.readSync(fd, text, 0, n, 8);
+    let header: { __metadata__?: Record<string, unknown> };
+    try {
+      header = JSON.parse(text.toString('utf8'));
+    } catch (e) {
+      throw bad(`header is not JSON (${(e as Error).message})`);
+    }
+    const meta = header.__metadata__ ?? {};
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(meta)) {
+      if (typeof v !== 'string') throw bad(`metadata ${k} is not a string`);
+      out[k] = v;
+    }
+    return out;
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -11,6 +11,7 @@ import { RecaError } from './errors';
 import { fieldDefault, SCHEMA } from './generated/schema';
 import type { ImageFolder } from './images';
 import { Model, Trainer, type Config, type Device, type Mode, type Preset, type Recipe, type SampleOptions, type StepResult, type TrainerOptions } from './model';
+import { readSafetensorsMetadata } from './safetensors';
 import { evalSet, renderEvalImages, scoreImages, type EvalItem, type EvalReport } from './shapes/eval';
 import { CATEGORIES, Rng, ShapesWorld, type Category } from './shapes/world';
 
@@ -149,6 +150,29 @@ export interface PretrainOptions {
   lr?: number;
   data?: DataSource;
   onStep?: StepHook;
+  /** Write a resumable checkpoint (float32, with the stage's trainer) here every `saveEvery` steps and at each stage's end. */
+  save?: string;
+  saveEvery?: number;
+  /** Continue the run saved (with `save`) in this checkpoint: its stage, step, optimizer state and data position. */
+  resume?: string;
+  /** Stop, after saving, once this many steps of the whole run (tokenizer steps first) are done. */
+  stopAt?: number;
+  /** Every this many t2i+i2t steps and at that stage's end: ShapesEval of the model, passed to onEval. */
+  evalEvery?: number;
+  evalOptions?: EvaluateOptions;
+  onEval?: (point: CurvePoint) => void | Promise<void>;
+}
+
+/** One point of a pretraining curve. */
+export interface CurvePoint {
+  step: number;
+  /** Captioned images the t2i+i2t stage has seen so far. */
+  images: number;
+  /** Mean loss of the steps since the previous point (of this process). */
+  loss: number;
+  overall: number;
+  categories: Record<string, number>;
+  evalSeconds: number;
 }
 
 /** Defaults of `reca pretrain` (the shipped base models were made with these). */
@@ -161,41 +185,113 @@ export const PRETRAIN_DEFAULTS = {
   lr: 1e-3,
 } as const;
 
+/** Which stage and step a checkpoint written by pretrain's `save` stopped at. */
+export function pretrainStateOf(file: string): { stage: 'tokenizer' | 't2i+i2t'; step: number } {
+  const meta = readSafetensorsMetadata(file);
+  const trainer = meta['reca.trainer'];
+  if (trainer === undefined || meta['reca.step'] === undefined) {
+    throw new RecaError('E_CHECKPOINT', `${file} holds no trainer state: resume takes a checkpoint written by pretrain's save (--save)`);
+  }
+  let tokenizer: unknown;
+  try {
+    tokenizer = (JSON.parse(trainer) as { tokenizer?: unknown }).tokenizer;
+  } catch {
+    throw new RecaError('E_CHECKPOINT', `${file}: reca.trainer is not JSON`);
+  }
+  return { stage: tokenizer === true ? 'tokenizer' : 't2i+i2t', step: Number(meta['reca.step']) };
+}
+
 /**
  * A base model from scratch: the VQ tokenizer alone (discrete modes), then
  * text-to-image and image-to-text together (the understanding side learns
- * from captions, so its embeddings carry what the captions say).
+ * from captions, so its embeddings carry what the captions say). With `save`
+ * and `resume` a long run continues across processes: a run stopped and
+ * resumed equals a straight one bit for bit (same options).
  */
 export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
   const o = { ...PRETRAIN_DEFAULTS, ...stripUndefined(options) };
-  const model = o.init
-    ? await Model.load(o.init, { device: o.device })
-    : await Model.create({ preset: o.preset ?? 'small', mode: o.mode ?? 'mask', config: o.config, seed: o.seed ?? 0, device: o.device });
+  const resumed = o.resume ? pretrainStateOf(o.resume) : undefined;
+  const model = o.resume
+    ? await Model.load(o.resume, { device: o.device })
+    : o.init
+      ? await Model.load(o.init, { device: o.device })
+      : await Model.create({ preset: o.preset ?? 'small', mode: o.mode ?? 'mask', config: o.config, seed: o.seed ?? 0, device: o.device });
   try {
     const data = o.data ?? shapesData(model.config.image_size, o.seed ?? 0);
     if (!data.captioned) throw new RecaError('E_INVALID_ARGUMENT', 'pretraining needs captions (t2i + i2t): use the shapes world or a captioned image folder');
     if (data.imageSize !== model.config.image_size) {
       throw new RecaError('E_SHAPE', `data images are ${data.imageSize}px but the model generates ${model.config.image_size}px`);
     }
+    const stages: { name: 'tokenizer' | 't2i+i2t'; steps: number; batch: number; trainer: TrainerOptions }[] = [];
     if (model.config.mode !== 'flow' && o.tokenizerSteps > 0) {
-      using tok = new Trainer(model, {
-        recipe: 'tokenizer',
-        optimizer: { lr: o.tokenizerLr, weightDecay: 0 },
-        schedule: { warmup: Math.min(100, Math.floor(o.tokenizerSteps / 5)), kind: 'cosine', totalSteps: o.tokenizerSteps, minLr: o.tokenizerLr / 10 },
-        seed: o.seed ?? 0,
+      stages.push({
+        name: 'tokenizer', steps: o.tokenizerSteps, batch: o.tokenizerBatch,
+        trainer: {
+          recipe: 'tokenizer',
+          optimizer: { lr: o.tokenizerLr, weightDecay: 0 },
+          schedule: { warmup: Math.min(100, Math.floor(o.tokenizerSteps / 5)), kind: 'cosine', totalSteps: o.tokenizerSteps, minLr: o.tokenizerLr / 10 },
+          seed: o.seed ?? 0,
+        },
       });
-      await trainSteps(tok, data, o.tokenizerSteps, o.tokenizerBatch, 'tokenizer', o.onStep);
     }
     if (o.steps > 0) {
-      using gen = new Trainer(model, {
-        recipe: 'reca+i2t',
-        tasks: { t2i: 1, i2t: 1 },
-        freeze: ['vq'],
-        optimizer: { lr: o.lr },
-        schedule: { warmup: Math.min(200, Math.floor(o.steps / 5)), kind: 'cosine', totalSteps: o.steps, minLr: o.lr / 10 },
-        seed: (o.seed ?? 0) + 1,
+      stages.push({
+        name: 't2i+i2t', steps: o.steps, batch: o.batch,
+        trainer: {
+          recipe: 'reca+i2t',
+          tasks: { t2i: 1, i2t: 1 },
+          freeze: ['vq'],
+          optimizer: { lr: o.lr },
+          schedule: { warmup: Math.min(200, Math.floor(o.steps / 5)), kind: 'cosine', totalSteps: o.steps, minLr: o.lr / 10 },
+          seed: (o.seed ?? 0) + 1,
+        },
       });
-      await trainSteps(gen, data, o.steps, o.batch, 't2i+i2t', o.onStep);
+    }
+    if (resumed && !stages.some((st) => st.name === resumed.stage)) {
+      throw new RecaError('E_INVALID_ARGUMENT', `${o.resume} stopped in the ${resumed.stage} stage, which this run does not have: resume with the options it was started with`);
+    }
+    const stopAt = o.stopAt ?? Infinity;
+    let done = 0;
+    let skipping = resumed !== undefined;
+    for (const stage of stages) {
+      if (skipping && stage.name !== resumed!.stage) {
+        // A stage the saved run had finished: its batches were read.
+        data.skip(stage.steps, stage.batch);
+        done += stage.steps;
+        continue;
+      }
+      using trainer = new Trainer(model, stage.trainer);
+      if (skipping) {
+        await trainer.load(o.resume!);
+        data.skip(trainer.steps, stage.batch);
+        done += trainer.steps;
+        skipping = false;
+      }
+      let losses: number[] = [];
+      while (trainer.steps < stage.steps && done < stopAt) {
+        const b = data.next(stage.batch);
+        const r = await trainer.step({ images: { data: b.images, shape: b.shape }, captions: b.captions });
+        done++;
+        losses.push(r.loss);
+        o.onStep?.(stage.name, trainer.steps, stage.steps, r);
+        const last = trainer.steps === stage.steps || done === stopAt;
+        if (o.save && (last || (o.saveEvery !== undefined && trainer.steps % o.saveEvery === 0))) {
+          await model.save(o.save, { trainer });
+        }
+        if (stage.name === 't2i+i2t' && o.evalEvery && o.onEval && (trainer.steps % o.evalEvery === 0 || trainer.steps === stage.steps)) {
+          const ev = await evaluate(model, o.evalOptions);
+          await o.onEval({
+            step: trainer.steps,
+            images: trainer.steps * stage.batch,
+            loss: losses.reduce((a, x) => a + x, 0) / losses.length,
+            overall: ev.report.overall,
+            categories: Object.fromEntries(Object.entries(ev.report.categories).map(([k, v]) => [k, v])),
+            evalSeconds: ev.seconds,
+          });
+          losses = [];
+        }
+      }
+      if (done >= stopAt) break;
     }
     return model;
   } catch (e) {

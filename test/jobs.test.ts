@@ -12,7 +12,7 @@ import sharp from 'sharp';
 
 import { Model } from '../lib';
 import { loadImageFolder, readPng } from '../lib/images';
-import { readSafetensors } from '../lib/safetensors';
+import { readSafetensors, readSafetensorsMetadata } from '../lib/safetensors';
 import { CATEGORIES } from '../lib/shapes/world';
 import { cliPath, root } from './helpers';
 
@@ -184,6 +184,37 @@ describe('jobs on a tiny model', () => {
     // Same options, same step, same tensors: the two files are the same bytes.
     expect(fs.readFileSync(split).equals(fs.readFileSync(straight))).toBe(true);
   }, 90000);
+
+  test('pretrain stopped in each stage and resumed equals a straight run; the curve file gets a line per eval point', async () => {
+    const common = ['--preset', 'tiny', '--mode', 'mask', '--tokenizer-steps', '4', '--steps', '6', '--batch', '3', '--seed', '2'];
+    const straight = path.join(dir, 'pre-straight.safetensors');
+    const state = path.join(dir, 'pre-state.safetensors');
+    const split = path.join(dir, 'pre-split.safetensors');
+    const curve = path.join(dir, 'curve.jsonl');
+    expect((await reca('pretrain', ...common, '--out', straight)).code).toBe(0);
+    // Stop inside the tokenizer stage (step 3 of 4), then inside t2i+i2t (step 7 = its 3rd), then finish.
+    const first = await reca('pretrain', ...common, '--save', state, '--stop-at', '3', '--out', split);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/stopped after step 3 of 10/);
+    expect(fs.existsSync(split)).toBe(false);
+    expect(readSafetensorsMetadata(state)['reca.step']).toBe('3');
+    const resumeCommon = ['--tokenizer-steps', '4', '--steps', '6', '--batch', '3', '--seed', '2'];
+    expect((await reca('pretrain', ...resumeCommon, '--resume', state, '--save', state, '--stop-at', '7', '--out', split)).code).toBe(0);
+    expect(readSafetensorsMetadata(state)['reca.step']).toBe('3');  // the t2i+i2t trainer's own step
+    const last = await reca('pretrain', ...resumeCommon, '--resume', state, '--save', state, '--curve', curve, '--eval-every', '2', '--out', split);
+    expect(last.code).toBe(0);
+    expect(fs.readFileSync(split).equals(fs.readFileSync(straight))).toBe(true);
+    const points = fs.readFileSync(curve, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(points.map((p) => p.step)).toEqual([4, 6]);
+    for (const p of points) {
+      expect(p.images).toBe(p.step * 3);
+      expect(p.overall).toBeGreaterThanOrEqual(0);
+      expect(Object.keys(p.categories).sort()).toEqual([...CATEGORIES].sort());
+    }
+    // A file without a run, and options that contradict it, are refused before any work.
+    expectUserError(await reca('pretrain', ...resumeCommon, '--resume', straight, '--out', split), 1, /holds no trainer state/);
+    expectUserError(await reca('pretrain', ...resumeCommon, '--resume', state, '--preset', 'tiny', '--out', split), 2, /leave out --preset and --mode/);
+  }, 120000);
 
   test('demo writes the report with before and after scores for every category', async () => {
     const out = path.join(dir, 'demo');

@@ -5,7 +5,7 @@ import { RecaError } from '../errors';
 import { fixed } from '../format';
 import { SCHEMA } from '../generated/schema';
 import { Model, type Config, type Mode, type Preset, type Recipe } from '../model';
-import { posttrain, POSTTRAIN_DEFAULTS, pretrain, PRETRAIN_DEFAULTS } from '../workflows';
+import { posttrain, POSTTRAIN_DEFAULTS, pretrain, PRETRAIN_DEFAULTS, pretrainStateOf } from '../workflows';
 import { applyThreads, dataFrom, deviceOf, mkdirFor, modelFrom, presetOf, trainingProgress } from './common';
 import {
   DEVICE,
@@ -44,6 +44,12 @@ shapes world's train prompts). The shipped base models were made with
     { name: 'batch', kind: 'int', value: 'B', min: 1, default: PRETRAIN_DEFAULTS.batch, help: 'images per step' },
     { name: 'lr', kind: 'number', value: 'X', default: PRETRAIN_DEFAULTS.lr, help: 'peak learning rate' },
     { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the weights and the data' },
+    { name: 'save', kind: 'string', value: 'FILE', help: 'also keep a resumable checkpoint (float32 + optimizer state) here' },
+    { name: 'save-every', kind: 'int', value: 'N', min: 1, help: 'write --save every N steps of a stage (and at its end)' },
+    { name: 'resume', kind: 'string', value: 'FILE', help: 'continue a run saved with --save (give the options it was started with)' },
+    { name: 'stop-at', kind: 'int', value: 'N', min: 1, help: 'stop after N steps of the whole run (tokenizer steps first), saving --save' },
+    { name: 'curve', kind: 'string', value: 'FILE', help: 'append a JSON line per --eval-every point: step, images, loss, ShapesEval' },
+    { name: 'eval-every', kind: 'int', value: 'N', min: 1, help: 'ShapesEval (1 sample per prompt) every N t2i+i2t steps, into --curve' },
     DEVICE,
     THREADS,
     { ...JSON_FLAG, help: 'print a JSON summary' },
@@ -54,17 +60,33 @@ export async function cmdPretrain(args: string[]): Promise<void> {
   const { values, help } = parseCommand(PRETRAIN, args);
   if (help) return void console.log(renderHelp(PRETRAIN));
   const out = required(values, 'out', 'pretrain', 'FILE');
+  const resume = str(values, 'resume');
+  const save = str(values, 'save');
+  const curve = str(values, 'curve');
+  const evalEvery = num(values, 'eval-every');
+  const stopAt = num(values, 'stop-at');
+  if ((values['save-every'] !== undefined || stopAt !== undefined) && !save) throw new UsageError('--save-every and --stop-at need --save FILE (where the resumable state goes)');
+  if ((curve === undefined) !== (evalEvery === undefined)) throw new UsageError('--curve and --eval-every go together');
   const init = str(values, 'init');
+  if (resume && init) throw new UsageError('--resume continues a saved run: leave out --init (the run keeps the options it was started with)');
+  if (resume) {
+    if (!fs.existsSync(resume)) throw new RecaError('E_IO', `checkpoint ${resume} does not exist`);
+    pretrainStateOf(resume);  // a typed error now, before any work, when it holds no run
+  }
   if (init && (values.preset !== undefined || values.mode !== undefined)) {
     throw new UsageError('--init takes its preset and mode from the checkpoint: leave out --preset and --mode');
   }
   let initConfig: Config | undefined;
-  if (init) {
-    if (!fs.existsSync(init)) throw new RecaError('E_IO', `checkpoint ${init} does not exist`);
-    using m = await Model.load(init);  // only its config is read
+  const configFrom = resume ?? init;
+  if (configFrom) {
+    if (!fs.existsSync(configFrom)) throw new RecaError('E_IO', `checkpoint ${configFrom} does not exist`);
+    using m = await Model.load(configFrom);  // only its config is read
     initConfig = { ...m.config };
   }
-  const preset = (init ? presetOf(initConfig!, SCHEMA.presets) : (str(values, 'preset') ?? 'small')) as Preset;
+  if (resume && (values.preset !== undefined || values.mode !== undefined)) {
+    throw new UsageError('--resume takes its preset and mode from the checkpoint: leave out --preset and --mode');
+  }
+  const preset = (initConfig ? presetOf(initConfig, SCHEMA.presets) : (str(values, 'preset') ?? 'small')) as Preset;
   const mode = initConfig?.mode ?? ((str(values, 'mode') ?? 'mask') as Mode);
   const seed = num(values, 'seed') ?? 0;
   // A continued run keeps its tokenizer: retraining it would move the codes under the generator.
@@ -81,14 +103,24 @@ export async function cmdPretrain(args: string[]): Promise<void> {
   const t0 = Date.now();
   const stages = mode === 'flow' ? [['t2i+i2t', steps]] : [['tokenizer', tokenizerSteps], ['t2i+i2t', steps]];
   const bars = new Map(stages.map(([name, n]) => [name as string, trainingProgress(`pretrain ${name}`, n as number)]));
+  if (curve) mkdirFor(curve);
   const model = await pretrain({
     device: deviceOf(values), init, preset, mode, config, seed, tokenizerSteps, steps, batch, lr, data,
+    save, saveEvery: num(values, 'save-every'), resume, stopAt,
+    evalEvery, evalOptions: { samplesPerPrompt: 1 },
+    onEval: curve ? (point) => fs.appendFileSync(curve, `${JSON.stringify({ ...point, seconds: (Date.now() - t0) / 1000, date: new Date().toISOString() })}\n`) : undefined,
     onStep: (stage, step, total, r) => {
       const p = bars.get(stage);
       p?.hook(stage, step, total, r);
       if (p && step === total) p.bar.done({ loss: fixed(p.last(), 4) });
     },
   });
+  const totalSteps = stages.reduce((a, [, n]) => a + (n as number), 0);
+  if (stopAt !== undefined && stopAt < totalSteps) {
+    model.dispose();
+    console.log(`stopped after step ${stopAt} of ${totalSteps}; state in ${save}: continue with --resume ${save} (and the same options)`);
+    return;
+  }
   try {
     await model.save(out, { dtype: 'float16' });
     const summary = {

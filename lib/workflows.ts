@@ -12,7 +12,7 @@ import { fieldDefault, SCHEMA } from './generated/schema';
 import type { ImageFolder } from './images';
 import { Model, Trainer, type Config, type Device, type Mode, type Preset, type Recipe, type SampleOptions, type StepResult, type TrainerOptions } from './model';
 import { evalSet, renderEvalImages, scoreImages, type EvalItem, type EvalReport } from './shapes/eval';
-import { CATEGORIES, Rng, ShapesWorld, type Category } from './shapes/world';
+import { CATEGORIES, renderScene, Rng, ShapesWorld, type Category } from './shapes/world';
 
 // ---- data ---------------------------------------------------------------------
 
@@ -23,7 +23,12 @@ export interface DataSource {
   readonly imageSize: number;
   /** Whether batches carry captions (the t2i and i2t tasks need them). */
   readonly captioned: boolean;
-  next(batchSize: number): { images: Uint8Array; shape: [number, number, number, number]; captions?: string[] };
+  /**
+   * The next global batch of `batchSize`; with `pick` (indices into that batch,
+   * one rank's samples), only those images, in that order: the stream still
+   * advances by the whole batch, and images outside `pick` are not produced.
+   */
+  next(batchSize: number, pick?: readonly number[]): { images: Uint8Array; shape: [number, number, number, number]; captions?: string[] };
   /** Moves past `batches` batches of `batchSize` without reading them (an exact resume). */
   skip(batches: number, batchSize: number): void;
 }
@@ -36,9 +41,21 @@ export function shapesData(imageSize: number, seed = 0): DataSource {
     description: `shapes world (train split, seed ${seed})`,
     imageSize,
     captioned: true,
-    next(batchSize) {
-      const b = world.batch(batchSize, index++);
-      return { images: b.images, shape: b.shape, captions: b.captions };
+    next(batchSize, pick) {
+      if (!pick) {
+        const b = world.batch(batchSize, index++);
+        return { images: b.images, shape: b.shape, captions: b.captions };
+      }
+      // Scene n of the stream is batch n / batchSize's image n % batchSize.
+      const frame = imageSize * imageSize * 3;
+      const images = new Uint8Array(pick.length * frame);
+      const captions = pick.map((i, k) => {
+        const scene = world.scene(index * batchSize + i);
+        renderScene(scene, imageSize, images, k * frame);
+        return scene.prompt.text;
+      });
+      index++;
+      return { images, shape: [pick.length, imageSize, imageSize, 3], captions };
     },
     skip(batches) {
       index += batches;
@@ -69,15 +86,17 @@ export function folderData(folder: ImageFolder, seed = 0): DataSource {
     description: `image folder (${count} images${folder.captions ? ', captioned' : ''})`,
     imageSize: S,
     captioned: folder.captions !== undefined,
-    next(batchSize) {
-      const images = new Uint8Array(batchSize * frame);
+    next(batchSize, pick) {
+      // The shuffle order advances by the whole global batch on every rank.
+      const sources = Array.from({ length: batchSize }, () => nextIndex());
+      const chosen = pick ? pick.map((i) => sources[i]) : sources;
+      const images = new Uint8Array(chosen.length * frame);
       const captions: string[] = [];
-      for (let i = 0; i < batchSize; i++) {
-        const src = nextIndex();
+      chosen.forEach((src, i) => {
         images.set(folder.images.subarray(src * frame, (src + 1) * frame), i * frame);
         if (folder.captions) captions.push(folder.captions[src]);
-      }
-      return { images, shape: [batchSize, S, S, 3], captions: folder.captions ? captions : undefined };
+      });
+      return { images, shape: [chosen.length, S, S, 3], captions: folder.captions ? captions : undefined };
     },
     skip(batches, batchSize) {
       for (let i = 0; i < batches * batchSize; i++) nextIndex();
@@ -99,8 +118,13 @@ export async function trainSteps(
   onStep?: StepHook,
 ): Promise<StepResult[]> {
   const results: StepResult[] = [];
+  // On several ranks, `batch` is the global batch and this rank reads its part.
+  const pick = trainer.ranks > 1 ? trainer.localSamples(batch) : undefined;
   for (let i = 0; i < steps; i++) {
-    const b = data.next(batch);
+    const b = data.next(batch, pick);
+    if (pick && b.shape[0] !== pick.length) {
+      throw new RecaError('E_INVALID_ARGUMENT', `data source "${data.description}" ignored this rank's sample indices: a DataSource used on several ranks must honour next(batchSize, pick)`);
+    }
     const r = await trainer.step({ images: { data: b.images, shape: b.shape }, captions: b.captions });
     results.push(r);
     onStep?.(stage, i + 1, steps, r);
@@ -127,6 +151,10 @@ export interface PretrainOptions {
   lr?: number;
   data?: DataSource;
   onStep?: StepHook;
+  /** Data parallelism (Trainer option `distributed`; default 'auto'): `batch` sizes are global. */
+  distributed?: 'auto' | 'mpi' | 'off';
+  /** Gradient shards of each global batch (Trainer option `shards`; default: one per rank). */
+  shards?: number;
 }
 
 /** Defaults of `reca pretrain` (the shipped base models were made with these). */
@@ -161,6 +189,8 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
         optimizer: { lr: o.tokenizerLr, weightDecay: 0 },
         schedule: { warmup: Math.min(100, Math.floor(o.tokenizerSteps / 5)), kind: 'cosine', totalSteps: o.tokenizerSteps, minLr: o.tokenizerLr / 10 },
         seed: o.seed ?? 0,
+        distributed: o.distributed,
+        shards: o.shards,
       });
       await trainSteps(tok, data, o.tokenizerSteps, o.tokenizerBatch, 'tokenizer', o.onStep);
     }
@@ -172,6 +202,8 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
         optimizer: { lr: o.lr },
         schedule: { warmup: Math.min(200, Math.floor(o.steps / 5)), kind: 'cosine', totalSteps: o.steps, minLr: o.lr / 10 },
         seed: (o.seed ?? 0) + 1,
+        distributed: o.distributed,
+        shards: o.shards,
       });
       await trainSteps(gen, data, o.steps, o.batch, 't2i+i2t', o.onStep);
     }

@@ -7,8 +7,10 @@ import { SCHEMA } from '../generated/schema';
 import { Model, type Config, type Mode, type Preset, type Recipe } from '../model';
 import { posttrain, POSTTRAIN_DEFAULTS, pretrain, PRETRAIN_DEFAULTS } from '../workflows';
 import { applyThreads, dataFrom, deviceOf, mkdirFor, modelFrom, presetOf, trainingProgress } from './common';
+import { launchedRank } from '../distributed';
 import {
   DEVICE,
+  DISTRIBUTED_OPTIONS,
   JSON_FLAG,
   MODE_NAMES,
   MODEL_OPTIONS,
@@ -39,11 +41,12 @@ shapes world's train prompts). The shipped base models were made with
     { name: 'data', kind: 'string', value: 'D', default: 'shapes', help: "'shapes' or a folder of images with captions" },
     { name: 'tokenizer-steps', kind: 'int', value: 'N', min: 0, default: `${PRETRAIN_DEFAULTS.tokenizerSteps}, with --init 0; flow has none`, help: 'tokenizer stage steps' },
     { name: 'steps', kind: 'int', value: 'N', min: 0, default: PRETRAIN_DEFAULTS.steps, help: 't2i + i2t steps' },
-    { name: 'batch', kind: 'int', value: 'B', min: 1, default: PRETRAIN_DEFAULTS.batch, help: 'images per step' },
+    { name: 'batch', kind: 'int', value: 'B', min: 1, default: PRETRAIN_DEFAULTS.batch, help: 'images per step (all ranks together)' },
     { name: 'lr', kind: 'number', value: 'X', default: PRETRAIN_DEFAULTS.lr, help: 'peak learning rate' },
     { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the weights and the data' },
     DEVICE,
     THREADS,
+    ...DISTRIBUTED_OPTIONS,
     { ...JSON_FLAG, help: 'print a JSON summary' },
   ],
 };
@@ -81,6 +84,7 @@ export async function cmdPretrain(args: string[]): Promise<void> {
   const bars = new Map(stages.map(([name, n]) => [name as string, trainingProgress(`pretrain ${name}`, n as number)]));
   const model = await pretrain({
     device: deviceOf(values), init, preset, mode, config, seed, tokenizerSteps, steps, batch, lr, data,
+    distributed: str(values, 'distributed') as 'auto' | 'mpi' | 'off' | undefined, shards: num(values, 'shards'),
     onStep: (stage, step, total, r) => {
       const p = bars.get(stage);
       p?.hook(stage, step, total, r);
@@ -88,6 +92,8 @@ export async function cmdPretrain(args: string[]): Promise<void> {
     },
   });
   try {
+    // Every rank holds the same parameters: rank 0 writes them.
+    if (launchedRank() !== 0) return;
     await model.save(out, { dtype: 'float16' });
     const summary = {
       out, init: init ?? null, preset, mode, seed, tokenizerSteps: mode === 'flow' ? 0 : tokenizerSteps, steps, batch, lr,
@@ -114,12 +120,13 @@ and batches as one run straight through (same --steps, --batch, --seed, --data).
     { name: 'recipe', kind: 'choice', value: 'R', choices: ['reca', 'reca+i2t', 'tokenizer'], default: 'reca', help: 'training recipe' },
     { name: 'data', kind: 'string', value: 'D', default: 'shapes', help: "'shapes' or a folder of images (captions optional for reca)" },
     { name: 'steps', kind: 'int', value: 'N', min: 0, default: POSTTRAIN_DEFAULTS.steps, help: 'optimizer steps of the whole run' },
-    { name: 'batch', kind: 'int', value: 'B', min: 1, default: POSTTRAIN_DEFAULTS.batch, help: 'images per step' },
+    { name: 'batch', kind: 'int', value: 'B', min: 1, default: POSTTRAIN_DEFAULTS.batch, help: 'images per step (all ranks together)' },
     { name: 'lr', kind: 'number', value: 'X', default: POSTTRAIN_DEFAULTS.lr, help: 'peak learning rate (cosine to a tenth)' },
     { name: 'save-every', kind: 'int', value: 'N', min: 1, help: 'also save every N steps' },
     { name: 'stop-at', kind: 'int', value: 'N', min: 1, help: 'stop and save after step N (resume later with --resume)' },
     { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the draws and the data' },
     THREADS,
+    ...DISTRIBUTED_OPTIONS,
     { ...JSON_FLAG, help: 'print a JSON summary' },
   ],
 };
@@ -142,9 +149,11 @@ export async function cmdTrain(args: string[]): Promise<void> {
   if (recipe === 'reca+i2t' && !data.captioned) throw new UsageError('recipe reca+i2t needs captions (i2t): use --recipe reca or a captioned folder');
   const progress = trainingProgress(`train ${recipe}`, steps);
   const t0 = Date.now();
-  const results = await posttrain(model, { recipe, steps, batch, lr, seed, data, resume, save: out, saveEvery: num(values, 'save-every'), stopAt: num(values, 'stop-at'), onStep: progress.hook });
+  const trainer = { distributed: str(values, 'distributed') as 'auto' | 'mpi' | 'off' | undefined, shards: num(values, 'shards') };
+  const results = await posttrain(model, { recipe, steps, batch, lr, seed, data, resume, save: out, saveEvery: num(values, 'save-every'), stopAt: num(values, 'stop-at'), onStep: progress.hook, trainer });
   progress.bar.done({ loss: fixed(progress.last(), 4) });
   const done = results.length ? results[results.length - 1].step : steps;
   const summary = { out, recipe, steps: done, of: steps, batch, lr, data: data.description, loss: progress.last(), seconds: (Date.now() - t0) / 1000 };
+  if (launchedRank() !== 0) return;
   console.log(values.json ? JSON.stringify(summary, null, 2) : `wrote ${out} (step ${done} of ${steps}, loss ${fixed(summary.loss, 4)}, ${summary.seconds.toFixed(0)} s)`);
 }

@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "model/communicator.h"
 #include "model/reca_model.h"
+#include "model/shard_reduce.h"
 
 namespace reca::model {
 
@@ -22,7 +24,12 @@ struct TrainerOptions {
   // its own flag: it trains vq.* with the tokenizer loss only.
   double weight_reca = 1.0, weight_t2i = 0.0, weight_i2t = 0.0;
   bool tokenizer = false;
-  int64_t micro_batch = 0;  // 0: the whole batch in one micro-batch per task
+  int64_t micro_batch = 0;  // 0: the whole shard in one micro-batch per task
+  // The global batch is cut into this many equal shards by sample index; each
+  // shard's gradient is computed alone and the shards are summed in order
+  // (model/shard_reduce.h), so N ranks with N dividing it give one process's
+  // bytes. 0: one shard per rank (1 in one process).
+  int64_t shards = 0;
   double lr = 1e-4, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.02;
   int64_t warmup = 0, total_steps = 0;
   Schedule schedule = Schedule::Constant;
@@ -68,8 +75,11 @@ struct StepStats {
   double grad_norm = 0, clip_scale = 1, lr = 0;
   int64_t codes_used = -1;      // tokenizer steps: distinct codes the batch chose
   int64_t codes_restarted = 0;  // tokenizer steps: codes re-seeded after this update
-  int64_t images = 0;
+  int64_t images = 0;  // of the global batch (every rank)
   double seconds = 0;
+  int64_t ranks = 1;
+  double comm_seconds = 0;  // in the ordered gradient sum (collectives and adds)
+  int64_t comm_bytes = 0;   // this rank sent for it
   bool skipped = false;       // non_finite = Skip: this step made no update
   int64_t skipped_steps = 0;  // steps skipped so far by this trainer
   std::string skip_reason;    // why, when skipped
@@ -77,7 +87,10 @@ struct StepStats {
 
 class Trainer {
  public:
-  Trainer(RecaModel& model, const TrainerOptions& opts);
+  // `comm` (optional): the ranks of a data-parallel run; each step then takes
+  // this rank's part of the global batch (local_samples()).
+  Trainer(RecaModel& model, const TrainerOptions& opts,
+          std::shared_ptr<Communicator> comm = nullptr);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -91,7 +104,12 @@ class Trainer {
   StepStats step(const StepBatch& batch, const std::vector<TaskDraws>* replay = nullptr,
                  std::vector<TaskDraws>* used = nullptr);
 
-  const TrainerOptions& options() const { return opts_; }
+  const TrainerOptions& options() const { return opts_; }  // shards resolved
+  int rank() const { return comm_ ? comm_->rank() : 0; }
+  int ranks() const { return comm_ ? comm_->size() : 1; }
+  Communicator* communicator() const { return comm_.get(); }  // null in one process
+  // The global sample index of each of this rank's `local_batch` samples.
+  std::vector<int64_t> local_samples(int64_t local_batch) const;
   int64_t steps_done() const { return step_; }
   void set_steps_done(int64_t s) { step_ = s; }
   double lr_at(int64_t t) const;  // t from 1
@@ -111,7 +129,11 @@ class Trainer {
  private:
   StepStats step_or_throw(const StepBatch& batch, const std::vector<TaskDraws>* replay,
                           std::vector<TaskDraws>* used);
-  void draw(Task task, const StepBatch& batch, TaskDraws& d) const;
+  void draw(Task task, const StepBatch& batch, const std::vector<int64_t>& global, TaskDraws& d) const;
+  // Tokenizer steps on several ranks: every rank's codes and encoder outputs,
+  // in global sample order (the code restart reads the whole global batch).
+  void gather_codes(const std::vector<int64_t>& global, std::vector<int32_t>& codes,
+                    std::vector<float>& z);
   void restart_codes(const std::vector<int32_t>& codes, const std::vector<float>& z, StepStats& st);
   // Whether the AdamW update `segs` would leave every parameter, moment and
   // EMA value finite; runs it on copies, chunk by chunk, changing nothing.
@@ -122,6 +144,8 @@ class Trainer {
   TrainerOptions opts_;
   Arena arena_;
   float *grads_ = nullptr, *m_ = nullptr, *v_ = nullptr, *ema_ = nullptr;
+  std::shared_ptr<Communicator> comm_;
+  std::unique_ptr<ShardReducer> reducer_;  // null with one shard in one process
   int64_t step_ = 0;
   int64_t skipped_steps_ = 0;
 };

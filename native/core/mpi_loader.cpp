@@ -56,15 +56,18 @@ Api load() {
   a.probe.launched = launched();
   void* h = nullptr;
   std::string errors;
+  // RECA_MPI_LIB names the one file to try (another OpenMPI install).
+  std::vector<std::string> names = {"libmpi.so.40", "libmpi.so"};
+  if (const char* lib = std::getenv("RECA_MPI_LIB"); lib && *lib) names = {lib};
   // RTLD_GLOBAL: OpenMPI's own plugins (mca_*.so) resolve libmpi's symbols.
-  for (const char* name : {"libmpi.so.40", "libmpi.so"}) {
-    h = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
+  for (const std::string& name : names) {
+    h = dlopen(name.c_str(), RTLD_NOW | RTLD_GLOBAL);
     if (h) {
       a.probe.library = name;
       break;
     }
     const char* e = dlerror();
-    errors += std::string(errors.empty() ? "" : "; ") + (e ? e : name);
+    errors += std::string(errors.empty() ? "" : "; ") + (e ? e : name.c_str());
   }
   if (!h) {
     a.probe.error = "no OpenMPI library (" + errors + ")";

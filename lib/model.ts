@@ -468,7 +468,8 @@ export class Trainer {
    * [s·G/S, (s+1)·G/S), and rank r computes shards r, N + r, 2N + r, ...
    */
   localSamples(globalBatch: number): number[] {
-    return localSamples(globalBatch, this.options.shards as number, this.rank, this.ranks);
+    // shards 0: one per rank.
+    return localSamples(globalBatch, (this.options.shards as number) || this.ranks, this.rank, this.ranks);
   }
 
   /**

@@ -38,11 +38,11 @@ Trainer::Trainer(RecaModel& model, const TrainerOptions& opts, std::shared_ptr<C
     : model_(model), opts_(opts), arena_(model.backend()), comm_(std::move(comm)) {
   opts_.validate();
   const int64_t N = ranks();
-  if (opts_.shards == 0) opts_.shards = N;
-  RECA_CHECK(opts_.shards % N == 0, InvalidArgument,
+  shards_ = opts_.shards == 0 ? N : opts_.shards;
+  RECA_CHECK(shards_ % N == 0, InvalidArgument,
              "shards (%lld) must be a multiple of the rank count (%lld): each rank computes "
              "shards/ranks of them",
-             static_cast<long long>(opts_.shards), static_cast<long long>(N));
+             static_cast<long long>(shards_), static_cast<long long>(N));
   if (opts_.tokenizer) {
     RECA_CHECK(model.config().discrete(), InvalidArgument,
                "the tokenizer stage needs a discrete mode (ar or mask); this model is '%s'",
@@ -61,7 +61,7 @@ Trainer::Trainer(RecaModel& model, const TrainerOptions& opts, std::shared_ptr<C
     ema_ = static_cast<float*>(be.alloc(bytes));
     be.copy(ema_, model.params(), bytes);  // the EMA starts from the weights before step 1
   }
-  if (opts_.shards > 1) reducer_ = std::make_unique<ShardReducer>(be, comm_, model.layout().total());
+  if (shards_ > 1) reducer_ = std::make_unique<ShardReducer>(be, comm_, model.layout().total());
 }
 
 Trainer::~Trainer() {
@@ -77,12 +77,12 @@ int64_t Trainer::state_bytes() const {
 }
 
 std::vector<int64_t> Trainer::local_samples(int64_t local_batch) const {
-  const int64_t N = ranks(), k = opts_.shards / N;
+  const int64_t N = ranks(), k = shards_ / N;
   RECA_CHECK(local_batch >= 1 && local_batch % k == 0, InvalidArgument,
              "a batch of %lld images per rank does not split into %lld equal shards: use a "
              "global batch that is a multiple of shards (%lld)",
              static_cast<long long>(local_batch), static_cast<long long>(k),
-             static_cast<long long>(opts_.shards));
+             static_cast<long long>(shards_));
   const int64_t per = local_batch / k;
   std::vector<int64_t> g(static_cast<size_t>(local_batch));
   // Local shard j is global shard j·N + rank (model/shard_reduce.h).
@@ -195,7 +195,7 @@ StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskD
   RECA_CHECK(batch.images != nullptr, InvalidArgument, "the batch has no images");
   const int64_t B = batch.B, S = c.image_size, T = c.max_text_len, N = c.num_image_tokens();
   const int64_t D = c.patch_dim();
-  const int64_t ranks_n = ranks(), k_shards = opts_.shards / ranks_n;
+  const int64_t ranks_n = ranks(), k_shards = shards_ / ranks_n;
   const std::vector<int64_t> global = local_samples(B);
   const int64_t per = B / k_shards;  // images per shard
   const int64_t mb_size = opts_.micro_batch > 0 && opts_.micro_batch < per ? opts_.micro_batch : per;
@@ -296,7 +296,7 @@ StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskD
 
   // Every rank's shard losses (with its batch size and step, which must agree),
   // summed in global shard order like the gradients.
-  const int64_t S_all = opts_.shards;
+  const int64_t S_all = shards_;
   std::vector<double> all_loss;
   if (ranks_n > 1) {
     std::vector<double> mine(static_cast<size_t>(2 + k_shards * kSlots));

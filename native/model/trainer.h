@@ -104,7 +104,8 @@ class Trainer {
   StepStats step(const StepBatch& batch, const std::vector<TaskDraws>* replay = nullptr,
                  std::vector<TaskDraws>* used = nullptr);
 
-  const TrainerOptions& options() const { return opts_; }  // shards resolved
+  const TrainerOptions& options() const { return opts_; }
+  int64_t shards() const { return shards_; }  // options().shards, 0 resolved to ranks()
   int rank() const { return comm_ ? comm_->rank() : 0; }
   int ranks() const { return comm_ ? comm_->size() : 1; }
   Communicator* communicator() const { return comm_.get(); }  // null in one process
@@ -145,6 +146,7 @@ class Trainer {
   Arena arena_;
   float *grads_ = nullptr, *m_ = nullptr, *v_ = nullptr, *ema_ = nullptr;
   std::shared_ptr<Communicator> comm_;
+  int64_t shards_ = 1;
   std::unique_ptr<ShardReducer> reducer_;  // null with one shard in one process
   int64_t step_ = 0;
   int64_t skipped_steps_ = 0;

@@ -69,7 +69,8 @@ export interface NativeInfo {
       rank: number;
       size: number;
     };
-    nccl: { available: boolean; reason: string };
+    /** NCCL (libnccl.so.2): used on CUDA models of several ranks when available. */
+    nccl: { available: boolean; library: string; version: number; error: string };
   };
   /** Every option table with its defaults (native/model/schema.cpp), as JSON. */
   schemaJson: string;

@@ -71,18 +71,21 @@ beforeAll(() => {
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 const at = (name: string): string => path.join(dir, name);
 
-test('without OpenMPI, distributed mpi is E_DEVICE saying what to install; off trains as before', async () => {
+test('without OpenMPI, distributed mpi is E_DEVICE saying what to install; off trains as before; NCCL absent is reported', async () => {
   const script = `
     const { Model, Trainer } = require('./dist');
     (async () => {
       const model = await Model.create({ preset: 'tiny' });
+      const { info } = require('./dist');
+      console.log('nccl', JSON.stringify(info().distributed.nccl));
       const plain = new Trainer(model, { distributed: 'off' });
       console.log('ranks', plain.ranks, plain.communicator);
       plain.dispose();
       try { new Trainer(model, { distributed: 'mpi' }); console.log('no error'); }
       catch (e) { console.log(e.code, e.message); }
     })();`;
-  const r = await ok(spawn(process.execPath, ['-e', script], { ...process.env, RECA_MPI_LIB: '/nonexistent/libmpi.so.40' }));
+  const r = await ok(spawn(process.execPath, ['-e', script], { ...process.env, RECA_MPI_LIB: '/nonexistent/libmpi.so.40', RECA_NCCL_LIB: '/nonexistent/libnccl.so.2' }));
+  expect(r.stdout).toMatch(/nccl \{"available":false,"library":"","version":0,"error":"no NCCL library \(\/nonexistent\/libnccl.so.2/);
   expect(r.stdout).toContain('ranks 1 null');
   expect(r.stdout).toMatch(/E_DEVICE distributed training needs OpenMPI.*apt-get install openmpi-bin/);
 });

@@ -51,6 +51,10 @@ function formatInfo(i: EngineInfo): string {
   lines.push(mpi.available
     ? `mpi      ${mpi.library}${mpi.launched ? `, started by mpirun (${launchedRanks()} ranks)` : ''}: mpirun -np N reca train ...`
     : `mpi      not available (${mpi.error}): one process only`);
+  const nccl = i.distributed.nccl;
+  lines.push(nccl.available
+    ? `nccl     ${nccl.library} (${nccl.version}): CUDA models of several ranks reduce on the GPUs`
+    : `nccl     not available (${nccl.error}): CUDA models of several ranks reduce through host memory`);
   return lines.join('\n');
 }
 

@@ -9,6 +9,7 @@
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/mpi_loader.h"
+#include "core/nccl_loader.h"
 #include "core/threadpool.h"
 #include "cuda/cuda_info.h"
 #include "model/schema.h"
@@ -104,10 +105,12 @@ Napi::Value RecaAddon::Info(const Napi::CallbackInfo& info) {
     m.Set("rank", Napi::Number::New(env, mp.rank));
     m.Set("size", Napi::Number::New(env, mp.size));
     dist.Set("mpi", m);
+    const nccl::Probe np = nccl::probe();
     Napi::Object nc = Napi::Object::New(env);
-    nc.Set("available", Napi::Boolean::New(env, false));
-    nc.Set("reason", "gradients on several GPUs are reduced over MPI through host memory in this "
-                     "build; NCCL is not used");
+    nc.Set("available", Napi::Boolean::New(env, np.available));
+    nc.Set("library", np.library);
+    nc.Set("version", Napi::Number::New(env, np.version));
+    nc.Set("error", np.error);
     dist.Set("nccl", nc);
     out.Set("distributed", dist);
     // Every option table with its defaults (model/schema.h); lib/ parses it once.

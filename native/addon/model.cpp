@@ -12,6 +12,7 @@
 #include "addon/schema_js.h"
 #include "core/error.h"
 #include "core/mpi_loader.h"
+#include "core/nccl_loader.h"
 #include "cpu/image.h"
 #include "model/backend.h"
 #include "model/checkpoint.h"
@@ -551,7 +552,14 @@ TrainerWrap::TrainerWrap(const Napi::CallbackInfo& info) : Handle(info) {
     if (mode == "mpi" || (mode == "auto" && mpi::launched())) {
       // MPI starts, and is later called, on the engine thread only.
       RecaAddon* addon = env.GetInstanceData<RecaAddon>();
-      addon->engine.RunSync(env, [&comm] { comm = model::mpi_world(); });
+      model::Backend& be = ms->model->backend();
+      addon->engine.RunSync(env, [&comm, &be] {
+        comm = model::mpi_world();
+        // One GPU per rank: NCCL moves the device buffers when it is installed;
+        // otherwise they go through host memory and MPI.
+        if (comm->size() > 1 && std::strcmp(be.name(), "cuda") == 0 && nccl::probe().available)
+          comm = model::nccl_world(comm, be.native_stream());
+      });
     }
     // The EMA starts from the parameters: they must not be changing now.
     ModelLease lease(ms, ModelLease::Write, "new Trainer");

@@ -33,4 +33,10 @@ class Communicator {
 // MPI_COMM_WORLD; initialises MPI on the calling thread (the engine thread).
 std::shared_ptr<Communicator> mpi_world();
 
+// NCCL over the ranks of `host` (one GPU each: the calling thread's current
+// device), its unique id sent over `host`; float collectives take device
+// pointers and run in order on `stream` (the backend's cudaStream_t). Byte
+// gathers and barriers stay on `host`.
+std::shared_ptr<Communicator> nccl_world(std::shared_ptr<Communicator> host, void* stream);
+
 }  // namespace reca::model

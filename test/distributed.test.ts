@@ -143,6 +143,14 @@ withMpi('mpirun: N ranks equal one process byte for byte', () => {
     expect(sha(at('tok-three.st'))).toBe(sha(at('tok-one.st')));
   });
 
+  test('ranks that disagree (another seed on rank 1) fail together with E_INVALID_ARGUMENT', async () => {
+    const run = (seed: string) => [process.execPath, cliPath, 'train', '--preset', 'tiny', '--steps', '2', '--batch', '2', '--threads', '1', '--seed', seed, '--out', at('disagree.st')];
+    const r = await spawn(MPIRUN!, ['-np', '1', ...run('0'), ':', '-np', '1', ...run('1')], MPI_ENV);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('E_INVALID_ARGUMENT: rank 1 has other trainer options than rank 0');
+    expect(fs.existsSync(at('disagree.st'))).toBe(false);
+  });
+
   test('pretrain on 2 ranks equals one process (tokenizer, then t2i + i2t)', async () => {
     const run = ['pretrain', '--preset', 'tiny', '--mode', 'mask', '--tokenizer-steps', '2', '--steps', '2', '--batch', '4', '--shards', '4', '--threads', '1'];
     await single(...run, '--out', at('pre-one.st'));

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/philox.h"
+#include "model/checkpoint.h"
 #include "model/schema.h"
 
 namespace reca::model {
@@ -200,6 +201,7 @@ StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskD
   const int64_t per = B / k_shards;  // images per shard
   const int64_t mb_size = opts_.micro_batch > 0 && opts_.micro_batch < per ? opts_.micro_batch : per;
 
+  if (ranks_n > 1 && !ranks_agree_) check_ranks_agree();
   be.zero(grads_, layout.total() * 4);
   arena_.reset();
   if (reducer_) reducer_->reset_stats();
@@ -437,6 +439,41 @@ bool Trainer::update_is_finite(const std::vector<cpu::AdamWSegment<float>>& segs
     }
   }
   return used == 0 || run_chunk();
+}
+
+namespace {
+uint64_t fnv1a(const void* p, size_t n, uint64_t h = 1469598103934665603ull) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+}  // namespace
+
+void Trainer::check_ranks_agree() {
+  // Once per trainer and after each load: a rank started from another seed or
+  // checkpoint would otherwise train on silently.
+  const int64_t n = model_.layout().total();
+  std::vector<float> host(static_cast<size_t>(n));
+  model_.backend().download(host.data(), model_.params(), n * 4);
+  const std::string opts = trainer_options_to_json(opts_);
+  const uint64_t mine[3] = {fnv1a(host.data(), host.size() * 4), fnv1a(opts.data(), opts.size()),
+                            static_cast<uint64_t>(step_)};
+  std::vector<uint64_t> all(static_cast<size_t>(3 * ranks()));
+  comm_->allgather_bytes(mine, sizeof mine, all.data());
+  for (int r = 1; r < ranks(); ++r) {
+    const uint64_t* o = &all[static_cast<size_t>(3 * r)];
+    RECA_CHECK(o[1] == all[1], InvalidArgument,
+               "rank %d has other trainer options than rank 0: start every rank with the same "
+               "command and options", r);
+    RECA_CHECK(o[2] == all[2], InvalidArgument,
+               "rank %d has done %llu steps but rank 0 %llu: resume every rank from the same "
+               "checkpoint", r, static_cast<unsigned long long>(o[2]),
+               static_cast<unsigned long long>(all[2]));
+    RECA_CHECK(o[0] == all[0], InvalidArgument,
+               "rank %d holds other parameters than rank 0: start every rank from the same "
+               "model (the same seed or checkpoint)", r);
+  }
+  ranks_agree_ = true;
 }
 
 void Trainer::gather_codes(const std::vector<int64_t>& global, std::vector<int32_t>& codes,

@@ -112,7 +112,10 @@ class Trainer {
   // The global sample index of each of this rank's `local_batch` samples.
   std::vector<int64_t> local_samples(int64_t local_batch) const;
   int64_t steps_done() const { return step_; }
-  void set_steps_done(int64_t s) { step_ = s; }
+  void set_steps_done(int64_t s) {
+    step_ = s;
+    ranks_agree_ = false;  // a load changes the state: compare it again
+  }
   double lr_at(int64_t t) const;  // t from 1
   // Flat buffers (model layout), device memory of the model's backend.
   float* grads() { return grads_; }
@@ -131,6 +134,9 @@ class Trainer {
   StepStats step_or_throw(const StepBatch& batch, const std::vector<TaskDraws>* replay,
                           std::vector<TaskDraws>* used);
   void draw(Task task, const StepBatch& batch, const std::vector<int64_t>& global, TaskDraws& d) const;
+  // Several ranks: every rank must hold the same options, step count and
+  // parameters before they sum gradients (E_INVALID_ARGUMENT otherwise).
+  void check_ranks_agree();
   // Tokenizer steps on several ranks: every rank's codes and encoder outputs,
   // in global sample order (the code restart reads the whole global batch).
   void gather_codes(const std::vector<int64_t>& global, std::vector<int32_t>& codes,
@@ -147,6 +153,7 @@ class Trainer {
   float *grads_ = nullptr, *m_ = nullptr, *v_ = nullptr, *ema_ = nullptr;
   std::shared_ptr<Communicator> comm_;
   int64_t shards_ = 1;
+  bool ranks_agree_ = false;
   std::unique_ptr<ShardReducer> reducer_;  // null with one shard in one process
   int64_t step_ = 0;
   int64_t skipped_steps_ = 0;

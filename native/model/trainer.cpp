@@ -62,7 +62,15 @@ Trainer::Trainer(RecaModel& model, const TrainerOptions& opts, std::shared_ptr<C
     ema_ = static_cast<float*>(be.alloc(bytes));
     be.copy(ema_, model.params(), bytes);  // the EMA starts from the weights before step 1
   }
-  if (shards_ > 1) reducer_ = std::make_unique<ShardReducer>(be, comm_, model.layout().total());
+  // Only the span from the first to the last trainable tensor is summed (the
+  // groups lie in order und, conn, vq, gen): frozen gradients are never read.
+  for (const ParamInfo& p : model.layout().params()) {
+    if (!trainable(p)) continue;
+    if (span_end_ == 0) span_begin_ = p.offset;
+    span_end_ = p.offset + p.numel;
+  }
+  if (shards_ > 1 && span_end_ > span_begin_)
+    reducer_ = std::make_unique<ShardReducer>(be, comm_, span_end_ - span_begin_);
 }
 
 Trainer::~Trainer() {
@@ -288,10 +296,10 @@ StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskD
         }
       }
     }
-    if (reducer_) reducer_->add(j, grads_);
+    if (reducer_) reducer_->add(j, grads_ + span_begin_);
   }
   if (reducer_) {
-    reducer_->finish(grads_);
+    reducer_->finish(grads_ + span_begin_);
     st.comm_seconds = reducer_->seconds();
     st.comm_bytes = reducer_->bytes_sent();
   }

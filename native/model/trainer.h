@@ -154,6 +154,7 @@ class Trainer {
   std::shared_ptr<Communicator> comm_;
   int64_t shards_ = 1;
   bool ranks_agree_ = false;
+  int64_t span_begin_ = 0, span_end_ = 0;  // trainable gradients, the part the shards sum
   std::unique_ptr<ShardReducer> reducer_;  // null with one shard in one process
   int64_t step_ = 0;
   int64_t skipped_steps_ = 0;

@@ -5,6 +5,7 @@
  * and its --help come.
  * Exit codes: 0 ok, 1 engine error (`reca: E_CODE: message`), 2 usage error.
  */
+import { abortRanks } from './distributed';
 import { RecaError } from './errors';
 import { BENCH, benchTable, cmdBench } from './cli/bench';
 import { cmdDemo, DEMO } from './cli/demo';
@@ -90,6 +91,8 @@ export async function main(argv: string[]): Promise<number> {
 
 if (require.main === module) {
   main(process.argv.slice(2)).then((code) => {
+    // A failed rank of an mpirun job ends the others, which would wait for it.
+    if (code !== 0) abortRanks(code);
     process.exitCode = code;
   });
 }

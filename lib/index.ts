@@ -26,6 +26,7 @@ export { debugStep, type DebugStepOptions, type DebugStepResult } from './debug_
 export {
   Model,
   Trainer,
+  localSamples,
   resolveTrainerOptions,
   type CaptionOptions,
   type CodesInput,
@@ -48,6 +49,8 @@ export {
   type Task,
   type TrainerOptions,
 } from './model';
+
+export { abortRanks, launchedRank } from './distributed';
 
 // The shapes world and ShapesEval, image files, and the training jobs.
 export * from './shapes';

@@ -273,8 +273,21 @@ export interface TrainerOptions {
    * the VQ tokenizer loss, vq.* only (discrete modes).
    */
   recipe?: Recipe;
-  /** Images per micro-batch (default: the whole batch); gradients accumulate over them. */
+  /** Images per micro-batch (default: the whole shard); gradients accumulate over them. */
   microBatch?: number;
+  /**
+   * Gradient shards of the global batch (default 0: one per rank). Each shard's
+   * gradient is computed alone and the shards are summed in a fixed order, so
+   * every rank count that divides `shards` gives the same bytes.
+   */
+  shards?: number;
+  /**
+   * 'auto' (default): data-parallel over MPI when `mpirun` started this
+   * process; 'mpi': always (E_DEVICE saying what to install when OpenMPI is
+   * missing); 'off': one process. On N ranks, step() takes this rank's
+   * samples of the global batch: see `localSamples`.
+   */
+  distributed?: 'auto' | 'mpi' | 'off';
   optimizer?: { lr?: number; betas?: [number, number]; eps?: number; weightDecay?: number };
   schedule?: { warmup?: number; kind?: 'constant' | 'cosine'; totalSteps?: number; minLr?: number };
   /** Global-norm clipping (default 1; 0 = off). */
@@ -327,7 +340,7 @@ export type StepResult = NativeStepResult;
 const GROUPS: readonly ParamGroup[] = ['und', 'conn', 'vq', 'gen'];
 const TRAINER_KEYS = new Set([
   'tasks', 'recipe', 'microBatch', 'optimizer', 'schedule', 'maxGradNorm', 'ema', 'condDropout',
-  'condGradScale', 'freeze', 'seed', 'template', 'templates', 'codeRestart', 'nonFinite',
+  'condGradScale', 'freeze', 'seed', 'template', 'templates', 'codeRestart', 'nonFinite', 'shards', 'distributed',
 ]);
 
 function checkKeys(o: object, allowed: readonly string[], what: string): void {
@@ -392,6 +405,7 @@ export function resolveTrainerOptions(options: TrainerOptions): NativeTrainerOpt
   out.totalSteps = sch.totalSteps as number | undefined;
   out.minLr = sch.minLr as number | undefined;
   out.microBatch = o.microBatch;
+  out.shards = o.shards;
   out.maxGradNorm = o.maxGradNorm;
   out.ema = o.ema;
   out.condDropout = o.condDropout;
@@ -400,6 +414,19 @@ export function resolveTrainerOptions(options: TrainerOptions): NativeTrainerOpt
   out.template = o.template;
   if (recipe !== 'tokenizer') out.templates = o.templates ?? (o.template !== undefined ? 'fixed' : 'paraphrases');
   out.nonFinite = o.nonFinite;
+  return out;
+}
+
+/** See Trainer.localSamples. */
+export function localSamples(globalBatch: number, shards: number, rank: number, ranks: number): number[] {
+  if (!Number.isInteger(globalBatch) || globalBatch < 1 || globalBatch % shards !== 0) {
+    throw invalid(`the global batch (${globalBatch}) must be a positive multiple of shards (${shards}), so that every shard has the same size`);
+  }
+  const per = globalBatch / shards;
+  const out: number[] = [];
+  for (let s = rank; s < shards; s += ranks) {
+    for (let i = 0; i < per; i++) out.push(s * per + i);
+  }
   return out;
 }
 
@@ -414,7 +441,11 @@ export class Trainer {
   constructor(model: Model, options: TrainerOptions = {}) {
     if (!(model instanceof Model)) throw invalid('new Trainer(model, options): model must be a Model');
     const a = addon();
-    this.#native = new a.Trainer(model.native, resolveTrainerOptions(options));
+    const distributed = objectOr(options, 'trainer options').distributed ?? 'auto';
+    if (!['auto', 'mpi', 'off'].includes(distributed as string)) {
+      throw invalid(`distributed must be 'auto', 'mpi' or 'off', got '${String(distributed)}'`);
+    }
+    this.#native = new a.Trainer(model.native, resolveTrainerOptions(options), distributed as 'auto' | 'mpi' | 'off');
     this.model = model;
   }
 
@@ -436,6 +467,31 @@ export class Trainer {
 
   get disposed(): boolean {
     return this.#native.disposed;
+  }
+
+  /** This process's rank (0 in one process). */
+  get rank(): number {
+    return this.native.rank;
+  }
+
+  /** Ranks of the run (1 in one process). */
+  get ranks(): number {
+    return this.native.ranks;
+  }
+
+  /** What connects the ranks ('mpi (Open MPI v4.1.4 ...)'), or null in one process. */
+  get communicator(): string | null {
+    return this.native.communicator;
+  }
+
+  /**
+   * The indices, within a global batch of `globalBatch` images, of the ones
+   * this rank's step() takes, in order: shard s of the global batch is images
+   * [s·G/S, (s+1)·G/S), and rank r computes shards r, N + r, 2N + r, ...
+   */
+  localSamples(globalBatch: number): number[] {
+    // shards 0: one per rank.
+    return localSamples(globalBatch, (this.options.shards as number) || this.ranks, this.rank, this.ranks);
   }
 
   /**

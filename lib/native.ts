@@ -53,6 +53,25 @@ export interface NativeInfo {
     /** Why there are no devices (empty when there are). */
     reason: string;
   };
+  /** Data parallelism: the libraries found at run time (none is linked). */
+  distributed: {
+    mpi: {
+      /** OpenMPI's libmpi loaded with every function the engine uses. */
+      available: boolean;
+      library: string;
+      /** MPI_Get_library_version, once MPI has started. */
+      version: string;
+      /** Why it is not available. */
+      error: string;
+      /** mpirun started this process. */
+      launched: boolean;
+      initialized: boolean;
+      rank: number;
+      size: number;
+    };
+    /** NCCL (libnccl.so.2): used on CUDA models of several ranks when available. */
+    nccl: { available: boolean; library: string; version: number; error: string };
+  };
   /** Every option table with its defaults (native/model/schema.cpp), as JSON. */
   schemaJson: string;
 }
@@ -121,8 +140,15 @@ export interface NativeStepResult {
   clipScale: number;
   /** Learning rate used for this update. */
   lr: number;
+  /** Images of the global batch (every rank). */
   images: number;
   seconds: number;
+  /** Ranks of the data-parallel run (1: one process). */
+  ranks: number;
+  /** Seconds this step spent in the ordered gradient sum (collectives and adds). */
+  commSeconds: number;
+  /** Bytes this rank sent for it. */
+  commBytes: number;
   /** Caption bytes cut to fit max_text_len, over the batch. */
   cutBytes: number;
   /** nonFinite 'skip': this step's loss, gradient or update was not finite and nothing changed (loss is NaN). */
@@ -141,13 +167,17 @@ export interface NativeTrainer {
   readonly disposed: boolean;
   /** The options in force, as the checkpoint's reca.trainer JSON. */
   readonly optionsJson: string;
+  readonly rank: number;
+  readonly ranks: number;
+  /** What connects the ranks, or null in one process. */
+  readonly communicator: string | null;
   step(images: NativeArrayInput, captions?: readonly string[], taskWeights?: readonly [number, number, number]): Promise<NativeStepResult>;
   load(path: string): Promise<void>;
   dispose(): void;
 }
 
 export interface NativeTrainerClass {
-  new (model: NativeModel, options: NativeTrainerOptions): NativeTrainer;
+  new (model: NativeModel, options: NativeTrainerOptions, distributed?: 'auto' | 'mpi' | 'off'): NativeTrainer;
 }
 
 export interface NativeDebugStepOptions {
@@ -173,6 +203,8 @@ export interface NativeAddon {
   setIsa(isa: string): void;
   getIsa(): Isa;
   memoryStats(): { tensors: number; bytes: number };
+  /** Ends every rank of an MPI job with this exit code; nothing without MPI. */
+  abortRanks(code: number): void;
   Tensor: NativeTensorClass;
   matmul(
     a: NativeTensor,

@@ -13,7 +13,7 @@ import type { ImageFolder } from './images';
 import { Model, Trainer, type Config, type Device, type Mode, type Preset, type Recipe, type SampleOptions, type StepResult, type TrainerOptions } from './model';
 import { readSafetensorsMetadata } from './safetensors';
 import { evalSet, renderEvalImages, scoreImages, type EvalItem, type EvalReport } from './shapes/eval';
-import { CATEGORIES, Rng, ShapesWorld, type Category } from './shapes/world';
+import { CATEGORIES, renderScene, Rng, ShapesWorld, type Category } from './shapes/world';
 
 // ---- data ---------------------------------------------------------------------
 
@@ -24,7 +24,12 @@ export interface DataSource {
   readonly imageSize: number;
   /** Whether batches carry captions (the t2i and i2t tasks need them). */
   readonly captioned: boolean;
-  next(batchSize: number): { images: Uint8Array; shape: [number, number, number, number]; captions?: string[] };
+  /**
+   * The next global batch of `batchSize`; with `pick` (indices into that batch,
+   * one rank's samples), only those images, in that order: the stream still
+   * advances by the whole batch, and images outside `pick` are not produced.
+   */
+  next(batchSize: number, pick?: readonly number[]): { images: Uint8Array; shape: [number, number, number, number]; captions?: string[] };
   /** Moves past `batches` batches of `batchSize` without reading them (an exact resume). */
   skip(batches: number, batchSize: number): void;
 }
@@ -37,9 +42,21 @@ export function shapesData(imageSize: number, seed = 0): DataSource {
     description: `shapes world (train split, seed ${seed})`,
     imageSize,
     captioned: true,
-    next(batchSize) {
-      const b = world.batch(batchSize, index++);
-      return { images: b.images, shape: b.shape, captions: b.captions };
+    next(batchSize, pick) {
+      if (!pick) {
+        const b = world.batch(batchSize, index++);
+        return { images: b.images, shape: b.shape, captions: b.captions };
+      }
+      // Scene n of the stream is batch n / batchSize's image n % batchSize.
+      const frame = imageSize * imageSize * 3;
+      const images = new Uint8Array(pick.length * frame);
+      const captions = pick.map((i, k) => {
+        const scene = world.scene(index * batchSize + i);
+        renderScene(scene, imageSize, images, k * frame);
+        return scene.prompt.text;
+      });
+      index++;
+      return { images, shape: [pick.length, imageSize, imageSize, 3], captions };
     },
     skip(batches) {
       index += batches;
@@ -59,9 +76,16 @@ export function shapesImages(imageSize: number, seed = 0): DataSource {
     description: `shapes world images (every category, no captions, seed ${seed})`,
     imageSize,
     captioned: false,
-    next(batchSize) {
-      const b = world.batch(batchSize, index++);
-      return { images: b.images, shape: b.shape };
+    next(batchSize, pick) {
+      if (!pick) {
+        const b = world.batch(batchSize, index++);
+        return { images: b.images, shape: b.shape };
+      }
+      const frame = imageSize * imageSize * 3;
+      const images = new Uint8Array(pick.length * frame);
+      pick.forEach((i, k) => renderScene(world.scene(index * batchSize + i), imageSize, images, k * frame));
+      index++;
+      return { images, shape: [pick.length, imageSize, imageSize, 3] };
     },
     skip(batches) {
       index += batches;
@@ -92,15 +116,17 @@ export function folderData(folder: ImageFolder, seed = 0): DataSource {
     description: `image folder (${count} images${folder.captions ? ', captioned' : ''})`,
     imageSize: S,
     captioned: folder.captions !== undefined,
-    next(batchSize) {
-      const images = new Uint8Array(batchSize * frame);
+    next(batchSize, pick) {
+      // The shuffle order advances by the whole global batch on every rank.
+      const sources = Array.from({ length: batchSize }, () => nextIndex());
+      const chosen = pick ? pick.map((i) => sources[i]) : sources;
+      const images = new Uint8Array(chosen.length * frame);
       const captions: string[] = [];
-      for (let i = 0; i < batchSize; i++) {
-        const src = nextIndex();
+      chosen.forEach((src, i) => {
         images.set(folder.images.subarray(src * frame, (src + 1) * frame), i * frame);
         if (folder.captions) captions.push(folder.captions[src]);
-      }
-      return { images, shape: [batchSize, S, S, 3], captions: folder.captions ? captions : undefined };
+      });
+      return { images, shape: [chosen.length, S, S, 3], captions: folder.captions ? captions : undefined };
     },
     skip(batches, batchSize) {
       for (let i = 0; i < batches * batchSize; i++) nextIndex();
@@ -109,6 +135,16 @@ export function folderData(folder: ImageFolder, seed = 0): DataSource {
 }
 
 // ---- training ---------------------------------------------------------------
+
+/** The next global batch of `batch` images, or on several ranks this rank's part of it. */
+export function nextBatch(trainer: Trainer, data: DataSource, batch: number): ReturnType<DataSource['next']> {
+  const pick = trainer.ranks > 1 ? trainer.localSamples(batch) : undefined;
+  const b = data.next(batch, pick);
+  if (pick && b.shape[0] !== pick.length) {
+    throw new RecaError('E_INVALID_ARGUMENT', `data source "${data.description}" ignored this rank's sample indices: a DataSource used on several ranks must honour next(batchSize, pick)`);
+  }
+  return b;
+}
 
 export type StepHook = (stage: string, step: number, total: number, result: StepResult) => void;
 
@@ -123,7 +159,7 @@ export async function trainSteps(
 ): Promise<StepResult[]> {
   const results: StepResult[] = [];
   for (let i = 0; i < steps; i++) {
-    const b = data.next(batch);
+    const b = nextBatch(trainer, data, batch);
     const r = await trainer.step({ images: { data: b.images, shape: b.shape }, captions: b.captions });
     results.push(r);
     onStep?.(stage, i + 1, steps, r);
@@ -150,6 +186,10 @@ export interface PretrainOptions {
   lr?: number;
   data?: DataSource;
   onStep?: StepHook;
+  /** Data parallelism (Trainer option `distributed`; default 'auto'): `batch` sizes are global. */
+  distributed?: 'auto' | 'mpi' | 'off';
+  /** Gradient shards of each global batch (Trainer option `shards`; default: one per rank). */
+  shards?: number;
   /** Write a resumable checkpoint (float32, with the stage's trainer) here every `saveEvery` steps and at each stage's end. */
   save?: string;
   saveEvery?: number;
@@ -231,6 +271,8 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
           optimizer: { lr: o.tokenizerLr, weightDecay: 0 },
           schedule: { warmup: Math.min(100, Math.floor(o.tokenizerSteps / 5)), kind: 'cosine', totalSteps: o.tokenizerSteps, minLr: o.tokenizerLr / 10 },
           seed: o.seed ?? 0,
+          distributed: o.distributed,
+          shards: o.shards,
         },
       });
     }
@@ -244,6 +286,8 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
           optimizer: { lr: o.lr },
           schedule: { warmup: Math.min(200, Math.floor(o.steps / 5)), kind: 'cosine', totalSteps: o.steps, minLr: o.lr / 10 },
           seed: (o.seed ?? 0) + 1,
+          distributed: o.distributed,
+          shards: o.shards,
         },
       });
     }
@@ -269,7 +313,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
       }
       let losses: number[] = [];
       while (trainer.steps < stage.steps && done < stopAt) {
-        const b = data.next(stage.batch);
+        const b = nextBatch(trainer, data, stage.batch);
         const r = await trainer.step({ images: { data: b.images, shape: b.shape }, captions: b.captions });
         done++;
         losses.push(r.loss);
@@ -393,7 +437,7 @@ export async function posttrain(model: Model, options: PosttrainOptions = {}): P
   while (trainer.steps < end) {
     const done = trainer.steps;
     const reca = recaStepsOf(done + 1, cycle) > recaStepsOf(done, cycle);
-    const b = reca ? data.next(batch) : captionData!.next(batch);
+    const b = nextBatch(trainer, reca ? data : captionData!, batch);
     const r = await trainer.step({
       images: { data: b.images, shape: b.shape },
       captions: b.captions,

@@ -67,6 +67,13 @@ function expectInfoShape(i: ReturnType<typeof info>): void {
   }
   expect(typeof i.cuda.reason).toBe('string');
   if (i.cuda.devices.length === 0) expect(i.cuda.reason.length).toBeGreaterThan(0);
+  const mpi = i.distributed.mpi;
+  expect(typeof mpi.available).toBe('boolean');
+  // Either a library was found or the reason it was not is given.
+  expect(mpi.available ? mpi.library.length : mpi.error.length).toBeGreaterThan(0);
+  expect(mpi.size >= 1 && mpi.rank >= 0 && mpi.rank < mpi.size).toBe(true);
+  const nccl = i.distributed.nccl;
+  expect(nccl.available ? nccl.library.length : nccl.error.length).toBeGreaterThan(0);
 }
 
 describe('info', () => {

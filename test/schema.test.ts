@@ -27,10 +27,12 @@ test('lib/generated/schema.ts is what the built engine exports (run `npm run gen
 
 test('the addon uses the table defaults: a trainer built with no options holds them', async () => {
   using model = await Model.create({ preset: 'tiny' });
-  // The public API's recipe sets tasks and freeze; every other option is the table's default.
+  // The public API's recipe sets tasks, freeze and the reca templates (paraphrases unless a
+  // template is given); every other option is the table's default.
   using trainer = new Trainer(model, {});
   const stored = trainer.options;
-  const recipeSet = new Set(['weightReca', 'weightT2i', 'weightI2t', 'trainUnd', 'trainConn', 'trainVq', 'trainGen']);
+  expect(stored.templates).toBe('paraphrases');
+  const recipeSet = new Set(['weightReca', 'weightT2i', 'weightI2t', 'trainUnd', 'trainConn', 'trainVq', 'trainGen', 'templates']);
   for (const f of info().schema.trainer) {
     if (recipeSet.has(f.name)) continue;
     expect([f.name, stored[f.name]]).toEqual([f.name, f.default]);

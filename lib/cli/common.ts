@@ -2,6 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
+import { launchedRank } from '../distributed';
 import { setThreads } from '../engine';
 import { RecaError } from '../errors';
 import { fixed, mean, signed, table } from '../format';
@@ -103,7 +104,9 @@ export async function imagesFrom(spec: string, S: number, limit: number | undefi
 
 /** A progress hook for training loops: loss (mean of the last 20) and lr beside the bar. */
 export function trainingProgress(label: string, total: number): { hook: StepHook; bar: Progress; last: () => number } {
-  const bar = new Progress({ total, label, unit: 'step', stream: process.stderr });
+  // Of an mpirun job's ranks, rank 0 speaks for all (they see the same losses).
+  const stream = launchedRank() === 0 ? process.stderr : { write: () => true };
+  const bar = new Progress({ total, label, unit: 'step', stream });
   const recent: number[] = [];
   const hook: StepHook = (_stage, _step, _total, r: StepResult) => {
     recent.push(r.loss);

@@ -4,6 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 
 import { debugStep } from '../debug_step';
+import { launchedRanks } from '../distributed';
 import { info, setThreads, type EngineInfo } from '../engine';
 import { RecaError } from '../errors';
 import type { Mode, Preset } from '../model';
@@ -46,6 +47,14 @@ function formatInfo(i: EngineInfo): string {
   if (variant && !variant.used && variant.reason !== 'not installed') {
     lines.push(`         CUDA variant not used (${variant.reason}): ${variant.path}`);
   }
+  const mpi = i.distributed.mpi;
+  lines.push(mpi.available
+    ? `mpi      ${mpi.library}${mpi.launched ? `, started by mpirun (${launchedRanks()} ranks)` : ''}: mpirun -np N reca train ...`
+    : `mpi      not available (${mpi.error}): one process only`);
+  const nccl = i.distributed.nccl;
+  lines.push(nccl.available
+    ? `nccl     ${nccl.library} (${nccl.version}): CUDA models of several ranks reduce on the GPUs`
+    : `nccl     not available (${nccl.error}): CUDA models of several ranks reduce through host memory`);
   return lines.join('\n');
 }
 

@@ -160,6 +160,11 @@ export const MODE_NAMES = SCHEMA.config.find((f) => f.name === 'mode')!.choices 
 
 export const DEVICE: OptionSpec = { name: 'device', kind: 'choice', value: 'D', choices: ['cpu', 'cuda'], default: 'cpu', help: 'where the model lives and runs' };
 export const THREADS: OptionSpec = { name: 'threads', kind: 'int', value: 'N', min: 1, help: 'CPU threads (default: all)' };
+/** Data parallelism of `train` and `pretrain` (TrainerOptions.distributed and .shards). */
+export const DISTRIBUTED_OPTIONS: OptionSpec[] = [
+  { name: 'distributed', kind: 'choice', value: 'D', choices: ['auto', 'mpi', 'off'], default: 'auto', help: "MPI ranks: 'auto' when mpirun started reca, 'mpi' always, 'off' never" },
+  { name: 'shards', kind: 'int', value: 'N', min: 0, default: '0 (one per rank)', help: 'gradient shards per global batch; any rank count dividing N gives the same bytes' },
+];
 export const JSON_FLAG: OptionSpec = { name: 'json', kind: 'flag', help: 'print JSON instead of text' };
 
 /** --model, --preset, --mode: the model a command works on. */

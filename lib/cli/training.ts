@@ -7,8 +7,10 @@ import { SCHEMA } from '../generated/schema';
 import { Model, type Config, type Mode, type Preset, type Recipe } from '../model';
 import { posttrain, POSTTRAIN_DEFAULTS, pretrain, PRETRAIN_DEFAULTS, pretrainStateOf } from '../workflows';
 import { applyThreads, dataFrom, deviceOf, mkdirFor, modelFrom, presetOf, trainingProgress } from './common';
+import { launchedRank } from '../distributed';
 import {
   DEVICE,
+  DISTRIBUTED_OPTIONS,
   JSON_FLAG,
   MODE_NAMES,
   MODEL_OPTIONS,
@@ -41,7 +43,7 @@ shapes world's train prompts). The shipped base models were made with
     { name: 'data', kind: 'string', value: 'D', default: 'shapes', help: "'shapes' or a folder of images with captions" },
     { name: 'tokenizer-steps', kind: 'int', value: 'N', min: 0, default: `${PRETRAIN_DEFAULTS.tokenizerSteps}, with --init 0; flow has none`, help: 'tokenizer stage steps' },
     { name: 'steps', kind: 'int', value: 'N', min: 0, default: PRETRAIN_DEFAULTS.steps, help: 't2i + i2t steps' },
-    { name: 'batch', kind: 'int', value: 'B', min: 1, default: PRETRAIN_DEFAULTS.batch, help: 'images per step' },
+    { name: 'batch', kind: 'int', value: 'B', min: 1, default: PRETRAIN_DEFAULTS.batch, help: 'images per step (all ranks together)' },
     { name: 'lr', kind: 'number', value: 'X', default: PRETRAIN_DEFAULTS.lr, help: 'peak learning rate' },
     { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the weights and the data' },
     { name: 'save', kind: 'string', value: 'FILE', help: 'also keep a resumable checkpoint (float32 + optimizer state) here' },
@@ -52,6 +54,7 @@ shapes world's train prompts). The shipped base models were made with
     { name: 'eval-every', kind: 'int', value: 'N', min: 1, help: 'ShapesEval (1 sample per prompt) every N t2i+i2t steps, into --curve' },
     DEVICE,
     THREADS,
+    ...DISTRIBUTED_OPTIONS,
     { ...JSON_FLAG, help: 'print a JSON summary' },
   ],
 };
@@ -108,7 +111,8 @@ export async function cmdPretrain(args: string[]): Promise<void> {
     device: deviceOf(values), init, preset, mode, config, seed, tokenizerSteps, steps, batch, lr, data,
     save, saveEvery: num(values, 'save-every'), resume, stopAt,
     evalEvery, evalOptions: { samplesPerPrompt: 1 },
-    onEval: curve ? (point) => fs.appendFileSync(curve, `${JSON.stringify({ ...point, seconds: (Date.now() - t0) / 1000, date: new Date().toISOString() })}\n`) : undefined,
+    onEval: curve && launchedRank() === 0 ? (point) => fs.appendFileSync(curve, `${JSON.stringify({ ...point, seconds: (Date.now() - t0) / 1000, date: new Date().toISOString() })}\n`) : undefined,
+    distributed: str(values, 'distributed') as 'auto' | 'mpi' | 'off' | undefined, shards: num(values, 'shards'),
     onStep: (stage, step, total, r) => {
       const p = bars.get(stage);
       p?.hook(stage, step, total, r);
@@ -122,6 +126,8 @@ export async function cmdPretrain(args: string[]): Promise<void> {
     return;
   }
   try {
+    // Every rank holds the same parameters: rank 0 writes them.
+    if (launchedRank() !== 0) return;
     await model.save(out, { dtype: 'float16' });
     const summary = {
       out, init: init ?? null, preset, mode, seed, tokenizerSteps: mode === 'flow' ? 0 : tokenizerSteps, steps, batch, lr,
@@ -150,12 +156,13 @@ and batches as one run straight through (same --steps, --batch, --seed, --data).
     { name: 'caption-data', kind: 'string', value: 'D', default: "shapes with --data shapes, else none", help: "recipe reca: captioned images for the image-to-text steps ('shapes', a folder, or 'none')" },
     CYCLE,
     { name: 'steps', kind: 'int', value: 'N', min: 0, default: POSTTRAIN_DEFAULTS.steps, help: 'optimizer steps of the whole run' },
-    { name: 'batch', kind: 'int', value: 'B', min: 1, default: POSTTRAIN_DEFAULTS.batch, help: 'images per step' },
+    { name: 'batch', kind: 'int', value: 'B', min: 1, default: POSTTRAIN_DEFAULTS.batch, help: 'images per step (all ranks together)' },
     { name: 'lr', kind: 'number', value: 'X', default: POSTTRAIN_DEFAULTS.lr, help: 'peak learning rate (cosine to a tenth)' },
     { name: 'save-every', kind: 'int', value: 'N', min: 1, help: 'also save every N steps' },
     { name: 'stop-at', kind: 'int', value: 'N', min: 1, help: 'stop and save after step N (resume later with --resume)' },
     { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the draws and the data' },
     THREADS,
+    ...DISTRIBUTED_OPTIONS,
     { ...JSON_FLAG, help: 'print a JSON summary' },
   ],
 };
@@ -184,9 +191,11 @@ export async function cmdTrain(args: string[]): Promise<void> {
   if (captionData && !captionData.captioned) throw new UsageError(`--caption-data ${captionSpec} has no captions (captions.jsonl): the image-to-text steps need them`);
   const progress = trainingProgress(`train ${recipe}`, steps);
   const t0 = Date.now();
-  const results = await posttrain(model, { recipe, steps, batch, lr, seed, data, captionData, cycle: cycleOf(values), resume, save: out, saveEvery: num(values, 'save-every'), stopAt: num(values, 'stop-at'), onStep: progress.hook });
+  const trainer = { distributed: str(values, 'distributed') as 'auto' | 'mpi' | 'off' | undefined, shards: num(values, 'shards') };
+  const results = await posttrain(model, { recipe, steps, batch, lr, seed, data, captionData, cycle: cycleOf(values), resume, save: out, saveEvery: num(values, 'save-every'), stopAt: num(values, 'stop-at'), onStep: progress.hook, trainer });
   progress.bar.done({ loss: fixed(progress.last(), 4) });
   const done = results.length ? results[results.length - 1].step : steps;
   const summary = { out, recipe, steps: done, of: steps, batch, lr, data: data?.description ?? 'shapes world images (every category, no captions)', captionData: captionData?.description ?? null, loss: progress.last(), seconds: (Date.now() - t0) / 1000 };
+  if (launchedRank() !== 0) return;
   console.log(values.json ? JSON.stringify(summary, null, 2) : `wrote ${out} (step ${done} of ${steps}, loss ${fixed(summary.loss, 4)}, ${summary.seconds.toFixed(0)} s)`);
 }

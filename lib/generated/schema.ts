@@ -211,7 +211,17 @@ export const SCHEMA = {
       "max": 1099511627776,
       "minOpen": false,
       "maxOpen": false,
-      "doc": "images per micro-batch (0: the whole batch); gradients accumulate"
+      "doc": "images per micro-batch (0: the whole shard); gradients accumulate"
+    },
+    {
+      "name": "shards",
+      "kind": "integer",
+      "default": 0,
+      "min": 0,
+      "max": 1099511627776,
+      "minOpen": false,
+      "maxOpen": false,
+      "doc": "gradient shards of the global batch, summed in a fixed order (0: one per rank); a run on any rank count dividing it gives the same bytes"
     },
     {
       "name": "lr",
@@ -582,8 +592,10 @@ export interface NativeTrainerOptions {
   weightI2t?: number;
   /** the tokenizer stage: vq.* with the tokenizer loss only (discrete modes) (default false) */
   tokenizer?: boolean;
-  /** images per micro-batch (0: the whole batch); gradients accumulate (default 0; integer in [0, 1099511627776]) */
+  /** images per micro-batch (0: the whole shard); gradients accumulate (default 0; integer in [0, 1099511627776]) */
   microBatch?: number;
+  /** gradient shards of the global batch, summed in a fixed order (0: one per rank); a run on any rank count dividing it gives the same bytes (default 0; integer in [0, 1099511627776]) */
+  shards?: number;
   /** peak learning rate (default 0.0001; number in (0, 1]) */
   lr?: number;
   /** AdamW β1 (default 0.9; number in [0, 1)) */

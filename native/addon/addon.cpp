@@ -8,6 +8,8 @@
 #include "addon/errors.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
+#include "core/mpi_loader.h"
+#include "core/nccl_loader.h"
 #include "core/threadpool.h"
 #include "cuda/cuda_info.h"
 #include "model/schema.h"
@@ -29,6 +31,7 @@ RecaAddon::RecaAddon(Napi::Env env, Napi::Object exports) {
                            InstanceMethod<&RecaAddon::SetIsa>("setIsa"),
                            InstanceMethod<&RecaAddon::GetIsa>("getIsa"),
                            InstanceMethod<&RecaAddon::MemoryStats>("memoryStats"),
+                           InstanceMethod<&RecaAddon::AbortRanks>("abortRanks"),
                            InstanceMethod<&RecaAddon::Matmul>("matmul"),
                            InstanceMethod<&RecaAddon::Gelu>("gelu"),
                            InstanceMethod<&RecaAddon::BenchKernels>("benchKernels"),
@@ -89,6 +92,27 @@ Napi::Value RecaAddon::Info(const Napi::CallbackInfo& info) {
     cu.Set("devices", devices);
     cu.Set("reason", ci.reason);
     out.Set("cuda", cu);
+    // Data parallelism: what was found at run time (nothing is linked).
+    const mpi::Probe mp = mpi::probe();
+    Napi::Object dist = Napi::Object::New(env);
+    Napi::Object m = Napi::Object::New(env);
+    m.Set("available", Napi::Boolean::New(env, mp.available));
+    m.Set("library", mp.library);
+    m.Set("version", mp.version);
+    m.Set("error", mp.error);
+    m.Set("launched", Napi::Boolean::New(env, mp.launched));
+    m.Set("initialized", Napi::Boolean::New(env, mp.initialized));
+    m.Set("rank", Napi::Number::New(env, mp.rank));
+    m.Set("size", Napi::Number::New(env, mp.size));
+    dist.Set("mpi", m);
+    const nccl::Probe np = nccl::probe();
+    Napi::Object nc = Napi::Object::New(env);
+    nc.Set("available", Napi::Boolean::New(env, np.available));
+    nc.Set("library", np.library);
+    nc.Set("version", Napi::Number::New(env, np.version));
+    nc.Set("error", np.error);
+    dist.Set("nccl", nc);
+    out.Set("distributed", dist);
     // Every option table with its defaults (model/schema.h); lib/ parses it once.
     out.Set("schemaJson", model::schema_json());
     return out;
@@ -124,6 +148,15 @@ Napi::Value RecaAddon::SetIsa(const Napi::CallbackInfo& info) {
 
 Napi::Value RecaAddon::GetIsa(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), isa_name(active_isa()));
+}
+
+// abortRanks(code): ends every rank of an MPI job (one rank's failure must not
+// leave the others waiting in a collective); a no-op without MPI.
+Napi::Value RecaAddon::AbortRanks(const Napi::CallbackInfo& info) {
+  const mpi::Probe p = mpi::probe();
+  if (p.initialized && p.size > 1)
+    mpi::abort_all(info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 1);
+  return info.Env().Undefined();
 }
 
 // {tensors, bytes}: live host tensors in this process (all environments).

@@ -36,6 +36,7 @@ class RecaAddon : public Napi::Addon<RecaAddon> {
   Napi::Value SetThreads(const Napi::CallbackInfo& info);
   Napi::Value GetThreads(const Napi::CallbackInfo& info);
   Napi::Value MemoryStats(const Napi::CallbackInfo& info);
+  Napi::Value AbortRanks(const Napi::CallbackInfo& info);
   Napi::Value SetIsa(const Napi::CallbackInfo& info);
   Napi::Value GetIsa(const Napi::CallbackInfo& info);
   Napi::Value Matmul(const Napi::CallbackInfo& info);

@@ -1,6 +1,9 @@
 #include "addon/engine_worker.h"
 
+#include <future>
+
 #include "addon/errors.h"
+#include "core/mpi_loader.h"
 
 namespace reca::addon {
 
@@ -31,6 +34,35 @@ Napi::Promise EngineWorker::Submit(Napi::Env env, std::unique_ptr<Job> job, Napi
   return promise;
 }
 
+namespace {
+class SyncJob : public EngineWorker::Job {
+ public:
+  explicit SyncJob(std::function<void()> fn) : fn_(std::move(fn)) {}
+  std::future<void> future() { return done_.get_future(); }
+  void Execute() override {
+    try {
+      fn_();
+      done_.set_value();
+    } catch (...) {
+      done_.set_exception(std::current_exception());
+    }
+  }
+  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
+
+ private:
+  std::function<void()> fn_;
+  std::promise<void> done_;
+};
+}  // namespace
+
+void EngineWorker::RunSync(Napi::Env env, std::function<void()> fn) {
+  auto job = std::make_unique<SyncJob>(std::move(fn));
+  std::future<void> done = job->future();
+  // Never blocks on the JS thread's turn: deliveries queue without limit.
+  Submit(env, std::move(job), Napi::Object());
+  done.get();
+}
+
 void EngineWorker::Loop() {
   for (;;) {
     Entry* entry;
@@ -51,6 +83,8 @@ void EngineWorker::Loop() {
       orphans_.push_back(entry);  // the environment is closing; nobody to tell
     }
   }
+  // MPI must end on the thread that started it (this one, when it did).
+  mpi::finalize_if_owner();
   tsfn_.Release();
 }
 

@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <deque>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -39,6 +40,10 @@ class EngineWorker {
 
   // JS thread. `owner` may be empty.
   Napi::Promise Submit(Napi::Env env, std::unique_ptr<Job> job, Napi::Object owner);
+  // JS thread: runs `fn` on the engine thread after the jobs queued before it
+  // and waits for it (rethrowing what it throws). For the few calls that must
+  // happen on the engine thread before a constructor returns (MPI's start).
+  void RunSync(Napi::Env env, std::function<void()> fn);
   // JS thread; idempotent. Waits for the running job, drops queued ones.
   void Shutdown();
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <functional>
 
 #include "addon/addon.h"
@@ -10,9 +11,12 @@
 #include "addon/inputs.h"
 #include "addon/schema_js.h"
 #include "core/error.h"
+#include "core/mpi_loader.h"
+#include "core/nccl_loader.h"
 #include "cpu/image.h"
 #include "model/backend.h"
 #include "model/checkpoint.h"
+#include "model/communicator.h"
 #include "model/sampler.h"
 
 namespace reca::addon {
@@ -493,8 +497,29 @@ Napi::Value ModelWrap::Save(const Napi::CallbackInfo& info) {
     return submit(
         env, info, std::move(lease),
         [st, trainer, path, storage] {
-          model::save_checkpoint(path, *st->model, trainer ? trainer->trainer.get() : nullptr,
-                                 storage);
+          // On several ranks every one holds the same state: rank 0 writes, the
+          // others wait until the file is complete.
+          model::Trainer* tr = trainer ? trainer->trainer.get() : nullptr;
+          model::Communicator* comm = tr ? tr->communicator() : nullptr;
+          if (!comm || comm->size() == 1) {
+            model::save_checkpoint(path, *st->model, tr, storage);
+            return;
+          }
+          std::exception_ptr failed;
+          if (comm->rank() == 0) {
+            try {
+              model::save_checkpoint(path, *st->model, tr, storage);
+            } catch (...) {
+              failed = std::current_exception();
+            }
+          }
+          // Doubles as the barrier, and tells every rank whether the write failed.
+          const uint8_t ok = failed ? 0 : 1;
+          std::vector<uint8_t> all(static_cast<size_t>(comm->size()));
+          comm->allgather_bytes(&ok, 1, all.data());
+          if (failed) std::rethrow_exception(failed);
+          RECA_CHECK(all[0] == 1, Io, "rank 0 could not write the checkpoint '%s' (see its error)",
+                     path.c_str());
         },
         [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
   });
@@ -529,6 +554,9 @@ Napi::Function TrainerWrap::Define(Napi::Env env) {
                          InstanceAccessor<&TrainerWrap::GetSteps>("steps"),
                          InstanceAccessor("disposed", &TrainerWrap::GetDisposed, nullptr),
                          InstanceAccessor<&TrainerWrap::GetOptions>("optionsJson"),
+                         InstanceAccessor<&TrainerWrap::GetRank>("rank"),
+                         InstanceAccessor<&TrainerWrap::GetRanks>("ranks"),
+                         InstanceAccessor<&TrainerWrap::GetCommunicator>("communicator"),
                          InstanceMethod<&TrainerWrap::Step>("step"),
                          InstanceMethod<&TrainerWrap::Load>("load"),
                          InstanceMethod<&TrainerWrap::Dispose>("dispose"),
@@ -548,11 +576,28 @@ TrainerWrap::TrainerWrap(const Napi::CallbackInfo& info) : Handle(info) {
     model::TrainerOptions t;
     apply_js_options(info[1], model::trainer_schema(), &t, "trainer options");
     t.validate();
+    const std::string mode =
+        info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : std::string("auto");
+    RECA_CHECK(mode == "auto" || mode == "mpi" || mode == "off", InvalidArgument,
+               "distributed must be 'auto', 'mpi' or 'off', got '%s'", mode.substr(0, 40).c_str());
+    std::shared_ptr<model::Communicator> comm;
+    if (mode == "mpi" || (mode == "auto" && mpi::launched())) {
+      // MPI starts, and is later called, on the engine thread only.
+      RecaAddon* addon = env.GetInstanceData<RecaAddon>();
+      model::Backend& be = ms->model->backend();
+      addon->engine.RunSync(env, [&comm, &be] {
+        comm = model::mpi_world();
+        // One GPU per rank: NCCL moves the device buffers when it is installed;
+        // otherwise they go through host memory and MPI.
+        if (comm->size() > 1 && std::strcmp(be.name(), "cuda") == 0 && nccl::probe().available)
+          comm = model::nccl_world(comm, be.native_stream());
+      });
+    }
     // The EMA starts from the parameters: they must not be changing now.
     ModelLease lease(ms, ModelLease::Write, "new Trainer");
     auto state = std::make_shared<TrainerState>();
     state->model = ms;
-    state->trainer = std::make_unique<model::Trainer>(*ms->model, t);
+    state->trainer = std::make_unique<model::Trainer>(*ms->model, t, comm);
     ms->trainers.push_back(state.get());
     const int64_t bytes = state->trainer->state_bytes();
     Hold(env, std::move(state), bytes);
@@ -570,6 +615,25 @@ Napi::Value TrainerWrap::GetOptions(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     return Napi::String::New(info.Env(),
                              model::trainer_options_to_json(Live()->trainer->options()));
+  });
+}
+
+Napi::Value TrainerWrap::GetRank(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    return Napi::Number::New(info.Env(), Live()->trainer->rank());
+  });
+}
+
+Napi::Value TrainerWrap::GetRanks(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    return Napi::Number::New(info.Env(), Live()->trainer->ranks());
+  });
+}
+
+Napi::Value TrainerWrap::GetCommunicator(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const model::Communicator* c = Live()->trainer->communicator();
+    return c ? Napi::Value(Napi::String::New(info.Env(), c->describe())) : info.Env().Null();
   });
 }
 
@@ -637,6 +701,9 @@ Napi::Value TrainerWrap::Step(const Napi::CallbackInfo& info) {
           r.Set("clipScale", num(s.clip_scale));
           r.Set("lr", num(s.lr));
           r.Set("images", num(static_cast<double>(s.images)));
+          r.Set("ranks", num(static_cast<double>(s.ranks)));
+          r.Set("commSeconds", num(s.comm_seconds));
+          r.Set("commBytes", num(static_cast<double>(s.comm_bytes)));
           r.Set("seconds", num(s.seconds));
           r.Set("cutBytes", num(static_cast<double>(cut)));
           r.Set("skipped", Napi::Boolean::New(e, s.skipped));

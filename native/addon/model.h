@@ -102,7 +102,9 @@ class TrainerWrap : public Handle<TrainerWrap, std::shared_ptr<TrainerState>> {
   static Napi::Function Define(Napi::Env env);
   static std::shared_ptr<TrainerState> From(Napi::Env env, const Napi::Value& value, const char* what);
 
-  // new NativeTrainer(model, options): options as lib/native.ts NativeTrainerOptions.
+  // new NativeTrainer(model, options, distributed?): options as lib/native.ts
+  // NativeTrainerOptions; distributed 'auto' (default: MPI when mpirun started
+  // this process), 'mpi' or 'off'.
   explicit TrainerWrap(const Napi::CallbackInfo& info);
 
  private:
@@ -110,6 +112,9 @@ class TrainerWrap : public Handle<TrainerWrap, std::shared_ptr<TrainerState>> {
 
   Napi::Value GetSteps(const Napi::CallbackInfo& info);
   Napi::Value GetOptions(const Napi::CallbackInfo& info);
+  Napi::Value GetRank(const Napi::CallbackInfo& info);
+  Napi::Value GetRanks(const Napi::CallbackInfo& info);
+  Napi::Value GetCommunicator(const Napi::CallbackInfo& info);
   Napi::Value Step(const Napi::CallbackInfo& info);
   Napi::Value Load(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

@@ -118,6 +118,7 @@ class CudaBackend final : public Backend {
   CudaBackend(int device, cudaStream_t stream) : device_(device), stream_(stream), mem_(stream) {}
 
   const char* name() const override { return "cuda"; }
+  void* native_stream() override { return stream_; }
 
   // ---- memory ----
   void* alloc(int64_t bytes) override { return mem_.alloc(bytes); }

@@ -22,6 +22,9 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+  // The queue the backend's work runs on (a cudaStream_t), for collectives that
+  // must run in order with it; null for the CPU.
+  virtual void* native_stream() { return nullptr; }
 
   // Memory (device memory for a GPU backend).
   // Never null: E_OUT_OF_MEMORY naming the size when it cannot be had,

@@ -34,6 +34,12 @@ namespace reca::model {
 namespace {
 constexpr double kMaxDim = 1 << 20;        // any size or count of the config
 constexpr double kMaxCount = 1099511627776.0;  // 2^40: steps, micro-batch sizes
+
+template <class T>
+Field<T> absent_is_default(Field<T> f) {
+  f.absent_is_default = true;
+  return f;
+}
 }  // namespace
 
 const char* field_kind_name(FieldKind k) {
@@ -128,7 +134,11 @@ const Schema<TrainerOptions>& trainer_schema() {
           RECA_BOOL(T, "tokenizer", tokenizer,
                     "the tokenizer stage: vq.* with the tokenizer loss only (discrete modes)"),
           RECA_INT(T, "microBatch", micro_batch, 0, kMaxCount,
-                   "images per micro-batch (0: the whole batch); gradients accumulate"),
+                   "images per micro-batch (0: the whole shard); gradients accumulate"),
+          absent_is_default(RECA_INT(
+              T, "shards", shards, 0, kMaxCount,
+              "gradient shards of the global batch, summed in a fixed order (0: one per rank); "
+              "a run on any rank count dividing it gives the same bytes")),
           RECA_NUM(T, "lr", lr, 0, 1, true, false, "peak learning rate"),
           RECA_NUM(T, "beta1", beta1, 0, 1, false, true, "AdamW β1"),
           RECA_NUM(T, "beta2", beta2, 0, 1, false, true, "AdamW β2"),

@@ -45,6 +45,9 @@ struct Field {
   const char* doc = "";
   FieldValue (*get)(const T&) = nullptr;
   void (*set)(T&, const FieldValue&) = nullptr;
+  // from_json: the field came after checkpoints that lack it; absent, it takes
+  // its default (those checkpoints were written with that behaviour).
+  bool absent_is_default = false;
 };
 
 template <class T>
@@ -187,7 +190,8 @@ T from_json(const Schema<T>& s, const std::string& json, ErrorCode code, const c
   });
   r.expect_end();
   for (size_t i = 0; i < s.fields.size(); ++i)
-    if (!seen[i]) fail(code, "%s has no field '%s'", context, s.fields[i].name);
+    if (!seen[i] && !s.fields[i].absent_is_default)
+      fail(code, "%s has no field '%s'", context, s.fields[i].name);
   return o;
 }
 

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/philox.h"
+#include "model/checkpoint.h"
 #include "model/schema.h"
 #include "model/templates.h"
 
@@ -35,11 +36,17 @@ void TrainerOptions::validate() const {
              static_cast<long long>(total_steps), static_cast<long long>(warmup));
 }
 
-Trainer::Trainer(RecaModel& model, const TrainerOptions& opts)
-    : model_(model), opts_(opts), arena_(model.backend()) {
+Trainer::Trainer(RecaModel& model, const TrainerOptions& opts, std::shared_ptr<Communicator> comm)
+    : model_(model), opts_(opts), arena_(model.backend()), comm_(std::move(comm)) {
   opts_.validate();
   if (opts_.templates == Templates::Paraphrases)
     paraphrases_ = template_paraphrases(model.config().max_text_len);
+  const int64_t N = ranks();
+  shards_ = opts_.shards == 0 ? N : opts_.shards;
+  RECA_CHECK(shards_ % N == 0, InvalidArgument,
+             "shards (%lld) must be a multiple of the rank count (%lld): each rank computes "
+             "shards/ranks of them",
+             static_cast<long long>(shards_), static_cast<long long>(N));
   if (opts_.tokenizer) {
     RECA_CHECK(model.config().discrete(), InvalidArgument,
                "the tokenizer stage needs a discrete mode (ar or mask); this model is '%s'",
@@ -58,6 +65,15 @@ Trainer::Trainer(RecaModel& model, const TrainerOptions& opts)
     ema_ = static_cast<float*>(be.alloc(bytes));
     be.copy(ema_, model.params(), bytes);  // the EMA starts from the weights before step 1
   }
+  // Only the span from the first to the last trainable tensor is summed (the
+  // groups lie in order und, conn, vq, gen): frozen gradients are never read.
+  for (const ParamInfo& p : model.layout().params()) {
+    if (!trainable(p)) continue;
+    if (span_end_ == 0) span_begin_ = p.offset;
+    span_end_ = p.offset + p.numel;
+  }
+  if (shards_ > 1 && span_end_ > span_begin_)
+    reducer_ = std::make_unique<ShardReducer>(be, comm_, span_end_ - span_begin_);
 }
 
 Trainer::~Trainer() {
@@ -69,7 +85,21 @@ Trainer::~Trainer() {
 }
 
 int64_t Trainer::state_bytes() const {
-  return model_.layout().total() * 4 * (ema_ ? 4 : 3);
+  return model_.layout().total() * 4 * (ema_ ? 4 : 3) + (reducer_ ? reducer_->buffer_bytes() : 0);
+}
+
+std::vector<int64_t> Trainer::local_samples(int64_t local_batch) const {
+  const int64_t N = ranks(), k = shards_ / N;
+  RECA_CHECK(local_batch >= 1 && local_batch % k == 0, InvalidArgument,
+             "a batch of %lld images per rank does not split into %lld equal shards: use a "
+             "global batch that is a multiple of shards (%lld)",
+             static_cast<long long>(local_batch), static_cast<long long>(k),
+             static_cast<long long>(shards_));
+  const int64_t per = local_batch / k;
+  std::vector<int64_t> g(static_cast<size_t>(local_batch));
+  // Local shard j is global shard j·N + rank (model/shard_reduce.h).
+  for (int64_t i = 0; i < local_batch; ++i) g[i] = ((i / per) * N + rank()) * per + i % per;
+  return g;
 }
 
 bool Trainer::trainable(const ParamInfo& p) const { return opts_.trainable.group(p.group()); }
@@ -94,7 +124,10 @@ uint64_t stream_of(int64_t step, Task task, int purpose, int64_t sample = 0) {
 }
 }  // namespace
 
-void Trainer::draw(Task task, const StepBatch& batch, TaskDraws& d) const {
+// Draws are keyed by each sample's global index, so they do not depend on the
+// rank count.
+void Trainer::draw(Task task, const StepBatch& batch, const std::vector<int64_t>& global,
+                   TaskDraws& d) const {
   const ModelConfig& c = model_.config();
   const int64_t B = batch.B, T = c.max_text_len, N = c.num_image_tokens(), D = c.patch_dim();
   const int64_t step = step_ + 1;
@@ -105,7 +138,8 @@ void Trainer::draw(Task task, const StepBatch& batch, TaskDraws& d) const {
   if (task == Task::Reca && opts_.templates == Templates::Paraphrases) {
     // One bank entry per sample (SPEC §5), from the task's purpose-6 stream.
     for (int64_t b = 0; b < B; ++b) {
-      const uint32_t u = philox_u32(seed, stream_of(step, task, 6), static_cast<uint64_t>(b));
+      const uint32_t u =
+          philox_u32(seed, stream_of(step, task, 6), static_cast<uint64_t>(global[b]));
       encode_text(paraphrases_[u % paraphrases_.size()], T, &d.text[b * T]);
     }
   } else if (task == Task::Reca) {
@@ -119,7 +153,7 @@ void Trainer::draw(Task task, const StepBatch& batch, TaskDraws& d) const {
   }
   if (task != Task::I2t) {  // CFG dropout: the text becomes all PAD (SPEC §5)
     for (int64_t b = 0; b < B; ++b) {
-      d.dropped[b] = philox_uniform(seed, stream_of(step, task, 1), b) < opts_.cond_dropout;
+      d.dropped[b] = philox_uniform(seed, stream_of(step, task, 1), global[b]) < opts_.cond_dropout;
       if (d.dropped[b])
         for (int64_t i = 0; i < T; ++i) d.text[b * T + i] = tok::kPad;
     }
@@ -129,21 +163,23 @@ void Trainer::draw(Task task, const StepBatch& batch, TaskDraws& d) const {
     d.masked.assign(static_cast<size_t>(B * N), 0);
     std::vector<int32_t> perm(static_cast<size_t>(N));
     for (int64_t b = 0; b < B; ++b) {
-      const double u = philox_uniform(seed, stream_of(step, task, 2), b);
+      const double u = philox_uniform(seed, stream_of(step, task, 2), global[b]);
       const double r = std::cos(M_PI * u / 2);
       int64_t n = static_cast<int64_t>(std::ceil(r * static_cast<double>(N)));
       n = n < 1 ? 1 : n > N ? N : n;
-      philox_permutation(seed, stream_of(step, task, 3, b), N, perm.data());
+      philox_permutation(seed, stream_of(step, task, 3, global[b]), N, perm.data());
       for (int64_t i = 0; i < n; ++i) d.masked[b * N + perm[i]] = 1;
     }
   } else if (c.mode == Mode::Flow) {
     d.t.resize(static_cast<size_t>(B));
     for (int64_t b = 0; b < B; ++b) {
-      const double xi = philox_normal(seed, stream_of(step, task, 4), b);
+      const double xi = philox_normal(seed, stream_of(step, task, 4), global[b]);
       d.t[b] = static_cast<float>(1.0 / (1.0 + std::exp(-xi)));
     }
     d.noise.resize(static_cast<size_t>(B * N * D));
-    philox_fill_normal(seed, stream_of(step, task, 5), d.noise.data(), B * N * D);
+    for (int64_t b = 0; b < B; ++b)
+      philox_fill_normal(seed, stream_of(step, task, 5), d.noise.data() + b * N * D, N * D,
+                         static_cast<uint64_t>(global[b] * N * D));
   }
 }
 
@@ -157,7 +193,8 @@ StepStats Trainer::step(const StepBatch& batch, const std::vector<TaskDraws>* re
     // Every finiteness check precedes the update, so nothing was committed.
     StepStats st;
     st.step = ++step_;
-    st.images = batch.B;
+    st.images = batch.B * ranks();
+    st.ranks = ranks();
     st.loss = NAN;
     st.lr = lr_at(st.step);
     st.skipped = true;
@@ -191,56 +228,36 @@ StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskD
   }
   const int64_t B = batch.B, S = c.image_size, T = c.max_text_len, N = c.num_image_tokens();
   const int64_t D = c.patch_dim();
-  const int64_t mb_size = opts_.micro_batch > 0 && opts_.micro_batch < B ? opts_.micro_batch : B;
+  const int64_t ranks_n = ranks(), k_shards = shards_ / ranks_n;
+  const std::vector<int64_t> global = local_samples(B);
+  const int64_t per = B / k_shards;  // images per shard
+  const int64_t mb_size = opts_.micro_batch > 0 && opts_.micro_batch < per ? opts_.micro_batch : per;
 
+  if (ranks_n > 1 && !ranks_agree_) check_ranks_agree();
   be.zero(grads_, layout.total() * 4);
   arena_.reset();
+  if (reducer_) reducer_->reset_stats();
   StepStats st;
   st.step = step_ + 1;
-  st.images = B;
-  auto check_finite = [&](double loss, const char* what) {
-    if (!std::isfinite(loss)) {
-      be.zero(grads_, layout.total() * 4);
-      fail(ErrorCode::Numeric,
-           "the %s loss is not finite at step %lld; parameters and optimizer state are "
-           "unchanged: lower the learning rate or check the inputs",
-           what, static_cast<long long>(st.step));
-    }
-  };
+  st.images = B * ranks_n;
+  st.ranks = ranks_n;
 
-  // Tokenizer steps keep the batch's codes and encoder outputs for code upkeep.
-  std::vector<int32_t> batch_codes;
-  std::vector<float> batch_z;
-  if (opts_.tokenizer) {
-    const int64_t C = c.code_dim;
-    batch_codes.resize(static_cast<size_t>(B * N));
-    batch_z.resize(static_cast<size_t>(B * N * C));
-    double sum = 0;
-    for (int64_t b0 = 0; b0 < B; b0 += mb_size) {
-      const int64_t n = B - b0 < mb_size ? B - b0 : mb_size;
-      const PassResult r = model_.tokenizer_pass(batch.images + b0 * S * S * 3, n, grads_, 1.0f,
-                                                 arena_, &batch_codes[b0 * N], &batch_z[b0 * N * C]);
-      check_finite(r.loss, "tokenizer");
-      sum += r.loss;
-    }
-    st.loss = st.loss_tokenizer = sum;
-  } else {
-    const Task tasks[] = {Task::Reca, Task::T2i, Task::I2t};
-    const double* weights = batch.task_weights;
-    const double option_weights[] = {opts_.weight_reca, opts_.weight_t2i, opts_.weight_i2t};
-    if (!weights) weights = option_weights;
-    double* per_task[] = {&st.loss_reca, &st.loss_t2i, &st.loss_i2t};
+  // Every task's draws over this rank's samples, before the shard loop.
+  const Task tasks[] = {Task::Reca, Task::T2i, Task::I2t};
+  const double option_weights[] = {opts_.weight_reca, opts_.weight_t2i, opts_.weight_i2t};
+  const double* weights = batch.task_weights ? batch.task_weights : option_weights;
+  std::vector<TaskDraws> drawn(3);
+  const TaskDraws* draws[3] = {nullptr, nullptr, nullptr};
+  if (!opts_.tokenizer) {
     size_t replay_at = 0;
     for (int k = 0; k < 3; ++k) {
       if (weights[k] <= 0) continue;
       const Task task = tasks[k];
-      TaskDraws drawn;
-      const TaskDraws* d = nullptr;
       if (replay) {
         RECA_CHECK(replay_at < replay->size() && (*replay)[replay_at].task == task,
                    InvalidArgument, "replayed draws do not list task '%s' in order",
                    task_name(task));
-        d = &(*replay)[replay_at++];
+        const TaskDraws* d = &(*replay)[replay_at++];
         RECA_CHECK(static_cast<int64_t>(d->text.size()) == B * T, Shape,
                    "replayed text must be [%lld, %lld]", (long long)B, (long long)T);
         if (task != Task::I2t && c.mode == Mode::Mask)
@@ -251,30 +268,123 @@ StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskD
                          static_cast<int64_t>(d->noise.size()) == B * N * D,
                      Shape, "replayed t must be [%lld] and noise [%lld, %lld, %lld]",
                      (long long)B, (long long)B, (long long)N, (long long)D);
+        draws[k] = d;
       } else {
-        draw(task, batch, drawn);
-        d = &drawn;
+        draw(task, batch, global, drawn[k]);
+        draws[k] = &drawn[k];
       }
-      double task_loss = 0;
-      for (int64_t b0 = 0; b0 < B; b0 += mb_size) {
-        const int64_t n = B - b0 < mb_size ? B - b0 : mb_size;
-        MicroBatch mb;
-        mb.task = task;
-        mb.B = n;
-        mb.images = batch.images + b0 * S * S * 3;
-        mb.text = d->text.data() + b0 * T;
-        if (!d->masked.empty()) mb.masked = d->masked.data() + b0 * N;
-        if (!d->t.empty()) mb.t = d->t.data() + b0, mb.noise = d->noise.data() + b0 * N * D;
-        const PassResult r =
-            model_.generator_pass(mb, grads_, opts_.trainable, static_cast<float>(weights[k]),
-                                  static_cast<float>(opts_.cond_grad_scale), arena_);
-        check_finite(r.loss, task_name(task));
-        task_loss += weights[k] * r.loss;
-      }
-      *per_task[k] = task_loss / weights[k];
-      st.loss += task_loss;
-      if (used) used->push_back(d == &drawn ? std::move(drawn) : *d);
     }
+  }
+
+  // Tokenizer steps keep the batch's codes and encoder outputs for code upkeep.
+  std::vector<int32_t> batch_codes;
+  std::vector<float> batch_z;
+  const int64_t C = c.code_dim;
+  if (opts_.tokenizer) {
+    batch_codes.resize(static_cast<size_t>(B * N));
+    batch_z.resize(static_cast<size_t>(B * N * C));
+  }
+  // Per local shard: Σ λ·L of each task (reca, t2i, i2t, tokenizer) over its
+  // micro-batches. Non-finite losses are judged after every rank has its sum,
+  // so that all ranks raise (or skip) together.
+  constexpr int kSlots = 4;
+  std::vector<double> shard_loss(static_cast<size_t>(k_shards * kSlots), 0.0);
+  for (int64_t j = 0; j < k_shards; ++j) {
+    if (j > 0) be.zero(grads_, layout.total() * 4);
+    const int64_t lo = j * per, hi = lo + per;
+    if (opts_.tokenizer) {
+      double& sum = shard_loss[j * kSlots + 3];
+      for (int64_t b0 = lo; b0 < hi; b0 += mb_size) {
+        const int64_t n = hi - b0 < mb_size ? hi - b0 : mb_size;
+        const PassResult r = model_.tokenizer_pass(batch.images + b0 * S * S * 3, n, grads_, 1.0f,
+                                                   arena_, &batch_codes[b0 * N], &batch_z[b0 * N * C]);
+        sum += r.loss;
+      }
+    } else {
+      for (int k = 0; k < 3; ++k) {
+        if (!draws[k]) continue;
+        const TaskDraws* d = draws[k];
+        double& task_loss = shard_loss[j * kSlots + k];
+        for (int64_t b0 = lo; b0 < hi; b0 += mb_size) {
+          const int64_t n = hi - b0 < mb_size ? hi - b0 : mb_size;
+          MicroBatch mb;
+          mb.task = tasks[k];
+          mb.B = n;
+          mb.images = batch.images + b0 * S * S * 3;
+          mb.text = d->text.data() + b0 * T;
+          if (!d->masked.empty()) mb.masked = d->masked.data() + b0 * N;
+          if (!d->t.empty()) mb.t = d->t.data() + b0, mb.noise = d->noise.data() + b0 * N * D;
+          const PassResult r =
+              model_.generator_pass(mb, grads_, opts_.trainable, static_cast<float>(weights[k]),
+                                    static_cast<float>(opts_.cond_grad_scale), arena_);
+          task_loss += weights[k] * r.loss;
+        }
+      }
+    }
+    if (reducer_) reducer_->add(j, grads_ + span_begin_);
+  }
+  if (reducer_) {
+    reducer_->finish(grads_ + span_begin_);
+    st.comm_seconds = reducer_->seconds();
+    st.comm_bytes = reducer_->bytes_sent();
+  }
+
+  // Every rank's shard losses (with its batch size and step, which must agree),
+  // summed in global shard order like the gradients.
+  const int64_t S_all = shards_;
+  std::vector<double> all_loss;
+  if (ranks_n > 1) {
+    std::vector<double> mine(static_cast<size_t>(2 + k_shards * kSlots));
+    mine[0] = static_cast<double>(B);
+    mine[1] = static_cast<double>(st.step);
+    std::copy(shard_loss.begin(), shard_loss.end(), mine.begin() + 2);
+    std::vector<double> all(mine.size() * static_cast<size_t>(ranks_n));
+    comm_->allgather_bytes(mine.data(), static_cast<int64_t>(mine.size() * 8), all.data());
+    const size_t stride = mine.size();
+    for (int64_t r = 0; r < ranks_n; ++r) {
+      RECA_CHECK(all[r * stride] == mine[0] && all[r * stride + 1] == mine[1], InvalidArgument,
+                 "rank %lld is at step %lld with %lld images but rank %d at step %lld with %lld: "
+                 "every rank must step together with the same batch size",
+                 static_cast<long long>(r), static_cast<long long>(all[r * stride + 1]),
+                 static_cast<long long>(all[r * stride]), rank(),
+                 static_cast<long long>(st.step), static_cast<long long>(B));
+    }
+    all_loss.resize(static_cast<size_t>(S_all * kSlots));
+    for (int64_t s = 0; s < S_all; ++s)  // global shard s = j·N + r
+      for (int t = 0; t < kSlots; ++t)
+        all_loss[s * kSlots + t] = all[(s % ranks_n) * stride + 2 + (s / ranks_n) * kSlots + t];
+  } else {
+    all_loss = shard_loss;
+  }
+  double totals[kSlots];
+  for (int t = 0; t < kSlots; ++t) {
+    totals[t] = all_loss[t];
+    for (int64_t s = 1; s < S_all; ++s) totals[t] += all_loss[s * kSlots + t];
+  }
+  auto check_finite = [&](double loss, const char* what) {
+    if (!std::isfinite(loss)) {
+      be.zero(grads_, layout.total() * 4);
+      fail(ErrorCode::Numeric,
+           "the %s loss is not finite at step %lld; parameters and optimizer state are "
+           "unchanged: lower the learning rate or check the inputs",
+           what, static_cast<long long>(st.step));
+    }
+  };
+  if (opts_.tokenizer) {
+    check_finite(totals[3], "tokenizer");
+    st.loss = st.loss_tokenizer = totals[3];
+    if (ranks_n > 1) gather_codes(global, batch_codes, batch_z);
+  } else {
+    double* per_task[] = {&st.loss_reca, &st.loss_t2i, &st.loss_i2t};
+    for (int k = 0; k < 3; ++k) {
+      if (!draws[k]) continue;
+      check_finite(totals[k], task_name(tasks[k]));
+      *per_task[k] = totals[k] / weights[k];
+      st.loss += totals[k];
+    }
+    if (used)
+      for (int k = 0; k < 3; ++k)
+        if (draws[k]) used->push_back(draws[k] == &drawn[k] ? std::move(drawn[k]) : *draws[k]);
   }
 
   // Global norm over the trainable grads, clipping, AdamW (+ EMA), one pass each.
@@ -362,6 +472,61 @@ bool Trainer::update_is_finite(const std::vector<cpu::AdamWSegment<float>>& segs
     }
   }
   return used == 0 || run_chunk();
+}
+
+namespace {
+uint64_t fnv1a(const void* p, size_t n, uint64_t h = 1469598103934665603ull) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+}  // namespace
+
+void Trainer::check_ranks_agree() {
+  // Once per trainer and after each load: a rank started from another seed or
+  // checkpoint would otherwise train on silently.
+  const int64_t n = model_.layout().total();
+  std::vector<float> host(static_cast<size_t>(n));
+  model_.backend().download(host.data(), model_.params(), n * 4);
+  const std::string opts = trainer_options_to_json(opts_);
+  const uint64_t mine[3] = {fnv1a(host.data(), host.size() * 4), fnv1a(opts.data(), opts.size()),
+                            static_cast<uint64_t>(step_)};
+  std::vector<uint64_t> all(static_cast<size_t>(3 * ranks()));
+  comm_->allgather_bytes(mine, sizeof mine, all.data());
+  for (int r = 1; r < ranks(); ++r) {
+    const uint64_t* o = &all[static_cast<size_t>(3 * r)];
+    RECA_CHECK(o[1] == all[1], InvalidArgument,
+               "rank %d has other trainer options than rank 0: start every rank with the same "
+               "command and options", r);
+    RECA_CHECK(o[2] == all[2], InvalidArgument,
+               "rank %d has done %llu steps but rank 0 %llu: resume every rank from the same "
+               "checkpoint", r, static_cast<unsigned long long>(o[2]),
+               static_cast<unsigned long long>(all[2]));
+    RECA_CHECK(o[0] == all[0], InvalidArgument,
+               "rank %d holds other parameters than rank 0: start every rank from the same "
+               "model (the same seed or checkpoint)", r);
+  }
+  ranks_agree_ = true;
+}
+
+void Trainer::gather_codes(const std::vector<int64_t>& global, std::vector<int32_t>& codes,
+                           std::vector<float>& z) {
+  const int64_t R = ranks(), B = static_cast<int64_t>(global.size());
+  const int64_t per_code = static_cast<int64_t>(codes.size()) / B;  // image tokens per sample
+  const int64_t per_z = static_cast<int64_t>(z.size()) / B;
+  std::vector<int64_t> all_global(static_cast<size_t>(R * B));
+  std::vector<int32_t> all_codes(codes.size() * static_cast<size_t>(R));
+  std::vector<float> all_z(z.size() * static_cast<size_t>(R));
+  comm_->allgather_bytes(global.data(), B * 8, all_global.data());
+  comm_->allgather_bytes(codes.data(), static_cast<int64_t>(codes.size()) * 4, all_codes.data());
+  comm_->allgather_bytes(z.data(), static_cast<int64_t>(z.size()) * 4, all_z.data());
+  codes.assign(all_codes.size(), 0);
+  z.assign(all_z.size(), 0.0f);
+  for (int64_t i = 0; i < R * B; ++i) {
+    const int64_t g = all_global[i];
+    std::memcpy(&codes[g * per_code], &all_codes[i * per_code], per_code * 4);
+    std::memcpy(&z[g * per_z], &all_z[i * per_z], per_z * 4);
+  }
 }
 
 // Dead-code restart (SPEC §3): codes the batch did not choose take the value

@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "model/communicator.h"
 #include "model/reca_model.h"
+#include "model/shard_reduce.h"
 
 namespace reca::model {
 
@@ -25,7 +27,12 @@ struct TrainerOptions {
   // its own flag: it trains vq.* with the tokenizer loss only.
   double weight_reca = 1.0, weight_t2i = 0.0, weight_i2t = 0.0;
   bool tokenizer = false;
-  int64_t micro_batch = 0;  // 0: the whole batch in one micro-batch per task
+  int64_t micro_batch = 0;  // 0: the whole shard in one micro-batch per task
+  // The global batch is cut into this many equal shards by sample index; each
+  // shard's gradient is computed alone and the shards are summed in order
+  // (model/shard_reduce.h), so N ranks with N dividing it give one process's
+  // bytes. 0: one shard per rank (1 in one process).
+  int64_t shards = 0;
   double lr = 1e-4, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.02;
   int64_t warmup = 0, total_steps = 0;
   Schedule schedule = Schedule::Constant;
@@ -75,8 +82,11 @@ struct StepStats {
   double grad_norm = 0, clip_scale = 1, lr = 0;
   int64_t codes_used = -1;      // tokenizer steps: distinct codes the batch chose
   int64_t codes_restarted = 0;  // tokenizer steps: codes re-seeded after this update
-  int64_t images = 0;
+  int64_t images = 0;  // of the global batch (every rank)
   double seconds = 0;
+  int64_t ranks = 1;
+  double comm_seconds = 0;  // in the ordered gradient sum (collectives and adds)
+  int64_t comm_bytes = 0;   // this rank sent for it
   bool skipped = false;       // non_finite = Skip: this step made no update
   int64_t skipped_steps = 0;  // steps skipped so far by this trainer
   std::string skip_reason;    // why, when skipped
@@ -84,7 +94,10 @@ struct StepStats {
 
 class Trainer {
  public:
-  Trainer(RecaModel& model, const TrainerOptions& opts);
+  // `comm` (optional): the ranks of a data-parallel run; each step then takes
+  // this rank's part of the global batch (local_samples()).
+  Trainer(RecaModel& model, const TrainerOptions& opts,
+          std::shared_ptr<Communicator> comm = nullptr);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -99,8 +112,17 @@ class Trainer {
                  std::vector<TaskDraws>* used = nullptr);
 
   const TrainerOptions& options() const { return opts_; }
+  int64_t shards() const { return shards_; }  // options().shards, 0 resolved to ranks()
+  int rank() const { return comm_ ? comm_->rank() : 0; }
+  int ranks() const { return comm_ ? comm_->size() : 1; }
+  Communicator* communicator() const { return comm_.get(); }  // null in one process
+  // The global sample index of each of this rank's `local_batch` samples.
+  std::vector<int64_t> local_samples(int64_t local_batch) const;
   int64_t steps_done() const { return step_; }
-  void set_steps_done(int64_t s) { step_ = s; }
+  void set_steps_done(int64_t s) {
+    step_ = s;
+    ranks_agree_ = false;  // a load changes the state: compare it again
+  }
   double lr_at(int64_t t) const;  // t from 1
   // Flat buffers (model layout), device memory of the model's backend.
   float* grads() { return grads_; }
@@ -118,7 +140,14 @@ class Trainer {
  private:
   StepStats step_or_throw(const StepBatch& batch, const std::vector<TaskDraws>* replay,
                           std::vector<TaskDraws>* used);
-  void draw(Task task, const StepBatch& batch, TaskDraws& d) const;
+  void draw(Task task, const StepBatch& batch, const std::vector<int64_t>& global, TaskDraws& d) const;
+  // Several ranks: every rank must hold the same options, step count and
+  // parameters before they sum gradients (E_INVALID_ARGUMENT otherwise).
+  void check_ranks_agree();
+  // Tokenizer steps on several ranks: every rank's codes and encoder outputs,
+  // in global sample order (the code restart reads the whole global batch).
+  void gather_codes(const std::vector<int64_t>& global, std::vector<int32_t>& codes,
+                    std::vector<float>& z);
   void restart_codes(const std::vector<int32_t>& codes, const std::vector<float>& z, StepStats& st);
   // Whether the AdamW update `segs` would leave every parameter, moment and
   // EMA value finite; runs it on copies, chunk by chunk, changing nothing.
@@ -129,6 +158,11 @@ class Trainer {
   TrainerOptions opts_;
   Arena arena_;
   float *grads_ = nullptr, *m_ = nullptr, *v_ = nullptr, *ema_ = nullptr;
+  std::shared_ptr<Communicator> comm_;
+  int64_t shards_ = 1;
+  bool ranks_agree_ = false;
+  int64_t span_begin_ = 0, span_end_ = 0;  // trainable gradients, the part the shards sum
+  std::unique_ptr<ShardReducer> reducer_;  // null with one shard in one process
   int64_t step_ = 0;
   int64_t skipped_steps_ = 0;
   std::vector<std::string> paraphrases_;  // templates = paraphrases: the bank for this T

@@ -113,8 +113,8 @@ function tensorOf<D extends 'float32' | 'int32' | 'uint8'>(p: Promise<NativeTens
 
 function sampleOptions(o: SampleOptions & { template?: string } = {}, what: string): NativeSampleOptions {
   if (o === null || typeof o !== 'object') throw invalid(`${what} options must be an object`);
-  const { steps, cfg, temperature, topK, seed, template } = o;
-  return { steps, cfg, temperature, topK, seed, template };
+  const { steps, cfg, temperature, topK, choiceTemperature, seed, template } = o;
+  return { steps, cfg, temperature, topK, choiceTemperature, seed, template };
 }
 
 /** A RecA-Mini model (parameters in native memory). Free it with dispose() or `using`. */

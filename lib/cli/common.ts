@@ -64,11 +64,13 @@ export function samplerFrom(values: Values, mode: Mode): SampleOptions {
   const cfg = num(values, 'cfg');
   const temperature = num(values, 'temperature');
   const topK = num(values, 'top-k');
+  const choice = num(values, 'choice-temperature');
   const seed = num(values, 'seed');
   if (steps !== undefined) s.steps = steps;
   if (cfg !== undefined) s.cfg = cfg;
   if (temperature !== undefined) s.temperature = temperature;
   if (topK !== undefined) s.topK = topK;
+  if (choice !== undefined) s.choiceTemperature = choice;
   if (seed !== undefined) s.seed = seed;
   return s;
 }

@@ -184,6 +184,7 @@ export const SAMPLER_OPTIONS: readonly OptionSpec[] = [
   { name: 'cfg', kind: 'number', value: 'X', default: EVAL_CFG, help: 'classifier-free guidance scale (1 = off)' },
   { name: 'temperature', kind: 'number', value: 'X', min: 0, default: (s) => schemaDefault(s.sampler, 'temperature'), help: 'discrete modes (0 = greedy)' },
   { name: 'top-k', kind: 'int', value: 'K', min: 0, default: (s) => schemaDefault(s.sampler, 'topK'), help: 'discrete modes (0 = every code)' },
+  { name: 'choice-temperature', kind: 'number', value: 'X', min: 0, default: (s) => schemaDefault(s.sampler, 'choiceTemperature'), help: 'mask: Gumbel noise on the log-confidence, annealed to 0 (0 = off)' },
   { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the draws' },
 ];
 

@@ -462,6 +462,16 @@ export const SCHEMA = {
       "doc": "discrete modes; 0: every code"
     },
     {
+      "name": "choiceTemperature",
+      "kind": "number",
+      "default": 0,
+      "min": 0,
+      "max": 1000000,
+      "minOpen": false,
+      "maxOpen": false,
+      "doc": "mask: Gumbel noise of this scale, annealed to 0 over the steps, added to each position's log-confidence before the most confident are kept (0: off)"
+    },
+    {
       "name": "seed",
       "kind": "seed",
       "default": "0",
@@ -652,6 +662,8 @@ export interface NativeSampleOptions {
   temperature?: number;
   /** discrete modes; 0: every code (default 0; integer in [0, 2147483647]) */
   topK?: number;
+  /** mask: Gumbel noise of this scale, annealed to 0 over the steps, added to each position's log-confidence before the most confident are kept (0: off) (default 0; number in [0, 1000000]) */
+  choiceTemperature?: number;
   /** seed of the draws (default '0') */
   seed?: number | bigint;
 }

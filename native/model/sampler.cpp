@@ -215,6 +215,20 @@ void Sampler::sample_image(Task task, const int32_t* text, const float* cond, in
                                         static_cast<uint64_t>(s * N + n));
       be_.upload(u_dev, u.data(), Bq * N * 4);
       be_.sample_categorical(sampled, conf, logits, u_dev, temperature, o.top_k, Bq * N, K);
+      const double anneal = o.choice_temperature * (1.0 - static_cast<double>(s + 1) / o.steps);
+      if (anneal > 0) {
+        // Randomized choice (SPEC §7): without it the first steps keep only the likeliest
+        // tokens everywhere (the background), and objects are never placed.
+        be_.download(u.data(), conf, Bq * N * 4);
+        for (int64_t b = 0; b < Bq; ++b)
+          for (int64_t n = 0; n < N; ++n) {
+            const double g = -std::log(-std::log(static_cast<double>(philox_uniform(
+                o.seed, sample_stream(kSampleChoice, b), static_cast<uint64_t>(s * N + n)))));
+            float& v = u[b * N + n];
+            v = static_cast<float>(std::log(static_cast<double>(v)) + anneal * g);
+          }
+        be_.upload(conf, u.data(), Bq * N * 4);
+      }
       be_.maskgit_select(codes_dev, mask_dev, codes_dev, mask_dev, sampled, conf,
                          static_cast<int32_t>(K), s, o.steps, Bq, N);
       be_.download(codes.data(), codes_dev, Bq * N * 4);

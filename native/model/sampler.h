@@ -17,6 +17,8 @@
 //   uniforms  philox_uniform(seed, sample_stream(kSampleUniform, b), i):
 //             ar step j: i = j; mask step s, position n: i = s·N + n
 //   noise     philox_normal(seed, sample_stream(kSampleNoise, b), i): flow ε[b] element i
+//   choice    philox_uniform(seed, sample_stream(kSampleChoice, b), s·N + n): mask step s's
+//             Gumbel noise at position n (choice_temperature > 0)
 #pragma once
 #include <cstdint>
 #include <string>
@@ -31,12 +33,15 @@ struct SampleOptions {
   double cfg = 1.0;          // guidance scale s (any finite value); 1: conditional pass only
   double temperature = 1.0;  // discrete modes; 0 = greedy (argmax)
   int64_t top_k = 0;         // discrete modes; 0 = every code
+  // mask: MaskGIT's randomized choice. Positions are ranked by log(confidence)
+  // + choice_temperature·(1 − (s+1)/T)·g, g ~ Gumbel(0, 1); 0 = by confidence alone.
+  double choice_temperature = 0.0;
   uint64_t seed = 0;
   // Throws E_INVALID_ARGUMENT naming the offending option.
   void validate() const;
 };
 
-constexpr uint64_t kSampleUniform = 1, kSampleNoise = 2;
+constexpr uint64_t kSampleUniform = 1, kSampleNoise = 2, kSampleChoice = 3;
 inline uint64_t sample_stream(uint64_t purpose, int64_t b) {
   return purpose << 32 | static_cast<uint64_t>(b);
 }

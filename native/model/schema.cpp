@@ -216,6 +216,9 @@ const Schema<SampleOptions>& sampler_schema() {
           RECA_NUM(S, "temperature", temperature, 0, 1e6, false, false,
                    "discrete modes; 0: greedy"),
           RECA_INT(S, "topK", top_k, 0, 2147483647.0, "discrete modes; 0: every code"),
+          RECA_NUM(S, "choiceTemperature", choice_temperature, 0, 1e6, false, false,
+                   "mask: Gumbel noise of this scale, annealed to 0 over the steps, added to "
+                   "each position's log-confidence before the most confident are kept (0: off)"),
           RECA_SEED(S, "seed", seed, "seed of the draws"),
       }};
   return s;

@@ -515,3 +515,31 @@ RECA_TEST(sampler_caption_stops_at_eos) {
     for (int64_t j = 0; j < T; ++j) ok = ok && cut[b * T + j] == (j < 3 ? cap0[b * T + j] : tok::kPad);
   expect_true(ok, "max_len 3: the first 3 bytes, then PAD");
 }
+
+// MaskGIT's randomized choice: off at the last step (so one step equals plain
+// confidence), a pure function of the seed and the sample's index, and a change
+// of which positions are kept when on.
+RECA_TEST(sampler_mask_choice_temperature) {
+  ThreadCount keep;
+  TinyModel t(Mode::Mask);
+  const ModelConfig& c = t.c();
+  const int64_t B = 2;
+  const auto caps = captions_for(c, B);
+  SampleOptions plain;
+  plain.steps = 1, plain.cfg = 2.0, plain.seed = 5;
+  SampleOptions noisy = plain;
+  noisy.choice_temperature = 9.0;
+  expect_true(same_bits(gen(t.m, caps, B, plain), gen(t.m, caps, B, noisy)),
+              "one step: the annealed noise is 0, the same bits as without it");
+  plain.steps = noisy.steps = 8;
+  set_num_threads(1);
+  const auto n1 = gen(t.m, caps, B, noisy);
+  set_num_threads(2);
+  const auto n2 = gen(t.m, caps, B, noisy);
+  expect_true(same_bits(n1, n2), "choice noise: 1 vs 2 threads bitwise");
+  expect_true(!same_bits(n1, gen(t.m, caps, B, plain)), "choice noise changes the sample");
+  // Sample 0 alone equals sample 0 of the batch: draws are keyed by the sample's index.
+  const std::vector<int32_t> first(caps.begin(), caps.begin() + c.max_text_len);
+  const auto alone = gen(t.m, first, 1, noisy);
+  expect_true(std::equal(alone.begin(), alone.end(), n1.begin()), "sample 0 alone = sample 0 of 2");
+}

@@ -49,8 +49,8 @@ struct Case {
   double flops = 0;
   double bytes = 0;
   std::function<void()> run;
-  // Peer seconds per call at `threads` (empty when there is no peer).
-  std::function<double(int threads, double min_seconds)> peer;
+  // Builds the peer's call on its own inputs (empty when there is no peer).
+  std::function<std::function<void()>()> peer;
   std::string note;
 };
 
@@ -72,9 +72,7 @@ void add_matmul_cases(std::vector<Case>& cases) {
                           {"mlp.fc2", kMlp, kWidth},
                           {"head_img", kWidth, kCodebook}};
   auto peer = [](int64_t M, int64_t N, int64_t K, bool ta, bool tb, bool acc) {
-    return [=](int threads, double min_seconds) {
-      return openblas_sgemm_seconds(M, N, K, ta, tb, threads, acc, min_seconds);
-    };
+    return [=] { return openblas_sgemm_runner(M, N, K, ta, tb, acc); };
   };
   uint64_t seed = 100;
   for (const Layer& l : layers) {
@@ -284,18 +282,62 @@ struct ThreadCountGuard {
 
 }  // namespace
 
-double median_seconds_per_call(const std::function<void()>& fn, double min_seconds) {
+namespace {
+// Warm-up, then the calls per batch that make a batch last about batch_target.
+int64_t calibrate_reps(const std::function<void()>& fn, double batch_target) {
   fn();  // warm-up: caches, page faults, pool wake-up
-  // Calls per batch: enough for a batch to last about min_seconds / 8.
-  const double batch_target = std::max(min_seconds / 8, 1e-4);
   int64_t reps = 1;
   for (;;) {
     const auto t0 = Clock::now();
     for (int64_t i = 0; i < reps; ++i) fn();
     const double dt = seconds_since(t0);
-    if (dt >= batch_target || reps >= (int64_t(1) << 30)) break;
+    if (dt >= batch_target || reps >= (int64_t(1) << 30)) return reps;
     reps = dt <= 0 ? reps * 16 : std::max(reps + 1, static_cast<int64_t>(reps * batch_target / dt * 1.2));
   }
+}
+
+double batch_seconds_per_call(const std::function<void()>& fn, int64_t reps) {
+  const auto t0 = Clock::now();
+  for (int64_t i = 0; i < reps; ++i) fn();
+  return seconds_since(t0) / reps;
+}
+
+// The q-quantile (0..1) of v, nearest rank; sorts v.
+double quantile(std::vector<double>& v, double q) {
+  std::sort(v.begin(), v.end());
+  return v[static_cast<size_t>(q * (v.size() - 1) + 0.5)];
+}
+}  // namespace
+
+PairedTiming paired_seconds_per_call(const std::function<void()>& ours, const std::function<void()>& peer,
+                                     double min_seconds, double settle_seconds) {
+  const double batch_target = std::max(min_seconds / 8, 1e-4);
+  const int64_t reps_ours = calibrate_reps(ours, batch_target);
+  const int64_t reps_peer = calibrate_reps(peer, batch_target);
+  std::vector<double> t_ours, t_peer, ratios;
+  double total = 0;
+  while (ratios.size() < 7 || (total < 2 * min_seconds && ratios.size() < 400)) {
+    const double a = batch_seconds_per_call(ours, reps_ours);
+    const double b = batch_seconds_per_call(peer, reps_peer);
+    if (settle_seconds > 0) std::this_thread::sleep_for(std::chrono::duration<double>(settle_seconds));
+    total += a * reps_ours + b * reps_peer;
+    t_ours.push_back(a);
+    t_peer.push_back(b);
+    ratios.push_back(b / a);
+  }
+  PairedTiming r;
+  r.ours_seconds = quantile(t_ours, 0.5);
+  r.peer_seconds = quantile(t_peer, 0.5);
+  r.ratio = quantile(ratios, 0.5);
+  r.ratio_lo = quantile(ratios, 0.25);
+  r.ratio_hi = quantile(ratios, 0.75);
+  return r;
+}
+
+double median_seconds_per_call(const std::function<void()>& fn, double min_seconds) {
+  // Calls per batch: enough for a batch to last about min_seconds / 8.
+  const double batch_target = std::max(min_seconds / 8, 1e-4);
+  const int64_t reps = calibrate_reps(fn, batch_target);
   std::vector<double> per_call;
   double total = 0;
   while (per_call.size() < 5 || (total < min_seconds && per_call.size() < 1000)) {
@@ -329,20 +371,24 @@ std::vector<KernelBenchRecord> run_kernel_bench(const KernelBenchOptions& opts) 
     r.isa = isa_name(active_isa());
     r.threads = threads;
     r.note = c.note;
-    r.seconds = median_seconds_per_call(c.run, opts.min_seconds);
+    if (c.peer && peer_ok) {
+      openblas_set_threads(threads);
+      // OpenBLAS workers spin for a while after a call; let them settle so they
+      // do not steal cycles from our next batch.
+      const PairedTiming t = paired_seconds_per_call(c.run, c.peer(), opts.min_seconds, threads > 1 ? 0.1 : 0);
+      r.seconds = t.ours_seconds;
+      r.peer_name = "openblas";
+      r.peer_gflops = c.flops / t.peer_seconds * 1e-9;
+      r.ratio = t.ratio;
+      r.ratio_lo = t.ratio_lo;
+      r.ratio_hi = t.ratio_hi;
+    } else {
+      r.seconds = median_seconds_per_call(c.run, opts.min_seconds);
+      if (c.peer && opts.with_peer)
+        r.note += std::string(r.note.empty() ? "" : "; ") + "no peer: " + openblas_peer().error;
+    }
     r.gflops = c.flops / r.seconds * 1e-9;
     r.gbps = c.bytes / r.seconds * 1e-9;
-    if (c.peer && peer_ok) {
-      const double ps = c.peer(threads, opts.min_seconds);
-      r.peer_name = "openblas";
-      r.peer_gflops = c.flops / ps * 1e-9;
-      r.ratio = r.peer_gflops > 0 ? r.gflops / r.peer_gflops : 0;
-      // OpenBLAS workers spin for a while after a call; let them settle so they
-      // do not steal cycles from the next measurement.
-      std::this_thread::sleep_for(std::chrono::milliseconds(threads > 1 ? 200 : 0));
-    } else if (c.peer && opts.with_peer) {
-      r.note += std::string(r.note.empty() ? "" : "; ") + "no peer: " + openblas_peer().error;
-    }
     out.push_back(std::move(r));
   }
   return out;

@@ -218,7 +218,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
 
     // -- kernels, each as a fraction of the measured peak
     const records = await bench.kernels({ threads, minSeconds: quick ? 0.005 : 0.25, withPeer: true });
-    const blas = records.filter((r) => r.peer).map((r) => r.peer!.gflops);
+    const blas = records.filter((r) => r.peer?.name === 'openblas').map((r) => r.peer!.gflops);
     const ourMatmul = records.filter((r) => r.name.startsWith('matmul')).map((r) => r.gflops);
     const peakGflops = blas.length ? Math.max(...blas) : Math.max(0, ...ourMatmul);
     const peakSource = blas.length ? 'best OpenBLAS SGEMM of this run' : 'best of our matmuls (OpenBLAS not found)';

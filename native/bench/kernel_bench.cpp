@@ -52,6 +52,8 @@ struct Case {
   // Builds the peer's call on its own inputs (empty when there is no peer).
   std::function<std::function<void()>()> peer;
   std::string note;
+  // "openblas" (needs the library), or "separate": our own unfused passes.
+  std::string peer_name = "openblas";
 };
 
 // The `small` preset (SPEC §1) at micro-batch 8: tokens per sample =
@@ -98,6 +100,47 @@ void add_matmul_cases(std::vector<Case>& cases) {
     cases.push_back({base + ".bwd_weight", {M, in, out}, flops, 4.0 * (M * out + M * in + 2 * out * in),
                      [=] { cpu::matmul(dW->data(), dy->data(), x->data(), nullptr, out, in, M, true, false, true); },
                      peer(out, in, M, true, false, true), ""});
+  }
+  {
+    // The MLP's GELU fused into the matmul store, beside the separate passes it
+    // replaces (matmul, then GELU; the backward also zeroes two buffers).
+    const int64_t M = kRows, in = kWidth, H = kMlp;
+    auto x = std::make_shared<std::vector<float>>(random_buffer(M * in, ++seed));
+    auto W1 = std::make_shared<std::vector<float>>(random_buffer(H * in, ++seed));
+    auto b1 = std::make_shared<std::vector<float>>(random_buffer(H, ++seed));
+    auto f = std::make_shared<std::vector<float>>(M * H), g = std::make_shared<std::vector<float>>(M * H);
+    auto dg = std::make_shared<std::vector<float>>(M * H), df = std::make_shared<std::vector<float>>(M * H);
+    auto W2 = std::make_shared<std::vector<float>>(random_buffer(in * H, ++seed));
+    auto dy = std::make_shared<std::vector<float>>(random_buffer(M * in, ++seed));
+    const double flops = 2.0 * M * in * H;
+    Case fwd{"matmul.mlp.fc1_gelu.fwd", {M, in, H}, flops, 4.0 * (M * in + H * in + H + 2 * M * H),
+             [=] { cpu::linear_gelu_forward(f->data(), g->data(), x->data(), W1->data(), b1->data(), M, in, H); },
+             [=] {
+               return std::function<void()>([=] {
+                 cpu::linear_forward(f->data(), x->data(), W1->data(), b1->data(), M, in, H);
+                 cpu::gelu_forward(g->data(), f->data(), nullptr, M, H);
+               });
+             },
+             "fused bias+GELU store; peer: linear_forward then gelu_forward"};
+    fwd.peer_name = "separate";
+    cases.push_back(fwd);
+    // df = gelu'(f) ⊙ (dy·W2): the data gradient of fc2 [H -> in] through the GELU.
+    Case bwd{"matmul.mlp.fc2_gelu.bwd_data", {M, H, in}, flops, 4.0 * (M * in + in * H + 2 * M * H),
+             [=] {
+               cpu::linear_backward_gelu(df->data(), nullptr, nullptr, dy->data(), g->data(), W2->data(), f->data(),
+                                         M, H, in);
+             },
+             [=] {
+               return std::function<void()>([=] {
+                 std::fill(dg->begin(), dg->end(), 0.0f);
+                 cpu::matmul(dg->data(), dy->data(), W2->data(), nullptr, M, H, in, false, false, true);
+                 std::fill(df->begin(), df->end(), 0.0f);
+                 cpu::gelu_backward(df->data(), nullptr, f->data(), nullptr, dg->data(), M, H);
+               });
+             },
+             "fused GELU-derivative store; peer: zero, matmul, zero, gelu_backward"};
+    bwd.peer_name = "separate";
+    cases.push_back(bwd);
   }
   const int64_t S = 1024;
   auto A = std::make_shared<std::vector<float>>(random_buffer(S * S, ++seed));
@@ -371,13 +414,15 @@ std::vector<KernelBenchRecord> run_kernel_bench(const KernelBenchOptions& opts) 
     r.isa = isa_name(active_isa());
     r.threads = threads;
     r.note = c.note;
-    if (c.peer && peer_ok) {
-      openblas_set_threads(threads);
+    const bool own_peer = c.peer && c.peer_name != "openblas";
+    if (c.peer && (peer_ok || own_peer)) {
+      if (!own_peer) openblas_set_threads(threads);
       // OpenBLAS workers spin for a while after a call; let them settle so they
       // do not steal cycles from our next batch.
-      const PairedTiming t = paired_seconds_per_call(c.run, c.peer(), opts.min_seconds, threads > 1 ? 0.1 : 0);
+      const PairedTiming t =
+          paired_seconds_per_call(c.run, c.peer(), opts.min_seconds, threads > 1 && !own_peer ? 0.1 : 0);
       r.seconds = t.ours_seconds;
-      r.peer_name = "openblas";
+      r.peer_name = c.peer_name;
       r.peer_gflops = c.flops / t.peer_seconds * 1e-9;
       r.ratio = t.ratio;
       r.ratio_lo = t.ratio_lo;

@@ -4,8 +4,8 @@
 //   ic over M in MC rows      -> pack op(A)[MC, KC] into MR-tall micro-panels (L2)
 //   jr over NR, ir over MR    -> microkernel: an MR x NR tile of C held in registers
 // Packing absorbs the transposes and zero-pads the edges, so the microkernel
-// never branches; only the final store is masked. Bias and accumulate are fused
-// into that store. Threads own disjoint rectangles of C and run the full K loop
+// never branches; only the final store is masked. Bias, accumulate and the
+// MLP's GELU (forward, or its derivative in the backward) are fused into that store. Threads own disjoint rectangles of C and run the full K loop
 // there, so every element is computed by one task in a fixed order whatever the
 // thread count.
 #include "cpu/matmul.h"
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 
 #include "core/threadpool.h"
-#include "cpu/simd.h"
+#include "cpu/gelu_vec.h"
 
 namespace reca::cpu::RECA_ISA_NS {
 namespace {
@@ -181,10 +181,29 @@ void pack_b(float* dst, const float* B, int64_t ldb, bool trans, int64_t p0, int
   }
 }
 
-// C[mr, nr] tile (row stride ldc) = (add ? C : 0) + Ap[kc][MR] · Bp[kc][NR] (+ bias[nr]).
-// Ap, Bp are packed panels; mr <= MR, nr <= NR.
+// What the final store of a tile does beyond C = sum (+ bias).
+enum class Epi { None, Gelu, GeluGrad };
+
+// The epilogue's other matrix at the tile's position (same row stride as C):
+// Gelu writes gelu(C) to out; GeluGrad stores gelu'(f) ⊙ sum to C.
+struct Epilogue {
+  Epi kind = Epi::None;
+  float* out = nullptr;
+  const float* f = nullptr;
+};
+
+inline Vec apply_epi(Vec sum, const Epilogue& e, int64_t at, int n) {
+  if (e.kind == Epi::Gelu) gelu_vec(sum).store_tail(e.out + at, n);
+  if (e.kind == Epi::GeluGrad) return sum * gelu_grad_vec(Vec::load_tail(e.f + at, n));
+  return sum;
+}
+
+// C[mr, nr] tile (row stride ldc) = (add ? C : 0) + Ap[kc][MR] · Bp[kc][NR] (+ bias[nr]),
+// then the epilogue (only passed with the last K block). Ap, Bp are packed panels;
+// mr <= MR, nr <= NR.
 void microkernel(int64_t kc, const float* __restrict Ap, const float* __restrict Bp,
-                 float* C, int64_t ldc, int mr, int nr, bool add, const float* bias) {
+                 float* C, int64_t ldc, int mr, int nr, bool add, const float* bias,
+                 const Epilogue& epi) {
   Vec acc[kMR][kNV];
 #pragma GCC unroll 16
   for (int r = 0; r < kMR; ++r)
@@ -216,6 +235,7 @@ void microkernel(int64_t kc, const float* __restrict Ap, const float* __restrict
         Vec out = acc[r][v];
         if (add) out = Vec::load(c) + out;
         if (bias) out = out + bv[v];
+        if (epi.kind != Epi::None) out = apply_epi(out, epi, r * ldc + v * kW, kW);
         out.store(c);
       }
     return;
@@ -231,6 +251,7 @@ void microkernel(int64_t kc, const float* __restrict Ap, const float* __restrict
       Vec out = acc[r][v];
       if (add) out = Vec::load_tail(c, n) + out;
       if (bias) out = out + Vec::load_tail(bias + v * kW, n);
+      if (epi.kind != Epi::None) out = apply_epi(out, epi, r * ldc + v * kW, n);
       out.store_tail(c, n);
     }
   }
@@ -243,6 +264,7 @@ struct Problem {
   const float* bias;
   int64_t M, N, K;
   bool trans_a, trans_b, accumulate;
+  Epilogue epi;  // whole-matrix pointers (row stride N)
 };
 
 // The blocked product over the rectangle rows [m0, m1) x columns [n0, n1) of C.
@@ -272,8 +294,11 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
           const float* bias = last && p.bias ? p.bias + jc + jr : nullptr;
           for (int64_t ir = 0; ir < mc; ir += kMR) {
             const int mr = static_cast<int>(imin(kMR, mc - ir));
-            microkernel(kc, Ap + ir * kc, Bp + jr * kc, p.C + (ic + ir) * ldc + jc + jr, ldc,
-                        mr, nr, add, bias);
+            const int64_t at = (ic + ir) * ldc + jc + jr;
+            Epilogue e;
+            if (last && p.epi.kind != Epi::None)
+              e = {p.epi.kind, p.epi.out ? p.epi.out + at : nullptr, p.epi.f ? p.epi.f + at : nullptr};
+            microkernel(kc, Ap + ir * kc, Bp + jr * kc, p.C + at, ldc, mr, nr, add, bias, e);
           }
         }
       }
@@ -294,15 +319,18 @@ void gemm_direct(const Problem& p) {
       float& c = p.C[i * p.N + j];
       c = (p.accumulate ? c + s : s) + (p.bias ? p.bias[j] : 0.0f);
     }
+  if (p.epi.kind == Epi::None) return;
+  for (int64_t i = 0; i < p.M; ++i)
+    for (int64_t j = 0; j < p.N; j += kW) {
+      const int n = static_cast<int>(imin(kW, p.N - j));
+      const int64_t at = i * p.N + j;
+      apply_epi(Vec::load_tail(p.C + at, n), p.epi, at, n).store_tail(p.C + at, n);
+    }
 }
 
-}  // namespace
-
-// C[M,N] = (accumulate ? C : 0) + op(A)[M,K] · op(B)[K,N] + bias[N]
-void matmul(float* C, const float* A, const float* B, const float* bias, int64_t M, int64_t N,
-            int64_t K, bool trans_a, bool trans_b, bool accumulate) {
+void run(const Problem& p) {
+  const int64_t M = p.M, N = p.N, K = p.K;
   if (M <= 0 || N <= 0) return;
-  const Problem p{C, A, B, bias, M, N, K, trans_a, trans_b, accumulate};
   if (K <= 0 || M * N * K < kDirectFlops) {
     gemm_direct(p);
     return;
@@ -336,35 +364,66 @@ void matmul(float* C, const float* A, const float* B, const float* bias, int64_t
   });
 }
 
+}  // namespace
+
+// C[M,N] = (accumulate ? C : 0) + op(A)[M,K] · op(B)[K,N] + bias[N]
+void matmul(float* C, const float* A, const float* B, const float* bias, int64_t M, int64_t N,
+            int64_t K, bool trans_a, bool trans_b, bool accumulate) {
+  run({C, A, B, bias, M, N, K, trans_a, trans_b, accumulate, {}});
+}
+
 // y[M,out] = x[M,in] · W[out,in]ᵀ + b[out]
 void linear_forward(float* y, const float* x, const float* W, const float* b, int64_t M,
                     int64_t in, int64_t out) {
   matmul(y, x, W, b, M, out, in, false, true, false);
 }
 
+namespace {
+// db[out] += Σ_rows dy[M,out]. Each task owns whole columns, so the row sum has
+// one fixed order.
+void bias_grad(float* db, const float* dy, int64_t M, int64_t out) {
+  constexpr int64_t kColBlock = 64;
+  const int64_t blocks = (out + kColBlock - 1) / kColBlock;
+  parallel_for(blocks, imax(1, 65536 / imax(1, M * kColBlock)), [&](int64_t b0, int64_t b1) {
+    for (int64_t c0 = b0 * kColBlock; c0 < imin(b1 * kColBlock, out); c0 += kW) {
+      const int n = static_cast<int>(imin(kW, out - c0));
+      Vec acc = Vec::zero();
+      for (int64_t r = 0; r < M; ++r) acc = acc + Vec::load_tail(dy + r * out + c0, n);
+      (Vec::load_tail(db + c0, n) + acc).store_tail(db + c0, n);
+    }
+  });
+}
+}  // namespace
+
 // dx[M,in] += dy[M,out]·W[out,in] ; dW[out,in] += dyᵀ·x[M,in] ; db[out] += Σ_rows dy
 void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
                      const float* W, int64_t M, int64_t in, int64_t out) {
   if (dx) matmul(dx, dy, W, nullptr, M, in, out, false, false, true);
   if (dW) matmul(dW, dy, x, nullptr, out, in, M, true, false, true);
-  if (db) {
-    // Each task owns whole columns, so the row sum has one fixed order.
-    constexpr int64_t kColBlock = 64;
-    const int64_t blocks = (out + kColBlock - 1) / kColBlock;
-    parallel_for(blocks, imax(1, 65536 / imax(1, M * kColBlock)), [&](int64_t b0, int64_t b1) {
-      for (int64_t c0 = b0 * kColBlock; c0 < imin(b1 * kColBlock, out); c0 += kW) {
-        const int n = static_cast<int>(imin(kW, out - c0));
-        Vec acc = Vec::zero();
-        for (int64_t r = 0; r < M; ++r) acc = acc + Vec::load_tail(dy + r * out + c0, n);
-        (Vec::load_tail(db + c0, n) + acc).store_tail(db + c0, n);
-      }
-    });
-  }
+  if (db) bias_grad(db, dy, M, out);
+}
+
+// f[M,out] = x·Wᵀ + b ; g = gelu(f)
+void linear_gelu_forward(float* f, float* g, const float* x, const float* W, const float* b,
+                         int64_t M, int64_t in, int64_t out) {
+  run({f, x, W, b, M, out, in, false, true, false, {Epi::Gelu, g, nullptr}});
+}
+
+// dxf[M,in] = gelu'(f) ⊙ (dy·W) ; dW += dyᵀ·x ; db += Σ_rows dy
+void linear_backward_gelu(float* dxf, float* dW, float* db, const float* dy, const float* x,
+                          const float* W, const float* f, int64_t M, int64_t in, int64_t out) {
+  run({dxf, dy, W, nullptr, M, in, out, false, false, false, {Epi::GeluGrad, nullptr, f}});
+  if (dW) matmul(dW, dy, x, nullptr, out, in, M, true, false, true);
+  if (db) bias_grad(db, dy, M, out);
 }
 
 }  // namespace reca::cpu::RECA_ISA_NS
 
 #if RECA_ISA_LEVEL == 0
+#include <vector>
+
+#include "cpu/gelu.h"
+
 namespace reca::cpu::ref {
 
 template <class T>
@@ -395,6 +454,21 @@ void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, i
       for (int64_t c = 0; c < out; ++c) db[c] += dy[r * out + c];
 }
 
+template <class T>
+void linear_gelu_forward(T* f, T* g, const T* x, const T* W, const T* b, int64_t M, int64_t in, int64_t out) {
+  linear_forward(f, x, W, b, M, in, out);
+  gelu_forward(g, f, static_cast<const T*>(nullptr), M, out);
+}
+
+template <class T>
+void linear_backward_gelu(T* dxf, T* dW, T* db, const T* dy, const T* x, const T* W, const T* f, int64_t M,
+                          int64_t in, int64_t out) {
+  std::vector<T> dg(static_cast<size_t>(M * in), T(0));
+  linear_backward(dg.data(), dW, db, dy, x, W, M, in, out);
+  for (int64_t i = 0; i < M * in; ++i) dxf[i] = T(0);
+  gelu_backward(dxf, static_cast<T*>(nullptr), f, static_cast<const T*>(nullptr), dg.data(), M, in);
+}
+
 }  // namespace reca::cpu::ref
 
 RECA_INSTANTIATE_REF(RECA_MATMUL_FNS)
@@ -411,6 +485,14 @@ void linear_forward(float* y, const float* x, const float* W, const float* b, in
 void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
                      const float* W, int64_t M, int64_t in, int64_t out) {
   RECA_DISPATCH(linear_backward, dx, dW, db, dy, x, W, M, in, out);
+}
+void linear_gelu_forward(float* f, float* g, const float* x, const float* W, const float* b,
+                         int64_t M, int64_t in, int64_t out) {
+  RECA_DISPATCH(linear_gelu_forward, f, g, x, W, b, M, in, out);
+}
+void linear_backward_gelu(float* dxf, float* dW, float* db, const float* dy, const float* x,
+                          const float* W, const float* f, int64_t M, int64_t in, int64_t out) {
+  RECA_DISPATCH(linear_backward_gelu, dxf, dW, db, dy, x, W, f, M, in, out);
 }
 }  // namespace reca::cpu
 #endif

@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 
+#include "core/cpu_features.h"
 #include "core/threadpool.h"
 #include "cpu/gelu_vec.h"
 
@@ -31,9 +32,18 @@ constexpr int kW = Vec::W;
 constexpr int kNR = kNV * kW;
 // Cache blocking: a KC x NR B micro-panel stays in L1 while the MC x KC A block
 // streams from L2; the KC x NC B panel is reused across every A block.
-// Measured on Zen 5 (48 KB L1D, 1 MB L2): KC 256 (a 32 KB B micro-panel), MC
-// 336 (a 344 KB A block); a larger MC beat 168 by about 5%.
-constexpr int64_t kKC = 256;
+// AVX-512, measured on Zen 5 (48 KB L1D, 1 MB L2) and Zen 4 (32 KB L1D): KC 256
+// (a 32 KB B micro-panel), MC 336 (a 344 KB A block); a larger MC beat 168 by
+// about 5%. AVX2 runs on CPUs with 32 to 48 KB of L1D: its KC is read from the
+// cache size at run time, the B micro-panel taking half of L1D (256 on 32 KB).
+#if RECA_ISA_LEVEL == 1
+int64_t kc_target() {
+  static const int64_t kc = imax(128, imin(512, cache_sizes().l1d / 2 / (kNR * 4) / 8 * 8));
+  return kc;
+}
+#else
+int64_t kc_target() { return 256; }
+#endif
 constexpr int64_t kMC = kMR * 24;
 constexpr int64_t kNC = kNR * 32;
 // Below this many multiply-adds the packing does not pay: plain loops.
@@ -273,7 +283,7 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
   const int64_t lda = p.trans_a ? p.M : p.K, ldb = p.trans_b ? p.K : p.N, ldc = p.N;
   // K blocks of equal depth (1056 = 5 x ~212, not 4 x 256 + 32): a thin last
   // block would pay the C tile load/store for little work.
-  const int64_t k_blocks = (p.K + kKC - 1) / kKC;
+  const int64_t k_blocks = (p.K + kc_target() - 1) / kc_target();
   const int64_t kc_max = (p.K + k_blocks - 1) / k_blocks;
   const int64_t nc_max = (imin(kNC, n1 - n0) + kNR - 1) / kNR * kNR;
   const int64_t mc_max = (imin(kMC, m1 - m0) + kMR - 1) / kMR * kMR;

@@ -4,8 +4,9 @@
 //   ic over M in MC rows      -> pack op(A)[MC, KC] into MR-tall micro-panels (L2)
 //   jr over NR, ir over MR    -> microkernel: an MR x NR tile of C held in registers
 // Packing absorbs the transposes and zero-pads the edges, so the microkernel
-// never branches; only the final store is masked. Bias, accumulate and the
-// MLP's GELU (forward, or its derivative in the backward) are fused into that store. Threads own disjoint rectangles of C and run the full K loop
+// never branches; only the final store is masked. Bias and accumulate are fused
+// into that store; the MLP's GELU (forward, or its derivative in the backward)
+// runs on each finished MC x NC block of C while it is still in L2. Threads own disjoint rectangles of C and run the full K loop
 // there, so every element is computed by one task in a fixed order whatever the
 // thread count.
 #include "cpu/matmul.h"
@@ -194,8 +195,8 @@ void pack_b(float* dst, const float* B, int64_t ldb, bool trans, int64_t p0, int
 // What the final store of a tile does beyond C = sum (+ bias).
 enum class Epi { None, Gelu, GeluGrad };
 
-// The epilogue's other matrix at the tile's position (same row stride as C):
-// Gelu writes gelu(C) to out; GeluGrad stores gelu'(f) ⊙ sum to C.
+// The epilogue's other matrix (same shape as C): Gelu writes gelu(C) to out;
+// GeluGrad stores gelu'(f) ⊙ C to C.
 struct Epilogue {
   Epi kind = Epi::None;
   float* out = nullptr;
@@ -208,12 +209,10 @@ inline Vec apply_epi(Vec sum, const Epilogue& e, int64_t at, int n) {
   return sum;
 }
 
-// C[mr, nr] tile (row stride ldc) = (add ? C : 0) + Ap[kc][MR] · Bp[kc][NR] (+ bias[nr]),
-// then the epilogue (only passed with the last K block). Ap, Bp are packed panels;
-// mr <= MR, nr <= NR.
+// C[mr, nr] tile (row stride ldc) = (add ? C : 0) + Ap[kc][MR] · Bp[kc][NR] (+ bias[nr]).
+// Ap, Bp are packed panels; mr <= MR, nr <= NR.
 void microkernel(int64_t kc, const float* __restrict Ap, const float* __restrict Bp,
-                 float* C, int64_t ldc, int mr, int nr, bool add, const float* bias,
-                 const Epilogue& epi) {
+                 float* C, int64_t ldc, int mr, int nr, bool add, const float* bias) {
   Vec acc[kMR][kNV];
 #pragma GCC unroll 16
   for (int r = 0; r < kMR; ++r)
@@ -245,7 +244,6 @@ void microkernel(int64_t kc, const float* __restrict Ap, const float* __restrict
         Vec out = acc[r][v];
         if (add) out = Vec::load(c) + out;
         if (bias) out = out + bv[v];
-        if (epi.kind != Epi::None) out = apply_epi(out, epi, r * ldc + v * kW, kW);
         out.store(c);
       }
     return;
@@ -261,7 +259,6 @@ void microkernel(int64_t kc, const float* __restrict Ap, const float* __restrict
       Vec out = acc[r][v];
       if (add) out = Vec::load_tail(c, n) + out;
       if (bias) out = out + Vec::load_tail(bias + v * kW, n);
-      if (epi.kind != Epi::None) out = apply_epi(out, epi, r * ldc + v * kW, n);
       out.store_tail(c, n);
     }
   }
@@ -276,6 +273,19 @@ struct Problem {
   bool trans_a, trans_b, accumulate;
   Epilogue epi;  // whole-matrix pointers (row stride N)
 };
+
+// The epilogue over rows [i0, i0+mc) x columns [j0, j0+nc) of C, just finished
+// and still in L2. Run per block rather than in the microkernel's store: that
+// kept the tile loop lean and measured the same or better (fwd 0.93-1.00 vs
+// 0.89-0.99, bwd 1.21-1.38 vs 1.10-1.22 of the separate passes, Zen 4 under load).
+void epilogue_block(const Problem& p, int64_t i0, int64_t mc, int64_t j0, int64_t nc) {
+  for (int64_t i = i0; i < i0 + mc; ++i)
+    for (int64_t j = j0; j < j0 + nc; j += kW) {
+      const int n = static_cast<int>(imin(kW, j0 + nc - j));
+      const int64_t at = i * p.N + j;
+      apply_epi(Vec::load_tail(p.C + at, n), p.epi, at, n).store_tail(p.C + at, n);
+    }
+}
 
 // The blocked product over the rectangle rows [m0, m1) x columns [n0, n1) of C.
 void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -305,12 +315,10 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
           for (int64_t ir = 0; ir < mc; ir += kMR) {
             const int mr = static_cast<int>(imin(kMR, mc - ir));
             const int64_t at = (ic + ir) * ldc + jc + jr;
-            Epilogue e;
-            if (last && p.epi.kind != Epi::None)
-              e = {p.epi.kind, p.epi.out ? p.epi.out + at : nullptr, p.epi.f ? p.epi.f + at : nullptr};
-            microkernel(kc, Ap + ir * kc, Bp + jr * kc, p.C + at, ldc, mr, nr, add, bias, e);
+            microkernel(kc, Ap + ir * kc, Bp + jr * kc, p.C + at, ldc, mr, nr, add, bias);
           }
         }
+        if (last && p.epi.kind != Epi::None) epilogue_block(p, ic, mc, jc, nc);
       }
     }
   }
@@ -329,13 +337,7 @@ void gemm_direct(const Problem& p) {
       float& c = p.C[i * p.N + j];
       c = (p.accumulate ? c + s : s) + (p.bias ? p.bias[j] : 0.0f);
     }
-  if (p.epi.kind == Epi::None) return;
-  for (int64_t i = 0; i < p.M; ++i)
-    for (int64_t j = 0; j < p.N; j += kW) {
-      const int n = static_cast<int>(imin(kW, p.N - j));
-      const int64_t at = i * p.N + j;
-      apply_epi(Vec::load_tail(p.C + at, n), p.epi, at, n).store_tail(p.C + at, n);
-    }
+  if (p.epi.kind != Epi::None) epilogue_block(p, 0, p.M, 0, p.N);
 }
 
 void run(const Problem& p) {

@@ -3,8 +3,9 @@
 //   matmul          C[M,N] = (accumulate ? C : 0) + op(A)[M,K] · op(B)[K,N] + bias[N]
 //   linear_forward  y[M,out] = x[M,in] · W[out,in]ᵀ + b[out]          (SPEC §0 layout)
 //   linear_backward dx += dy·W ; dW += dyᵀ·x ; db += Σ_rows dy
-// and the MLP's GELU fused into the matmul's store (the tile still in registers,
-// no extra pass over memory; the same bits as the separate GELU kernels):
+// and the MLP's GELU fused into the matmul (applied to each finished block of C
+// while it is still in L2: no separate pass from memory; the same bits as the
+// separate GELU kernels):
 //   linear_gelu_forward   f = x·Wᵀ + b ; g = gelu(f)
 //   linear_backward_gelu  dxf = gelu'(f) ⊙ (dy·W) ; dW += dyᵀ·x ; db += Σ_rows dy
 //                         (x = gelu(f) fed this Linear; dxf is overwritten)

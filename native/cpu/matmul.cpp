@@ -192,7 +192,7 @@ void pack_b(float* dst, const float* B, int64_t ldb, bool trans, int64_t p0, int
   }
 }
 
-// What the final store of a tile does beyond C = sum (+ bias).
+// What the matmul does to each finished block of C beyond C = sum (+ bias).
 enum class Epi { None, Gelu, GeluGrad };
 
 // The epilogue's other matrix (same shape as C): Gelu writes gelu(C) to out;

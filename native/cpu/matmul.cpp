@@ -36,10 +36,13 @@ constexpr int kNR = kNV * kW;
 // AVX-512, measured on Zen 5 (48 KB L1D, 1 MB L2) and Zen 4 (32 KB L1D): KC 256
 // (a 32 KB B micro-panel), MC 336 (a 344 KB A block); a larger MC beat 168 by
 // about 5%. AVX2 runs on CPUs with 32 to 48 KB of L1D: its KC is read from the
-// cache size at run time, the B micro-panel taking half of L1D (256 on 32 KB).
+// cache size at run time, the B micro-panel taking 3/4 of L1D (384 on 32 KB, so
+// K = 1024 or 1056 is 3 blocks, not 4 or 5: on Zen 4 the K = 1024/1056 shapes went
+// from 0.84-1.03 to 0.91-1.05 of OpenBLAS at 1 thread, 0.75-1.25 to 1.00-1.41 at 2,
+// same-minutes A/B; half of L1D, the textbook share, was the slower one).
 #if RECA_ISA_LEVEL == 1
 int64_t kc_target() {
-  static const int64_t kc = imax(128, imin(512, cache_sizes().l1d / 2 / (kNR * 4) / 8 * 8));
+  static const int64_t kc = imax(128, imin(512, cache_sizes().l1d * 3 / 4 / (kNR * 4) / 8 * 8));
   return kc;
 }
 #else

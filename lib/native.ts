@@ -93,8 +93,10 @@ export interface KernelBenchRecord {
   gflops: number;
   gbps: number;
   peer?: { name: string; gflops: number };
-  /** ours / peer */
+  /** ours / peer: median over alternated (ours, peer) batch pairs */
   ratio?: number;
+  /** Quartiles [25%, 75%] of those pair ratios. */
+  ratioSpread?: [number, number];
   note?: string;
 }
 

@@ -256,6 +256,18 @@ describe('reca bench --suite all --quick', () => {
       for (const k of doc.kernels) {
         expect(['compute', 'memory']).toContain(k.bound);
         expect(k.fraction_of_peak).toBeGreaterThan(0);
+        if (k.ratio !== undefined) {
+          expect(k.ratioSpread![0]).toBeLessThanOrEqual(k.ratio);
+          expect(k.ratioSpread![1]).toBeGreaterThanOrEqual(k.ratio);
+        }
+      }
+      // The AVX2 path is measured too wherever the native path is wider.
+      if (doc.machine.isa === 'avx512') {
+        expect(run.stdout).toContain('## kernels on the AVX2 path');
+        expect(doc.kernels_avx2!.map((k) => k.name)).toEqual(doc.kernels.map((k) => k.name));
+        for (const k of doc.kernels_avx2!) expect(k.isa).toBe('avx2');
+      } else {
+        expect(doc.kernels_avx2).toBeNull();
       }
       // every mode × both tasks, each step's images/s consistent with its median time
       expect(doc.steps.map((s) => `${s.mode}/${s.task}`).sort()).toEqual(

@@ -79,6 +79,11 @@ export interface SuiteDocument {
   memcopy: MemcopyResult[];
   peak: { matmul_gflops: number; matmul_source: string; copy_gbps: number };
   kernels: KernelRecordWithPeak[];
+  /**
+   * The kernels again on the AVX2 path (RECA_CPU_ISA=avx2, its own process, OpenBLAS on its
+   * AVX2 kernels) when the native path is wider; null when the native path is AVX2 or lower.
+   */
+  kernels_avx2: KernelBenchRecord[] | null;
   steps: Array<StepBenchResult & { fraction_of_matmul_peak: number; pytorch?: TorchResult; paired?: Paired }>;
   inference: SampleBenchResult[];
   memory: Array<{
@@ -155,6 +160,29 @@ async function torchMemory(preset: Preset, threads: number): Promise<{ peak_rss_
   }
 }
 
+/**
+ * The kernel suite on the AVX2 path in a fresh process: RECA_CPU_ISA picks the path at
+ * start-up, and the OpenBLAS peer, which chooses its kernel set once when it loads,
+ * then loads its AVX2 (Haswell) set to match (native/bench/openblas_peer.h).
+ */
+function kernelsOnAvx2(threads: number, minSeconds: number): KernelBenchRecord[] {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-avx2-'));
+  try {
+    const file = path.join(dir, 'kernels.json');
+    const r = spawnSync(
+      process.execPath,
+      [CLI_PATH, 'bench', '--suite', 'kernels', '--threads', String(threads), '--min-seconds', String(minSeconds), '--json', file],
+      { encoding: 'utf8', timeout: 1800e3, env: { ...process.env, RECA_CPU_ISA: 'avx2' } },
+    );
+    if (r.status !== 0 || !fs.existsSync(file)) {
+      throw new RecaError('E_IO', `the AVX2 kernel run failed: ${(r.stderr || r.error?.message || '').trim()}`);
+    }
+    return (JSON.parse(fs.readFileSync(file, 'utf8')) as { records: KernelBenchRecord[] }).records;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Peak RSS and the engine's accounting of one preset's step, in a fresh process so peaks do not mix. */
 async function memoryOfPreset(preset: Preset, threads: number, withTorch: boolean): Promise<SuiteDocument['memory'][number]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-mem-'));
@@ -218,7 +246,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
 
     // -- kernels, each as a fraction of the measured peak
     const records = await bench.kernels({ threads, minSeconds: quick ? 0.005 : 0.25, withPeer: true });
-    const blas = records.filter((r) => r.peer).map((r) => r.peer!.gflops);
+    const blas = records.filter((r) => r.peer?.name === 'openblas').map((r) => r.peer!.gflops);
     const ourMatmul = records.filter((r) => r.name.startsWith('matmul')).map((r) => r.gflops);
     const peakGflops = blas.length ? Math.max(...blas) : Math.max(0, ...ourMatmul);
     const peakSource = blas.length ? 'best OpenBLAS SGEMM of this run' : 'best of our matmuls (OpenBLAS not found)';
@@ -231,11 +259,25 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
     });
     log(`\n## kernels (peak: ${fixed(peakGflops, 1)} GFLOP/s, ${peakSource}; copy ${fixed(copyGbps, 1)} GB/s)`);
     log(table(
-      [['name', 'shape', 'ms', 'GFLOP/s', 'GB/s', 'peer GFLOP/s', 'bound', 'of peak'],
+      [['name', 'shape', 'ms', 'GFLOP/s', 'GB/s', 'peer GFLOP/s', 'ratio', 'bound', 'of peak'],
         ...kernels.map((r) => [r.name, r.shape.join('x'), fixed(r.seconds * 1e3, 3), fixed(r.gflops, 1), fixed(r.gbps, 1),
-          r.peer ? fixed(r.peer.gflops, 1) : '-', r.bound, fixed(r.fraction_of_peak, 2)])],
-      [false, false, true, true, true, true, false, true],
+          r.peer ? fixed(r.peer.gflops, 1) : '-', r.ratio !== undefined && r.peer ? fixed(r.ratio, 2) : '-', r.bound,
+          fixed(r.fraction_of_peak, 2)])],
+      [false, false, true, true, true, true, true, false, true],
     ));
+
+    // -- the same kernels on the AVX2 path, when the native one is wider
+    const kernelsAvx2 = machine.isa === 'avx512' ? kernelsOnAvx2(threads, quick ? 0.005 : 0.25) : null;
+    if (kernelsAvx2) {
+      log('\n## kernels on the AVX2 path (RECA_CPU_ISA=avx2, own process; OpenBLAS on its AVX2 kernels; ratio = median of alternated pairs [quartiles])');
+      log(table(
+        [['name', 'shape', 'ms', 'GFLOP/s', 'peer', 'peer GFLOP/s', 'ratio', 'spread'],
+          ...kernelsAvx2.map((r) => [r.name, r.shape.join('x'), fixed(r.seconds * 1e3, 3), fixed(r.gflops, 1), r.peer?.name ?? '-',
+            r.peer ? fixed(r.peer.gflops, 1) : '-', r.ratio !== undefined && r.peer ? fixed(r.ratio, 2) : '-',
+            r.ratioSpread ? `${fixed(r.ratioSpread[0], 2)}–${fixed(r.ratioSpread[1], 2)}` : '-'])],
+        [false, false, true, true, false, true, true, false],
+      ));
+    }
 
     // -- whole training steps, each beside PyTorch's (alternated, see pairedStep)
     const stepCount = quick ? 1 : 5;
@@ -414,6 +456,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
       memcopy,
       peak: { matmul_gflops: peakGflops, matmul_source: peakSource, copy_gbps: copyGbps },
       kernels,
+      kernels_avx2: kernelsAvx2,
       steps,
       inference,
       memory,

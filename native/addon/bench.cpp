@@ -37,6 +37,10 @@ class BenchJob : public EngineWorker::Job {
         peer.Set("gflops", Napi::Number::New(env, r.peer_gflops));
         rec.Set("peer", peer);
         rec.Set("ratio", Napi::Number::New(env, r.ratio));
+        Napi::Array spread = Napi::Array::New(env, 2);
+        spread.Set(0u, Napi::Number::New(env, r.ratio_lo));
+        spread.Set(1u, Napi::Number::New(env, r.ratio_hi));
+        rec.Set("ratioSpread", spread);
       }
       if (!r.note.empty()) rec.Set("note", r.note);
       out.Set(static_cast<uint32_t>(i), rec);

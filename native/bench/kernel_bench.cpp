@@ -49,9 +49,11 @@ struct Case {
   double flops = 0;
   double bytes = 0;
   std::function<void()> run;
-  // Peer seconds per call at `threads` (empty when there is no peer).
-  std::function<double(int threads, double min_seconds)> peer;
+  // Builds the peer's call on its own inputs (empty when there is no peer).
+  std::function<std::function<void()>()> peer;
   std::string note;
+  // "openblas" (needs the library), or "separate": our own unfused passes.
+  std::string peer_name = "openblas";
 };
 
 // The `small` preset (SPEC §1) at micro-batch 8: tokens per sample =
@@ -72,9 +74,7 @@ void add_matmul_cases(std::vector<Case>& cases) {
                           {"mlp.fc2", kMlp, kWidth},
                           {"head_img", kWidth, kCodebook}};
   auto peer = [](int64_t M, int64_t N, int64_t K, bool ta, bool tb, bool acc) {
-    return [=](int threads, double min_seconds) {
-      return openblas_sgemm_seconds(M, N, K, ta, tb, threads, acc, min_seconds);
-    };
+    return [=] { return openblas_sgemm_runner(M, N, K, ta, tb, acc); };
   };
   uint64_t seed = 100;
   for (const Layer& l : layers) {
@@ -100,6 +100,47 @@ void add_matmul_cases(std::vector<Case>& cases) {
     cases.push_back({base + ".bwd_weight", {M, in, out}, flops, 4.0 * (M * out + M * in + 2 * out * in),
                      [=] { cpu::matmul(dW->data(), dy->data(), x->data(), nullptr, out, in, M, true, false, true); },
                      peer(out, in, M, true, false, true), ""});
+  }
+  {
+    // The MLP's GELU fused into the matmul store, beside the separate passes it
+    // replaces (matmul, then GELU; the backward also zeroes two buffers).
+    const int64_t M = kRows, in = kWidth, H = kMlp;
+    auto x = std::make_shared<std::vector<float>>(random_buffer(M * in, ++seed));
+    auto W1 = std::make_shared<std::vector<float>>(random_buffer(H * in, ++seed));
+    auto b1 = std::make_shared<std::vector<float>>(random_buffer(H, ++seed));
+    auto f = std::make_shared<std::vector<float>>(M * H), g = std::make_shared<std::vector<float>>(M * H);
+    auto dg = std::make_shared<std::vector<float>>(M * H), df = std::make_shared<std::vector<float>>(M * H);
+    auto W2 = std::make_shared<std::vector<float>>(random_buffer(in * H, ++seed));
+    auto dy = std::make_shared<std::vector<float>>(random_buffer(M * in, ++seed));
+    const double flops = 2.0 * M * in * H;
+    Case fwd{"matmul.mlp.fc1_gelu.fwd", {M, in, H}, flops, 4.0 * (M * in + H * in + H + 2 * M * H),
+             [=] { cpu::linear_gelu_forward(f->data(), g->data(), x->data(), W1->data(), b1->data(), M, in, H); },
+             [=] {
+               return std::function<void()>([=] {
+                 cpu::linear_forward(f->data(), x->data(), W1->data(), b1->data(), M, in, H);
+                 cpu::gelu_forward(g->data(), f->data(), nullptr, M, H);
+               });
+             },
+             "fused bias+GELU store; peer: linear_forward then gelu_forward"};
+    fwd.peer_name = "separate";
+    cases.push_back(fwd);
+    // df = gelu'(f) ⊙ (dy·W2): the data gradient of fc2 [H -> in] through the GELU.
+    Case bwd{"matmul.mlp.fc2_gelu.bwd_data", {M, H, in}, flops, 4.0 * (M * in + in * H + 2 * M * H),
+             [=] {
+               cpu::linear_backward_gelu(df->data(), nullptr, nullptr, dy->data(), g->data(), W2->data(), f->data(),
+                                         M, H, in);
+             },
+             [=] {
+               return std::function<void()>([=] {
+                 std::fill(dg->begin(), dg->end(), 0.0f);
+                 cpu::matmul(dg->data(), dy->data(), W2->data(), nullptr, M, H, in, false, false, true);
+                 std::fill(df->begin(), df->end(), 0.0f);
+                 cpu::gelu_backward(df->data(), nullptr, f->data(), nullptr, dg->data(), M, H);
+               });
+             },
+             "fused GELU-derivative store; peer: zero, matmul, zero, gelu_backward"};
+    bwd.peer_name = "separate";
+    cases.push_back(bwd);
   }
   const int64_t S = 1024;
   auto A = std::make_shared<std::vector<float>>(random_buffer(S * S, ++seed));
@@ -284,18 +325,62 @@ struct ThreadCountGuard {
 
 }  // namespace
 
-double median_seconds_per_call(const std::function<void()>& fn, double min_seconds) {
+namespace {
+// Warm-up, then the calls per batch that make a batch last about batch_target.
+int64_t calibrate_reps(const std::function<void()>& fn, double batch_target) {
   fn();  // warm-up: caches, page faults, pool wake-up
-  // Calls per batch: enough for a batch to last about min_seconds / 8.
-  const double batch_target = std::max(min_seconds / 8, 1e-4);
   int64_t reps = 1;
   for (;;) {
     const auto t0 = Clock::now();
     for (int64_t i = 0; i < reps; ++i) fn();
     const double dt = seconds_since(t0);
-    if (dt >= batch_target || reps >= (int64_t(1) << 30)) break;
+    if (dt >= batch_target || reps >= (int64_t(1) << 30)) return reps;
     reps = dt <= 0 ? reps * 16 : std::max(reps + 1, static_cast<int64_t>(reps * batch_target / dt * 1.2));
   }
+}
+
+double batch_seconds_per_call(const std::function<void()>& fn, int64_t reps) {
+  const auto t0 = Clock::now();
+  for (int64_t i = 0; i < reps; ++i) fn();
+  return seconds_since(t0) / reps;
+}
+
+// The q-quantile (0..1) of v, nearest rank; sorts v.
+double quantile(std::vector<double>& v, double q) {
+  std::sort(v.begin(), v.end());
+  return v[static_cast<size_t>(q * (v.size() - 1) + 0.5)];
+}
+}  // namespace
+
+PairedTiming paired_seconds_per_call(const std::function<void()>& ours, const std::function<void()>& peer,
+                                     double min_seconds, double settle_seconds) {
+  const double batch_target = std::max(min_seconds / 8, 1e-4);
+  const int64_t reps_ours = calibrate_reps(ours, batch_target);
+  const int64_t reps_peer = calibrate_reps(peer, batch_target);
+  std::vector<double> t_ours, t_peer, ratios;
+  double total = 0;
+  while (ratios.size() < 7 || (total < 2 * min_seconds && ratios.size() < 400)) {
+    const double a = batch_seconds_per_call(ours, reps_ours);
+    const double b = batch_seconds_per_call(peer, reps_peer);
+    if (settle_seconds > 0) std::this_thread::sleep_for(std::chrono::duration<double>(settle_seconds));
+    total += a * reps_ours + b * reps_peer;
+    t_ours.push_back(a);
+    t_peer.push_back(b);
+    ratios.push_back(b / a);
+  }
+  PairedTiming r;
+  r.ours_seconds = quantile(t_ours, 0.5);
+  r.peer_seconds = quantile(t_peer, 0.5);
+  r.ratio = quantile(ratios, 0.5);
+  r.ratio_lo = quantile(ratios, 0.25);
+  r.ratio_hi = quantile(ratios, 0.75);
+  return r;
+}
+
+double median_seconds_per_call(const std::function<void()>& fn, double min_seconds) {
+  // Calls per batch: enough for a batch to last about min_seconds / 8.
+  const double batch_target = std::max(min_seconds / 8, 1e-4);
+  const int64_t reps = calibrate_reps(fn, batch_target);
   std::vector<double> per_call;
   double total = 0;
   while (per_call.size() < 5 || (total < min_seconds && per_call.size() < 1000)) {
@@ -329,20 +414,26 @@ std::vector<KernelBenchRecord> run_kernel_bench(const KernelBenchOptions& opts) 
     r.isa = isa_name(active_isa());
     r.threads = threads;
     r.note = c.note;
-    r.seconds = median_seconds_per_call(c.run, opts.min_seconds);
+    const bool own_peer = c.peer && c.peer_name != "openblas";
+    if (c.peer && (peer_ok || own_peer)) {
+      if (!own_peer) openblas_set_threads(threads);
+      // OpenBLAS workers spin for a while after a call; let them settle so they
+      // do not steal cycles from our next batch.
+      const PairedTiming t =
+          paired_seconds_per_call(c.run, c.peer(), opts.min_seconds, threads > 1 && !own_peer ? 0.1 : 0);
+      r.seconds = t.ours_seconds;
+      r.peer_name = c.peer_name;
+      r.peer_gflops = c.flops / t.peer_seconds * 1e-9;
+      r.ratio = t.ratio;
+      r.ratio_lo = t.ratio_lo;
+      r.ratio_hi = t.ratio_hi;
+    } else {
+      r.seconds = median_seconds_per_call(c.run, opts.min_seconds);
+      if (c.peer && opts.with_peer)
+        r.note += std::string(r.note.empty() ? "" : "; ") + "no peer: " + openblas_peer().error;
+    }
     r.gflops = c.flops / r.seconds * 1e-9;
     r.gbps = c.bytes / r.seconds * 1e-9;
-    if (c.peer && peer_ok) {
-      const double ps = c.peer(threads, opts.min_seconds);
-      r.peer_name = "openblas";
-      r.peer_gflops = c.flops / ps * 1e-9;
-      r.ratio = r.peer_gflops > 0 ? r.gflops / r.peer_gflops : 0;
-      // OpenBLAS workers spin for a while after a call; let them settle so they
-      // do not steal cycles from the next measurement.
-      std::this_thread::sleep_for(std::chrono::milliseconds(threads > 1 ? 200 : 0));
-    } else if (c.peer && opts.with_peer) {
-      r.note += std::string(r.note.empty() ? "" : "; ") + "no peer: " + openblas_peer().error;
-    }
     out.push_back(std::move(r));
   }
   return out;

@@ -3,11 +3,13 @@
 #include <dlfcn.h>
 
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <vector>
 
 #include "bench/kernel_bench.h"
+#include "core/cpu_features.h"
 #include "core/error.h"
 
 namespace reca::bench {
@@ -38,6 +40,7 @@ class HiddenEnv {
   }
   ~HiddenEnv() {
     if (had_) setenv(name_, value_.c_str(), 1);
+    else unsetenv(name_);
   }
 
  private:
@@ -53,6 +56,11 @@ Loaded load() {
   {
     // OpenBLAS reads these once, while it loads.
     HiddenEnv core("OPENBLAS_CORETYPE"), l2("OPENBLAS_L2_SIZE");
+    // Like for like: when our AVX2 path runs on a wider CPU, the peer runs its
+    // AVX2 (Haswell) kernels too. RECA_PEER_OPENBLAS_CORETYPE picks any other set.
+    const char* want = std::getenv("RECA_PEER_OPENBLAS_CORETYPE");
+    if (!want && active_isa() == Isa::Avx2 && detected_isa() == Isa::Avx512) want = "Haswell";
+    if (want && *want) setenv("OPENBLAS_CORETYPE", want, 1);
     for (const char* name : {"libopenblas.so.0", "libopenblas.so"}) {
       handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
       if (handle) {
@@ -107,19 +115,23 @@ void openblas_sgemm(float* C, const float* A, const float* B, int64_t M, int64_t
           accumulate ? 1.0f : 0.0f, C, static_cast<int>(N));
 }
 
-double openblas_sgemm_seconds(int64_t M, int64_t N, int64_t K, bool trans_a, bool trans_b,
-                              int threads, bool accumulate, double min_seconds) {
+std::function<void()> openblas_sgemm_runner(int64_t M, int64_t N, int64_t K, bool trans_a,
+                                            bool trans_b, bool accumulate) {
   require();
-  openblas_set_threads(threads);
   std::mt19937_64 gen(1234);
   std::uniform_real_distribution<float> u(0.1f, 1.0f);
-  std::vector<float> A(M * K), B(K * N), C(M * N);
-  for (auto& v : A) v = gen() & 1 ? u(gen) : -u(gen);
-  for (auto& v : B) v = gen() & 1 ? u(gen) : -u(gen);
-  for (auto& v : C) v = u(gen);
-  return median_seconds_per_call(
-      [&] { openblas_sgemm(C.data(), A.data(), B.data(), M, N, K, trans_a, trans_b, accumulate); },
-      min_seconds);
+  auto A = std::make_shared<std::vector<float>>(M * K), B = std::make_shared<std::vector<float>>(K * N),
+       C = std::make_shared<std::vector<float>>(M * N);
+  for (auto& v : *A) v = gen() & 1 ? u(gen) : -u(gen);
+  for (auto& v : *B) v = gen() & 1 ? u(gen) : -u(gen);
+  for (auto& v : *C) v = u(gen);
+  return [=] { openblas_sgemm(C->data(), A->data(), B->data(), M, N, K, trans_a, trans_b, accumulate); };
+}
+
+double openblas_sgemm_seconds(int64_t M, int64_t N, int64_t K, bool trans_a, bool trans_b,
+                              int threads, bool accumulate, double min_seconds) {
+  openblas_set_threads(threads);
+  return median_seconds_per_call(openblas_sgemm_runner(M, N, K, trans_a, trans_b, accumulate), min_seconds);
 }
 
 }  // namespace reca::bench

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <string>
 
+#include <unistd.h>
+
 #include "core/error.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -103,6 +105,18 @@ void set_active_isa(Isa isa) {
 const char* isa_env_warning() {
   active_slot();  // make sure the environment was read
   return g_env_warning.c_str();
+}
+
+const CacheSizes& cache_sizes() {
+  static const CacheSizes sizes = [] {
+    auto level = [](int name, long fallback) {
+      const long v = sysconf(name);
+      return v > 0 ? v : fallback;
+    };
+    return CacheSizes{level(_SC_LEVEL1_DCACHE_SIZE, 32L << 10), level(_SC_LEVEL2_CACHE_SIZE, 1L << 20),
+                      level(_SC_LEVEL3_CACHE_SIZE, 8L << 20)};
+  }();
+  return sizes;
 }
 
 }  // namespace reca

@@ -16,4 +16,11 @@ void set_active_isa(Isa isa);
 // Set when RECA_CPU_ISA asked for something unusable; empty otherwise.
 const char* isa_env_warning();
 
+// Data cache sizes in bytes (L1d and L2 per core, L3 shared), read once from the
+// OS; a level it does not report reads as a common size (32 KiB, 1 MiB, 8 MiB).
+struct CacheSizes {
+  long l1d, l2, l3;
+};
+const CacheSizes& cache_sizes();
+
 }  // namespace reca

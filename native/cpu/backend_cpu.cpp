@@ -105,6 +105,15 @@ class CpuBackend final : public Backend {
                        const float* W, int64_t M, int64_t in, int64_t out) override {
     cpu::linear_backward(dx, dW, db, dy, x, W, M, in, out);
   }
+  void linear_gelu_forward(float* f, float* g, const float* x, const float* W, const float* b,
+                           int64_t M, int64_t in, int64_t out) override {
+    cpu::linear_gelu_forward(f, g, x, W, b, M, in, out);
+  }
+  void linear_backward_gelu(float* dxf, float* dW, float* db, const float* dy, const float* x,
+                            const float* W, const float* f, int64_t M, int64_t in,
+                            int64_t out) override {
+    cpu::linear_backward_gelu(dxf, dW, db, dy, x, W, f, M, in, out);
+  }
   void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
                          const float* b, int64_t rows, int64_t C) override {
     cpu::layernorm_forward(y, mean, rstd, x, w, b, rows, C);

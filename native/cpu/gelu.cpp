@@ -1,12 +1,10 @@
 #include "cpu/gelu.h"
 
 #include "core/threadpool.h"
-#include "cpu/simd.h"
+#include "cpu/gelu_vec.h"
 
 namespace reca::cpu::RECA_ISA_NS {
 namespace {
-constexpr float kSqrt2OverPi = 0.7978845608028654f;
-constexpr float kCubic = 0.044715f;
 // Columns per backward task: every task owns whole columns, so the bias
 // reduction over rows has one fixed order whatever the thread count.
 constexpr int64_t kColBlock = 64;
@@ -14,8 +12,6 @@ constexpr int64_t kColBlock = 64;
 
 void gelu_forward(float* y, const float* x, const float* bias, int64_t rows, int64_t cols) {
   parallel_for(rows, imax(1, 16384 / imax(cols, 1)), [&](int64_t r0, int64_t r1) {
-    const Vec half = Vec::set1(0.5f), one = Vec::set1(1.0f);
-    const Vec k0 = Vec::set1(kSqrt2OverPi), k1 = Vec::set1(kCubic);
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x + r * cols;
       float* yr = y + r * cols;
@@ -23,8 +19,7 @@ void gelu_forward(float* y, const float* x, const float* bias, int64_t rows, int
         const int n = static_cast<int>(imin(Vec::W, cols - c));
         Vec v = Vec::load_tail(xr + c, n);
         if (bias) v = v + Vec::load_tail(bias + c, n);
-        const Vec inner = k0 * fmadd(k1 * v * v, v, v);
-        (half * v * (one + vtanh(inner))).store_tail(yr + c, n);
+        gelu_vec(v).store_tail(yr + c, n);
       }
     }
   });
@@ -35,8 +30,6 @@ void gelu_backward(float* dx, float* dbias, const float* x, const float* bias, c
   constexpr int kVecs = static_cast<int>(kColBlock / Vec::W);
   const int64_t blocks = (cols + kColBlock - 1) / kColBlock;
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-    const Vec half = Vec::set1(0.5f), one = Vec::set1(1.0f);
-    const Vec k0 = Vec::set1(kSqrt2OverPi), k1 = Vec::set1(kCubic), k3 = Vec::set1(3.0f * kCubic);
     for (int64_t blk = b0; blk < b1; ++blk) {
       // Row by row over the block's whole width: each row is one contiguous run of
       // kColBlock floats (walking one vector column down all rows touched a new
@@ -56,11 +49,7 @@ void gelu_backward(float* dx, float* dbias, const float* x, const float* bias, c
           if (n[v] == 0) break;
           const int64_t o = at + v * Vec::W;
           const Vec xv = Vec::load_tail(x + o, n[v]) + b[v];
-          const Vec t = vtanh(k0 * fmadd(k1 * xv * xv, xv, xv));
-          // d/dv [0.5 v (1 + t)] = 0.5 (1 + t) + 0.5 v (1 - t²) k0 (1 + 3 k1 v²)
-          const Vec dt = (one - t * t) * k0 * fmadd(k3, xv * xv, one);
-          const Vec grad = half * fmadd(xv, dt, one + t);
-          const Vec g = grad * Vec::load_tail(dy + o, n[v]);
+          const Vec g = gelu_grad_vec(xv) * Vec::load_tail(dy + o, n[v]);
           (Vec::load_tail(dx + o, n[v]) + g).store_tail(dx + o, n[v]);
           acc[v] = acc[v] + g;
         }

@@ -5,15 +5,17 @@
 //   jr over NR, ir over MR    -> microkernel: an MR x NR tile of C held in registers
 // Packing absorbs the transposes and zero-pads the edges, so the microkernel
 // never branches; only the final store is masked. Bias and accumulate are fused
-// into that store. Threads own disjoint rectangles of C and run the full K loop
+// into that store; the MLP's GELU (forward, or its derivative in the backward)
+// runs on each finished MC x NC block of C while it is still in L2. Threads own disjoint rectangles of C and run the full K loop
 // there, so every element is computed by one task in a fixed order whatever the
 // thread count.
 #include "cpu/matmul.h"
 
 #include <stdlib.h>
 
+#include "core/cpu_features.h"
 #include "core/threadpool.h"
-#include "cpu/simd.h"
+#include "cpu/gelu_vec.h"
 
 namespace reca::cpu::RECA_ISA_NS {
 namespace {
@@ -31,9 +33,21 @@ constexpr int kW = Vec::W;
 constexpr int kNR = kNV * kW;
 // Cache blocking: a KC x NR B micro-panel stays in L1 while the MC x KC A block
 // streams from L2; the KC x NC B panel is reused across every A block.
-// Measured on Zen 5 (48 KB L1D, 1 MB L2): KC 256 (a 32 KB B micro-panel), MC
-// 336 (a 344 KB A block); a larger MC beat 168 by about 5%.
-constexpr int64_t kKC = 256;
+// AVX-512, measured on Zen 5 (48 KB L1D, 1 MB L2) and Zen 4 (32 KB L1D): KC 256
+// (a 32 KB B micro-panel), MC 336 (a 344 KB A block); a larger MC beat 168 by
+// about 5%. AVX2 runs on CPUs with 32 to 48 KB of L1D: its KC is read from the
+// cache size at run time, the B micro-panel taking 3/4 of L1D (384 on 32 KB, so
+// K = 1024 or 1056 is 3 blocks, not 4 or 5: on Zen 4 the K = 1024/1056 shapes went
+// from 0.84-1.03 to 0.91-1.05 of OpenBLAS at 1 thread, 0.75-1.25 to 1.00-1.41 at 2,
+// same-minutes A/B; half of L1D, the textbook share, was the slower one).
+#if RECA_ISA_LEVEL == 1
+int64_t kc_target() {
+  static const int64_t kc = imax(128, imin(512, cache_sizes().l1d * 3 / 4 / (kNR * 4) / 8 * 8));
+  return kc;
+}
+#else
+int64_t kc_target() { return 256; }
+#endif
 constexpr int64_t kMC = kMR * 24;
 constexpr int64_t kNC = kNR * 32;
 // Below this many multiply-adds the packing does not pay: plain loops.
@@ -181,6 +195,23 @@ void pack_b(float* dst, const float* B, int64_t ldb, bool trans, int64_t p0, int
   }
 }
 
+// What the matmul does to each finished block of C beyond C = sum (+ bias).
+enum class Epi { None, Gelu, GeluGrad };
+
+// The epilogue's other matrix (same shape as C): Gelu writes gelu(C) to out;
+// GeluGrad stores gelu'(f) ⊙ C to C.
+struct Epilogue {
+  Epi kind = Epi::None;
+  float* out = nullptr;
+  const float* f = nullptr;
+};
+
+inline Vec apply_epi(Vec sum, const Epilogue& e, int64_t at, int n) {
+  if (e.kind == Epi::Gelu) gelu_vec(sum).store_tail(e.out + at, n);
+  if (e.kind == Epi::GeluGrad) return sum * gelu_grad_vec(Vec::load_tail(e.f + at, n));
+  return sum;
+}
+
 // C[mr, nr] tile (row stride ldc) = (add ? C : 0) + Ap[kc][MR] · Bp[kc][NR] (+ bias[nr]).
 // Ap, Bp are packed panels; mr <= MR, nr <= NR.
 void microkernel(int64_t kc, const float* __restrict Ap, const float* __restrict Bp,
@@ -243,7 +274,21 @@ struct Problem {
   const float* bias;
   int64_t M, N, K;
   bool trans_a, trans_b, accumulate;
+  Epilogue epi;  // whole-matrix pointers (row stride N)
 };
+
+// The epilogue over rows [i0, i0+mc) x columns [j0, j0+nc) of C, just finished
+// and still in L2. Run per block rather than in the microkernel's store: that
+// kept the tile loop lean and measured the same or better (fwd 0.93-1.00 vs
+// 0.89-0.99, bwd 1.21-1.38 vs 1.10-1.22 of the separate passes, Zen 4 under load).
+void epilogue_block(const Problem& p, int64_t i0, int64_t mc, int64_t j0, int64_t nc) {
+  for (int64_t i = i0; i < i0 + mc; ++i)
+    for (int64_t j = j0; j < j0 + nc; j += kW) {
+      const int n = static_cast<int>(imin(kW, j0 + nc - j));
+      const int64_t at = i * p.N + j;
+      apply_epi(Vec::load_tail(p.C + at, n), p.epi, at, n).store_tail(p.C + at, n);
+    }
+}
 
 // The blocked product over the rectangle rows [m0, m1) x columns [n0, n1) of C.
 void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
@@ -251,7 +296,7 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
   const int64_t lda = p.trans_a ? p.M : p.K, ldb = p.trans_b ? p.K : p.N, ldc = p.N;
   // K blocks of equal depth (1056 = 5 x ~212, not 4 x 256 + 32): a thin last
   // block would pay the C tile load/store for little work.
-  const int64_t k_blocks = (p.K + kKC - 1) / kKC;
+  const int64_t k_blocks = (p.K + kc_target() - 1) / kc_target();
   const int64_t kc_max = (p.K + k_blocks - 1) / k_blocks;
   const int64_t nc_max = (imin(kNC, n1 - n0) + kNR - 1) / kNR * kNR;
   const int64_t mc_max = (imin(kMC, m1 - m0) + kMR - 1) / kMR * kMR;
@@ -272,10 +317,11 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
           const float* bias = last && p.bias ? p.bias + jc + jr : nullptr;
           for (int64_t ir = 0; ir < mc; ir += kMR) {
             const int mr = static_cast<int>(imin(kMR, mc - ir));
-            microkernel(kc, Ap + ir * kc, Bp + jr * kc, p.C + (ic + ir) * ldc + jc + jr, ldc,
-                        mr, nr, add, bias);
+            const int64_t at = (ic + ir) * ldc + jc + jr;
+            microkernel(kc, Ap + ir * kc, Bp + jr * kc, p.C + at, ldc, mr, nr, add, bias);
           }
         }
+        if (last && p.epi.kind != Epi::None) epilogue_block(p, ic, mc, jc, nc);
       }
     }
   }
@@ -294,15 +340,12 @@ void gemm_direct(const Problem& p) {
       float& c = p.C[i * p.N + j];
       c = (p.accumulate ? c + s : s) + (p.bias ? p.bias[j] : 0.0f);
     }
+  if (p.epi.kind != Epi::None) epilogue_block(p, 0, p.M, 0, p.N);
 }
 
-}  // namespace
-
-// C[M,N] = (accumulate ? C : 0) + op(A)[M,K] · op(B)[K,N] + bias[N]
-void matmul(float* C, const float* A, const float* B, const float* bias, int64_t M, int64_t N,
-            int64_t K, bool trans_a, bool trans_b, bool accumulate) {
+void run(const Problem& p) {
+  const int64_t M = p.M, N = p.N, K = p.K;
   if (M <= 0 || N <= 0) return;
-  const Problem p{C, A, B, bias, M, N, K, trans_a, trans_b, accumulate};
   if (K <= 0 || M * N * K < kDirectFlops) {
     gemm_direct(p);
     return;
@@ -336,35 +379,66 @@ void matmul(float* C, const float* A, const float* B, const float* bias, int64_t
   });
 }
 
+}  // namespace
+
+// C[M,N] = (accumulate ? C : 0) + op(A)[M,K] · op(B)[K,N] + bias[N]
+void matmul(float* C, const float* A, const float* B, const float* bias, int64_t M, int64_t N,
+            int64_t K, bool trans_a, bool trans_b, bool accumulate) {
+  run({C, A, B, bias, M, N, K, trans_a, trans_b, accumulate, {}});
+}
+
 // y[M,out] = x[M,in] · W[out,in]ᵀ + b[out]
 void linear_forward(float* y, const float* x, const float* W, const float* b, int64_t M,
                     int64_t in, int64_t out) {
   matmul(y, x, W, b, M, out, in, false, true, false);
 }
 
+namespace {
+// db[out] += Σ_rows dy[M,out]. Each task owns whole columns, so the row sum has
+// one fixed order.
+void bias_grad(float* db, const float* dy, int64_t M, int64_t out) {
+  constexpr int64_t kColBlock = 64;
+  const int64_t blocks = (out + kColBlock - 1) / kColBlock;
+  parallel_for(blocks, imax(1, 65536 / imax(1, M * kColBlock)), [&](int64_t b0, int64_t b1) {
+    for (int64_t c0 = b0 * kColBlock; c0 < imin(b1 * kColBlock, out); c0 += kW) {
+      const int n = static_cast<int>(imin(kW, out - c0));
+      Vec acc = Vec::zero();
+      for (int64_t r = 0; r < M; ++r) acc = acc + Vec::load_tail(dy + r * out + c0, n);
+      (Vec::load_tail(db + c0, n) + acc).store_tail(db + c0, n);
+    }
+  });
+}
+}  // namespace
+
 // dx[M,in] += dy[M,out]·W[out,in] ; dW[out,in] += dyᵀ·x[M,in] ; db[out] += Σ_rows dy
 void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
                      const float* W, int64_t M, int64_t in, int64_t out) {
   if (dx) matmul(dx, dy, W, nullptr, M, in, out, false, false, true);
   if (dW) matmul(dW, dy, x, nullptr, out, in, M, true, false, true);
-  if (db) {
-    // Each task owns whole columns, so the row sum has one fixed order.
-    constexpr int64_t kColBlock = 64;
-    const int64_t blocks = (out + kColBlock - 1) / kColBlock;
-    parallel_for(blocks, imax(1, 65536 / imax(1, M * kColBlock)), [&](int64_t b0, int64_t b1) {
-      for (int64_t c0 = b0 * kColBlock; c0 < imin(b1 * kColBlock, out); c0 += kW) {
-        const int n = static_cast<int>(imin(kW, out - c0));
-        Vec acc = Vec::zero();
-        for (int64_t r = 0; r < M; ++r) acc = acc + Vec::load_tail(dy + r * out + c0, n);
-        (Vec::load_tail(db + c0, n) + acc).store_tail(db + c0, n);
-      }
-    });
-  }
+  if (db) bias_grad(db, dy, M, out);
+}
+
+// f[M,out] = x·Wᵀ + b ; g = gelu(f)
+void linear_gelu_forward(float* f, float* g, const float* x, const float* W, const float* b,
+                         int64_t M, int64_t in, int64_t out) {
+  run({f, x, W, b, M, out, in, false, true, false, {Epi::Gelu, g, nullptr}});
+}
+
+// dxf[M,in] = gelu'(f) ⊙ (dy·W) ; dW += dyᵀ·x ; db += Σ_rows dy
+void linear_backward_gelu(float* dxf, float* dW, float* db, const float* dy, const float* x,
+                          const float* W, const float* f, int64_t M, int64_t in, int64_t out) {
+  run({dxf, dy, W, nullptr, M, in, out, false, false, false, {Epi::GeluGrad, nullptr, f}});
+  if (dW) matmul(dW, dy, x, nullptr, out, in, M, true, false, true);
+  if (db) bias_grad(db, dy, M, out);
 }
 
 }  // namespace reca::cpu::RECA_ISA_NS
 
 #if RECA_ISA_LEVEL == 0
+#include <vector>
+
+#include "cpu/gelu.h"
+
 namespace reca::cpu::ref {
 
 template <class T>
@@ -395,6 +469,21 @@ void linear_backward(T* dx, T* dW, T* db, const T* dy, const T* x, const T* W, i
       for (int64_t c = 0; c < out; ++c) db[c] += dy[r * out + c];
 }
 
+template <class T>
+void linear_gelu_forward(T* f, T* g, const T* x, const T* W, const T* b, int64_t M, int64_t in, int64_t out) {
+  linear_forward(f, x, W, b, M, in, out);
+  gelu_forward(g, f, static_cast<const T*>(nullptr), M, out);
+}
+
+template <class T>
+void linear_backward_gelu(T* dxf, T* dW, T* db, const T* dy, const T* x, const T* W, const T* f, int64_t M,
+                          int64_t in, int64_t out) {
+  std::vector<T> dg(static_cast<size_t>(M * in), T(0));
+  linear_backward(dg.data(), dW, db, dy, x, W, M, in, out);
+  for (int64_t i = 0; i < M * in; ++i) dxf[i] = T(0);
+  gelu_backward(dxf, static_cast<T*>(nullptr), f, static_cast<const T*>(nullptr), dg.data(), M, in);
+}
+
 }  // namespace reca::cpu::ref
 
 RECA_INSTANTIATE_REF(RECA_MATMUL_FNS)
@@ -411,6 +500,14 @@ void linear_forward(float* y, const float* x, const float* W, const float* b, in
 void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
                      const float* W, int64_t M, int64_t in, int64_t out) {
   RECA_DISPATCH(linear_backward, dx, dW, db, dy, x, W, M, in, out);
+}
+void linear_gelu_forward(float* f, float* g, const float* x, const float* W, const float* b,
+                         int64_t M, int64_t in, int64_t out) {
+  RECA_DISPATCH(linear_gelu_forward, f, g, x, W, b, M, in, out);
+}
+void linear_backward_gelu(float* dxf, float* dW, float* db, const float* dy, const float* x,
+                          const float* W, const float* f, int64_t M, int64_t in, int64_t out) {
+  RECA_DISPATCH(linear_backward_gelu, dxf, dW, db, dy, x, W, f, M, in, out);
 }
 }  // namespace reca::cpu
 #endif

@@ -88,9 +88,28 @@ struct Vec {
   static Vec zero() { return {_mm256_setzero_ps()}; }
   static Vec set1(float x) { return {_mm256_set1_ps(x)}; }
   static Vec load(const float* p) { return {_mm256_loadu_ps(p)}; }
-  static Vec load_tail(const float* p, int n) { return {_mm256_maskload_ps(p, tail_mask(n))}; }
+  static Vec load_tail(const float* p, int n) {
+    return {n >= W ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, tail_mask(n))};
+  }
   void store(float* p) const { _mm256_storeu_ps(p, v); }
-  void store_tail(float* p, int n) const { _mm256_maskstore_ps(p, tail_mask(n), v); }
+  // Plain 16/8/4-byte stores, not vmaskmovps: AMD cores up to Zen 4 run a masked
+  // store as a slow microcoded sequence (it made the A packing of a 6-row matmul
+  // panel cost a quarter of the multiply itself).
+  void store_tail(float* p, int n) const {
+    if (n >= W) return store(p);
+    __m128 x = _mm256_castps256_ps128(v);
+    if (n & 4) {
+      _mm_storeu_ps(p, x);
+      x = _mm256_extractf128_ps(v, 1);
+      p += 4;
+    }
+    if (n & 2) {
+      _mm_storel_pi(reinterpret_cast<__m64*>(p), x);
+      x = _mm_movehl_ps(x, x);
+      p += 2;
+    }
+    if (n & 1) _mm_store_ss(p, x);
+  }
 };
 inline Vec operator+(Vec a, Vec b) { return {_mm256_add_ps(a.v, b.v)}; }
 inline Vec operator-(Vec a, Vec b) { return {_mm256_sub_ps(a.v, b.v)}; }

@@ -146,6 +146,24 @@ class CudaBackend final : public Backend {
                        const float* W, int64_t M, int64_t in, int64_t out) override {
     cu::linear_backward(dx, dW, db, dy, x, W, M, in, out, stream_);
   }
+  // The fused MLP ops as compositions of the separate kernels (same results; the
+  // device does not fuse them yet).
+  void linear_gelu_forward(float* f, float* g, const float* x, const float* W, const float* b,
+                           int64_t M, int64_t in, int64_t out) override {
+    cu::linear_forward(f, x, W, b, M, in, out, stream_);
+    cu::gelu_forward(g, f, nullptr, M, out, stream_);
+  }
+  void linear_backward_gelu(float* dxf, float* dW, float* db, const float* dy, const float* x,
+                            const float* W, const float* f, int64_t M, int64_t in,
+                            int64_t out) override {
+    const int64_t bytes = M * in * static_cast<int64_t>(sizeof(float));
+    float* dg = static_cast<float*>(alloc(bytes));  // released after its last enqueued use
+    zero(dg, bytes);
+    cu::linear_backward(dg, dW, db, dy, x, W, M, in, out, stream_);
+    zero(dxf, bytes);
+    cu::gelu_backward(dxf, nullptr, f, nullptr, dg, M, in, stream_);
+    release(dg);
+  }
   void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,
                          const float* b, int64_t rows, int64_t C) override {
     cu::layernorm_forward(y, mean, rstd, x, w, b, rows, C, stream_);

@@ -527,6 +527,19 @@ void ops_linear() {
     const auto dW2 = dW->gpu_out<float>(), db2 = db->gpu_out<float>();
     check_same_bits("linear_backward dW", sh, dW1.data(), dW2.data(), dW1.size() * 4);
     check_same_bits("linear_backward db", sh, db1.data(), db2.data(), db1.size() * 4);
+    // The fused MLP ops: f, gelu(f); gelu'(f) ⊙ dy·W (overwritten), dW and db (+=).
+    Twin f(s.M * s.out * 4), g(s.M * s.out * 4), dxf(s.M * s.in * 4);
+    g_cpu->linear_gelu_forward(f.cf(), g.cf(), x->cf(), W->cf(), b->cf(), s.M, s.in, s.out);
+    g_gpu->linear_gelu_forward(f.gf(), g.gf(), x->gf(), W->gf(), b->gf(), s.M, s.in, s.out);
+    check_rel("linear_gelu_forward f", sh, f.gpu_out<float>(), f.cpu_out<float>(), 1e-5);
+    check_rel("linear_gelu_forward g", sh, g.gpu_out<float>(), g.cpu_out<float>(), 1e-5);
+    auto fx = twin(host_normal(s.M * s.in));
+    auto gW = twin(host_normal(s.out * s.in, 1e-3f)), gb = twin(host_normal(s.out, 1e-3f));
+    g_cpu->linear_backward_gelu(dxf.cf(), gW->cf(), gb->cf(), dy->cf(), x->cf(), W->cf(), fx->cf(), s.M, s.in, s.out);
+    g_gpu->linear_backward_gelu(dxf.gf(), gW->gf(), gb->gf(), dy->gf(), x->gf(), W->gf(), fx->gf(), s.M, s.in, s.out);
+    check_rel("linear_backward_gelu dxf", sh, dxf.gpu_out<float>(), dxf.cpu_out<float>(), 1e-5);
+    check_rel("linear_backward_gelu dW (+=)", sh, gW->gpu_out<float>(), gW->cpu_out<float>(), 1e-5);
+    check_rel("linear_backward_gelu db (+=)", sh, gb->gpu_out<float>(), gb->cpu_out<float>(), 1e-5);
   }
 }
 

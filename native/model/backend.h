@@ -41,6 +41,15 @@ class Backend {
                               int64_t in, int64_t out) = 0;
   virtual void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
                                const float* W, int64_t M, int64_t in, int64_t out) = 0;
+  // The MLP's first Linear with its GELU fused (the semantics of cpu/matmul.h):
+  //   forward   f = x·Wᵀ + b ; g = gelu(f)                  (f kept for the backward)
+  //   backward  dxf = gelu'(f) ⊙ (dy·W) ; dW += dyᵀ·x ; db += Σ_rows dy
+  //             for the Linear that consumes x = gelu(f); dxf is overwritten.
+  virtual void linear_gelu_forward(float* f, float* g, const float* x, const float* W,
+                                   const float* b, int64_t M, int64_t in, int64_t out) = 0;
+  virtual void linear_backward_gelu(float* dxf, float* dW, float* db, const float* dy,
+                                    const float* x, const float* W, const float* f, int64_t M,
+                                    int64_t in, int64_t out) = 0;
   // LayerNorm, GELU, residual.
   virtual void layernorm_forward(float* y, float* mean, float* rstd, const float* x,
                                  const float* w, const float* b, int64_t rows, int64_t C) = 0;

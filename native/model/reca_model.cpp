@@ -103,8 +103,7 @@ const float* RecaModel::condition_forward(const float* img, int64_t B, CondCache
   c.ln = arena.floats(R * Wu), c.mean = arena.floats(R), c.rstd = arena.floats(R);
   be_.layernorm_forward(c.ln, c.mean, c.rstd, c.u, p("conn.ln.weight"), p("conn.ln.bias"), R, Wu);
   c.f1 = arena.floats(R * W), c.g1 = arena.floats(R * W);
-  be_.linear_forward(c.f1, c.ln, p("conn.fc1.weight"), p("conn.fc1.bias"), R, Wu, W);
-  be_.gelu_forward(c.g1, c.f1, R, W);
+  be_.linear_gelu_forward(c.f1, c.g1, c.ln, p("conn.fc1.weight"), p("conn.fc1.bias"), R, Wu, W);
   float* out = arena.floats(R * W);
   be_.linear_forward(out, c.g1, p("conn.fc2.weight"), p("conn.fc2.bias"), R, W, W);
   return out;
@@ -114,11 +113,9 @@ void RecaModel::condition_backward(const CondCache& c, const float* dc, int64_t 
                                    const Trainable& tr, Arena& arena) {
   const int64_t Nu = cfg_.num_und_tokens(), Wu = cfg_.und_width, W = cfg_.width, R = B * Nu;
   if (!tr.conn && !tr.und) return;
-  float* dg1 = arena.zeros(R * W);
-  be_.linear_backward(dg1, g(grads, "conn.fc2.weight", tr), g(grads, "conn.fc2.bias", tr), dc,
-                      c.g1, p("conn.fc2.weight"), R, W, W);
-  float* df1 = arena.zeros(R * W);
-  be_.gelu_backward(df1, c.f1, dg1, R, W);
+  float* df1 = arena.floats(R * W);
+  be_.linear_backward_gelu(df1, g(grads, "conn.fc2.weight", tr), g(grads, "conn.fc2.bias", tr), dc,
+                           c.g1, p("conn.fc2.weight"), c.f1, R, W, W);
   float* dln = arena.zeros(R * Wu);
   be_.linear_backward(dln, g(grads, "conn.fc1.weight", tr), g(grads, "conn.fc1.bias", tr), df1,
                       c.ln, p("conn.fc1.weight"), R, Wu, W);

@@ -54,8 +54,7 @@ const float* cached_stack_forward(Backend& be, Arena& arena, const std::vector<B
     be.linear_forward(x2, a, t.proj_w, t.proj_b, R, W, W);
     be.add(x2, x2, cur, R * W);
     be.layernorm_forward(h, mean, rstd, x2, t.ln2_w, t.ln2_b, R, W);
-    be.linear_forward(f, h, t.fc1_w, t.fc1_b, R, W, H);
-    be.gelu_forward(g, f, R, H);
+    be.linear_gelu_forward(f, g, h, t.fc1_w, t.fc1_b, R, W, H);
     be.linear_forward(out, g, t.fc2_w, t.fc2_b, R, H, W);
     be.add(out, out, x2, R * W);
     cur = out;

@@ -40,8 +40,7 @@ void block_forward(Backend& be, const BlockTensors& w, const StackShape& s, Bloc
   be.linear_forward(c.x2, c.a, w.proj_w, w.proj_b, R, W, W);
   be.add(c.x2, c.x2, c.x, R * W);
   be.layernorm_forward(c.h2, c.mean2, c.rstd2, c.x2, w.ln2_w, w.ln2_b, R, W);
-  be.linear_forward(c.f, c.h2, w.fc1_w, w.fc1_b, R, W, H);
-  be.gelu_forward(c.g, c.f, R, H);
+  be.linear_gelu_forward(c.f, c.g, c.h2, w.fc1_w, w.fc1_b, R, W, H);
   be.linear_forward(c.out, c.g, w.fc2_w, w.fc2_b, R, H, W);
   be.add(c.out, c.out, c.x2, R * W);
 }
@@ -80,7 +79,6 @@ float* stack_backward(Backend& be, Arena& arena, const std::vector<BlockTensors>
                       const BlockCache* caches, const float* dy) {
   const int64_t R = s.rows(), W = s.width, H = s.hidden;
   // Scratch shared by all blocks; the running gradient ping-pongs between dx_a and dx_b.
-  float* dg = arena.floats(R * H);
   float* df = arena.floats(R * H);
   float* dh = arena.floats(R * W);
   float* dqkv = arena.floats(R * 3 * W);
@@ -94,10 +92,7 @@ float* stack_backward(Backend& be, Arena& arena, const std::vector<BlockTensors>
     const BlockCache& c = caches[i];
     const float* dout = dx_a;
     // MLP branch: out = x2 + fc2(gelu(fc1(ln2(x2)))).
-    be.zero(dg, R * H * 4);
-    be.linear_backward(dg, gi.fc2_w, gi.fc2_b, dout, c.g, wi.fc2_w, R, H, W);
-    be.zero(df, R * H * 4);
-    be.gelu_backward(df, c.f, dg, R, H);
+    be.linear_backward_gelu(df, gi.fc2_w, gi.fc2_b, dout, c.g, wi.fc2_w, c.f, R, H, W);
     be.zero(dh, R * W * 4);
     be.linear_backward(dh, gi.fc1_w, gi.fc1_b, df, c.h2, wi.fc1_w, R, W, H);
     be.copy(dx2, dout, R * W * 4);

@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
   for (const auto& r : recs) {
     std::printf("%-28s %-16s %-7s %3d %9.4f %9.2f %8.2f ", r.name.c_str(), shape_text(r.shape).c_str(),
                 r.isa.c_str(), r.threads, r.seconds * 1e3, r.gflops, r.gbps);
-    if (!r.peer_name.empty()) std::printf("%10.2f %6.3f", r.peer_gflops, r.ratio);
+    if (!r.peer_name.empty()) std::printf("%10.2f %6.3f [%.3f, %.3f]", r.peer_gflops, r.ratio, r.ratio_lo, r.ratio_hi);
     else std::printf("%10s %6s", "-", "-");
     if (!r.note.empty()) std::printf("  %s", r.note.c_str());
     std::printf("\n");
@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
       for (size_t k = 0; k < r.shape.size(); ++k) j << (k ? ", " : "") << r.shape[k];
       j << "], \"isa\": \"" << r.isa << "\", \"threads\": " << r.threads << ", \"seconds\": " << r.seconds
         << ", \"gflops\": " << r.gflops << ", \"gbps\": " << r.gbps << ", \"peer_name\": \""
-        << r.peer_name << "\", \"peer_gflops\": " << r.peer_gflops << ", \"ratio\": " << r.ratio
+        << r.peer_name << "\", \"peer_gflops\": " << r.peer_gflops << ", \"ratio\": " << r.ratio << ", \"ratio_lo\": " << r.ratio_lo << ", \"ratio_hi\": " << r.ratio_hi
         << ", \"note\": \"" << json_escape(r.note) << "\"}" << (i + 1 < recs.size() ? "," : "") << "\n";
     }
     j << "  ]\n}\n";

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "core/threadpool.h"
+#include "cpu/gelu.h"
 #include "cpu/matmul.h"
 #include "tests/testing.h"
 
@@ -113,6 +114,51 @@ RECA_TEST(linear_forward_backward_match_reference) {
       expect_true(std::memcmp(db2.data(), db.data(), sizeof(float) * out) == 0, tag + " db with dW null");
       expect_guards(dx2, tag);
       expect_guards(db2, tag);
+    });
+  }
+}
+
+// The GELU epilogues: against the double reference, and bit for bit equal to the
+// separate passes (matmul, then the GELU kernel) of the same ISA.
+RECA_TEST(linear_gelu_fused_matches_reference_and_separate_passes) {
+  Rand rng(23);
+  // Direct path, edge tiles, several K blocks (1056 = 5 x ~212), the threaded split.
+  const int64_t shapes[][3] = {{1, 1, 1}, {5, 7, 3}, {17, 33, 15}, {43, 95, 129}, {64, 256, 1024}, {132, 1056, 100}, {200, 161, 513}};
+  for (auto& sh : shapes) {
+    const int64_t M = sh[0], in = sh[1], out = sh[2];
+    std::vector<float> x(M * in), W(out * in), b(out), dy(M * out), f_in(M * in), dW0(out * in), db0(out);
+    for (auto* v : {&x, &W, &b, &dy, &f_in, &dW0, &db0}) rng.fill_normal(v->data(), v->size());
+    const auto xd = to_double(x.data(), M * in), Wd = to_double(W.data(), out * in), bd = to_double(b.data(), out),
+               dyd = to_double(dy.data(), M * out), fd = to_double(f_in.data(), M * in);
+    std::vector<double> f_ref(M * out), g_ref(M * out), dxf_ref(M * in), dW_ref = to_double(dW0.data(), out * in),
+                        db_ref = to_double(db0.data(), out);
+    cpu::ref::linear_gelu_forward(f_ref.data(), g_ref.data(), xd.data(), Wd.data(), bd.data(), M, in, out);
+    cpu::ref::linear_backward_gelu(dxf_ref.data(), dW_ref.data(), db_ref.data(), dyd.data(), xd.data(), Wd.data(),
+                                   fd.data(), M, in, out);
+    for_each_isa([&](Isa isa) {
+      const std::string tag = std::string("linear_gelu ") + isa_name(isa) + " " + shape_str({M, in, out});
+      Guarded f(M * out), g(M * out), dxf(M * in), dW(out * in), db(out);
+      std::memcpy(dW.data(), dW0.data(), sizeof(float) * out * in);
+      std::memcpy(db.data(), db0.data(), sizeof(float) * out);
+      for (int64_t i = 0; i < M * in; ++i) dxf.data()[i] = 1e30f;  // overwritten, not accumulated
+      cpu::linear_gelu_forward(f.data(), g.data(), x.data(), W.data(), b.data(), M, in, out);
+      cpu::linear_backward_gelu(dxf.data(), dW.data(), db.data(), dy.data(), x.data(), W.data(), f_in.data(), M,
+                                in, out);
+      expect_close(tag + " f", f.data(), f_ref.data(), M * out, kRtol, matmul_atol(in));
+      expect_close(tag + " g", g.data(), g_ref.data(), M * out, kRtol, 2 * matmul_atol(in));
+      expect_close(tag + " dxf", dxf.data(), dxf_ref.data(), M * in, kRtol, 2 * matmul_atol(out));
+      expect_close(tag + " dW", dW.data(), dW_ref.data(), out * in, kRtol, matmul_atol(M));
+      expect_close(tag + " db", db.data(), db_ref.data(), out, kRtol, matmul_atol(M));
+      for (auto* t : {&f, &g, &dxf, &dW, &db}) expect_guards(*t, tag);
+      // The separate passes.
+      std::vector<float> f2(M * out), g2(M * out), dg(M * in, 0.0f), dxf2(M * in, 0.0f);
+      cpu::linear_forward(f2.data(), x.data(), W.data(), b.data(), M, in, out);
+      cpu::gelu_forward(g2.data(), f2.data(), nullptr, M, out);
+      cpu::matmul(dg.data(), dy.data(), W.data(), nullptr, M, in, out, false, false, true);
+      cpu::gelu_backward(dxf2.data(), nullptr, f_in.data(), nullptr, dg.data(), M, in);
+      expect_true(std::memcmp(f.data(), f2.data(), sizeof(float) * M * out) == 0, tag + " f == separate");
+      expect_true(std::memcmp(g.data(), g2.data(), sizeof(float) * M * out) == 0, tag + " g == separate");
+      expect_true(std::memcmp(dxf.data(), dxf2.data(), sizeof(float) * M * in) == 0, tag + " dxf == separate");
     });
   }
 }

@@ -375,7 +375,7 @@ export interface PosttrainOptions {
 export const POSTTRAIN_DEFAULTS = {
   steps: 300,
   batch: 16,
-  lr: 3e-4,
+  lr: 2e-5,
   cycle: [2, 2] as const,
   ema: 0.999,
 } as const;

@@ -10,6 +10,7 @@
 
 #include "bench/kernel_bench.h"
 #include "core/cpu_features.h"
+#include "core/dynlib.h"
 #include "core/error.h"
 
 namespace reca::bench {
@@ -61,15 +62,10 @@ Loaded load() {
     const char* want = std::getenv("RECA_PEER_OPENBLAS_CORETYPE");
     if (!want && active_isa() == Isa::Avx2 && detected_isa() == Isa::Avx512) want = "Haswell";
     if (want && *want) setenv("OPENBLAS_CORETYPE", want, 1);
-    for (const char* name : {"libopenblas.so.0", "libopenblas.so"}) {
-      handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-      if (handle) {
-        l.info.library = name;
-        break;
-      }
-      const char* e = dlerror();
-      errors += std::string(errors.empty() ? "" : "; ") + (e ? e : name);
-    }
+    const DynLib lib = open_first_library({"libopenblas.so.0", "libopenblas.so"}, RTLD_NOW | RTLD_LOCAL);
+    handle = lib.handle;
+    l.info.library = lib.name;
+    errors = lib.errors;
   }
   if (!handle) {
     l.info.error = "OpenBLAS not found (" + errors + ")";

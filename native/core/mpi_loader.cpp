@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/dynlib.h"
 #include "core/error.h"
 
 namespace reca::mpi {
@@ -54,25 +55,15 @@ bool g_finalized = false;
 Api load() {
   Api a;
   a.probe.launched = launched();
-  void* h = nullptr;
-  std::string errors;
   // RECA_MPI_LIB names the one file to try (another OpenMPI install).
-  std::vector<std::string> names = {"libmpi.so.40", "libmpi.so"};
-  if (const char* lib = std::getenv("RECA_MPI_LIB"); lib && *lib) names = {lib};
   // RTLD_GLOBAL: OpenMPI's own plugins (mca_*.so) resolve libmpi's symbols.
-  for (const std::string& name : names) {
-    h = dlopen(name.c_str(), RTLD_NOW | RTLD_GLOBAL);
-    if (h) {
-      a.probe.library = name;
-      break;
-    }
-    const char* e = dlerror();
-    errors += std::string(errors.empty() ? "" : "; ") + (e ? e : name.c_str());
-  }
+  const DynLib lib = open_first_library({"libmpi.so.40", "libmpi.so"}, RTLD_NOW | RTLD_GLOBAL, "RECA_MPI_LIB");
+  void* h = lib.handle;
   if (!h) {
-    a.probe.error = "no OpenMPI library (" + errors + ")";
+    a.probe.error = "no OpenMPI library (" + lib.errors + ")";
     return a;
   }
+  a.probe.library = lib.name;
   bool ok = true;
   auto sym = [&](const char* name) {
     void* p = dlsym(h, name);

@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/dynlib.h"
 #include "core/error.h"
 
 namespace reca::nccl {
@@ -36,23 +37,13 @@ struct Api {
 
 Api load() {
   Api a;
-  std::vector<std::string> names = {"libnccl.so.2", "libnccl.so"};
-  if (const char* lib = std::getenv("RECA_NCCL_LIB"); lib && *lib) names = {lib};
-  void* h = nullptr;
-  std::string errors;
-  for (const std::string& name : names) {
-    h = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (h) {
-      a.probe.library = name;
-      break;
-    }
-    const char* e = dlerror();
-    errors += std::string(errors.empty() ? "" : "; ") + (e ? e : name.c_str());
-  }
+  const DynLib lib = open_first_library({"libnccl.so.2", "libnccl.so"}, RTLD_NOW | RTLD_LOCAL, "RECA_NCCL_LIB");
+  void* h = lib.handle;
   if (!h) {
-    a.probe.error = "no NCCL library (" + errors + ")";
+    a.probe.error = "no NCCL library (" + lib.errors + ")";
     return a;
   }
+  a.probe.library = lib.name;
   bool ok = true;
   auto sym = [&](auto& fn, const char* name) {
     fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(h, name));

@@ -436,7 +436,7 @@ export async function posttrain(model: Model, options: PosttrainOptions = {}): P
   const end = Math.min(steps, options.stopAt ?? steps);
   while (trainer.steps < end) {
     const done = trainer.steps;
-    const reca = recaStepsOf(done + 1, cycle) > recaStepsOf(done, cycle);
+    const reca = done % (cycle[0] + cycle[1]) < cycle[0];  // the cycle's first cycle[0] steps
     const b = nextBatch(trainer, reca ? data : captionData!, batch);
     const r = await trainer.step({
       images: { data: b.images, shape: b.shape },

@@ -317,6 +317,13 @@ export interface TrainerOptions {
    */
   templates?: 'fixed' | 'paraphrases';
   /**
+   * What the reca task's image slots hold: 'understanding' (default, RecA: the
+   * model's own understanding embeddings) or 'tokenizer' (the generator's own
+   * embeddings of the image's tokens pooled to the same grid, no gradient: the
+   * ablation whose condition carries the pixels but not the understanding).
+   */
+  condition?: 'understanding' | 'tokenizer';
+  /**
    * Recipe tokenizer: every this many steps, codes the batch did not choose
    * are re-seeded from its encoder outputs (dead-code restart; default 50, 0 = off).
    */
@@ -341,6 +348,7 @@ const GROUPS: readonly ParamGroup[] = ['und', 'conn', 'vq', 'gen'];
 const TRAINER_KEYS = new Set([
   'tasks', 'recipe', 'microBatch', 'optimizer', 'schedule', 'maxGradNorm', 'ema', 'condDropout',
   'condGradScale', 'freeze', 'seed', 'template', 'templates', 'codeRestart', 'nonFinite', 'shards', 'distributed',
+  'condition',
 ]);
 
 function checkKeys(o: object, allowed: readonly string[], what: string): void {
@@ -414,6 +422,7 @@ export function resolveTrainerOptions(options: TrainerOptions): NativeTrainerOpt
   out.template = o.template;
   if (recipe !== 'tokenizer') out.templates = o.templates ?? (o.template !== undefined ? 'fixed' : 'paraphrases');
   out.nonFinite = o.nonFinite;
+  out.condition = o.condition;
   return out;
 }
 

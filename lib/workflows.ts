@@ -360,6 +360,12 @@ export interface PosttrainOptions {
   captionData?: DataSource | null;
   /** Recipe 'reca' with caption data: reca steps, then i2t steps, per cycle (default [2, 2]). */
   cycle?: readonly [number, number];
+  /**
+   * The task of each cycle's first steps: 'reca' (default), or 't2i' on
+   * captioned `data` (default: the shapes world's train split), the reference
+   * the paper compares RecA with. Recipe 'reca' only.
+   */
+  stepTask?: 'reca' | 't2i';
   trainer?: TrainerOptions;
   onStep?: StepHook;
   /** Continue the run saved in this checkpoint (written with its trainer): exact, batches included. */
@@ -402,8 +408,12 @@ export async function posttrain(model: Model, options: PosttrainOptions = {}): P
   const batch = options.batch ?? POSTTRAIN_DEFAULTS.batch;
   const seed = options.seed ?? 0;
   const S = model.config.image_size;
-  const data = options.data ?? shapesImages(S, seed + 1000);
   const recipe = options.recipe ?? 'reca';
+  const stepTask = options.stepTask ?? 'reca';
+  if (stepTask !== 'reca' && stepTask !== 't2i') throw new RecaError('E_INVALID_ARGUMENT', `stepTask must be 'reca' or 't2i', got ${String(stepTask)}`);
+  if (stepTask === 't2i' && recipe !== 'reca') throw new RecaError('E_INVALID_ARGUMENT', "stepTask 't2i' goes with recipe 'reca' (the cycle's first steps train text-to-image)");
+  const data = options.data ?? (stepTask === 't2i' ? shapesData(S, seed + 1000) : shapesImages(S, seed + 1000));
+  if (stepTask === 't2i' && !data.captioned) throw new RecaError('E_INVALID_ARGUMENT', "stepTask 't2i' needs captioned data");
   if (recipe === 'reca+i2t' && !data.captioned) {
     throw new RecaError('E_INVALID_ARGUMENT', "recipe 'reca+i2t' needs captions for the i2t task: use recipe reca or a captioned folder");
   }
@@ -441,7 +451,7 @@ export async function posttrain(model: Model, options: PosttrainOptions = {}): P
     const r = await trainer.step({
       images: { data: b.images, shape: b.shape },
       captions: b.captions,
-      tasks: cycle[1] === 0 ? undefined : reca ? { reca: 1 } : { i2t: 1 },
+      tasks: reca ? (stepTask === 't2i' ? { t2i: 1 } : cycle[1] === 0 ? undefined : { reca: 1 }) : { i2t: 1 },
     });
     results.push(r);
     options.onStep?.(recipe, done + 1, steps, r);

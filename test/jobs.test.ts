@@ -257,4 +257,34 @@ describe('jobs on a tiny model', () => {
     expect(report.intervals.resamples).toBe(2000);
     expect(report.sample_size.target_half_width).toBe(0.02);
   }, 60000);
+
+  test('demo --ablation: every arm from the same base and before; its reca arm is the demo itself', async () => {
+    const common = ['--base', tinyModel, '--steps', '3', '--samples', '1', '--json'];
+    const wide = path.join(dir, 'wide.safetensors');
+    const made = await reca('pretrain', '--preset', 'tiny', '--und-image-size', '16', '--tokenizer-steps', '2', '--steps', '2', '--batch', '2', '--out', wide);
+    expect(made.code).toBe(0);
+    using wideModel = await Model.load(wide);
+    expect(wideModel.config.und_image_size).toBe(wideModel.config.image_size);
+    const [demo, ablation] = await Promise.all([
+      reca('demo', ...common, '--out', path.join(dir, 'abl-demo')),
+      reca('demo', ...common, '--ablation', '--full-res-base', wide, '--out', path.join(dir, 'ablation')),
+    ]);
+    expect(demo.code).toBe(0);
+    expect(ablation.code).toBe(0);
+    const report = JSON.parse(fs.readFileSync(path.join(dir, 'abl-demo', 'report.json'), 'utf8'));
+    const abl = JSON.parse(fs.readFileSync(path.join(dir, 'ablation', 'ablation.json'), 'utf8'));
+    expect(abl.arms.map((a: { arm: string }) => a.arm)).toEqual(['reca', 'tokenizer condition', 't2i', 'weaker bottleneck']);
+    expect(abl.arms[3].base).toBe(wide);
+    for (const a of abl.arms.slice(0, 3)) {
+      expect(a.before.overall).toBe(report.before.overall);
+      expect(a.change.overall.estimate).toBeCloseTo(a.after.overall - a.before.overall, 12);
+    }
+    // The same training and evaluation as the demo: the same bits.
+    expect(abl.arms[0].after).toEqual(report.after);
+    expect(abl.not_run).toEqual([]);
+    expect(fs.readFileSync(path.join(dir, 'ablation', 'ablation.md'), 'utf8')).toMatch(/^\| tokenizer condition \| /m);
+    // The weaker-bottleneck arm takes only a base whose understanding input is the full image.
+    expectUserError(await reca('demo', ...common, '--ablation', '--full-res-base', tinyModel, '--out', path.join(dir, 'abl2')), 1, /und_image_size = image_size/);
+    expectUserError(await reca('demo', ...common, '--full-res-base', tinyModel, '--out', path.join(dir, 'abl3')), 2, /--full-res-base goes with --ablation/);
+  }, 120000);
 });

@@ -55,4 +55,31 @@ describe('the RecA recipe', () => {
     expect(resolveTrainerOptions({ template: 'draw it', templates: 'paraphrases' }).templates).toBe('paraphrases');
     expect(resolveTrainerOptions({ recipe: 'tokenizer' }).templates).toBeUndefined();
   });
+
+  test("condition 'tokenizer' changes only the reca task's image slots", async () => {
+    const b = shapesData(16, 3).next(3);
+    const images = { data: b.images, shape: b.shape };
+    const losses = async (condition: 'understanding' | 'tokenizer') => {
+      using model = await Model.create({ preset: 'tiny', mode: 'mask', seed: 4 });
+      using trainer = new Trainer(model, { condition, tasks: { reca: 1, t2i: 1, i2t: 1 }, seed: 9 });
+      return (await trainer.step({ images, captions: b.captions })).losses;
+    };
+    const und = await losses('understanding');
+    const tok = await losses('tokenizer');
+    // Same draws: the text tasks see no condition slots of reca, so their losses are the same bits.
+    expect(tok.t2i).toBe(und.t2i);
+    expect(tok.i2t).toBe(und.i2t);
+    expect(tok.reca).not.toBe(und.reca);
+    expect(Number.isFinite(tok.reca)).toBe(true);
+    using model = await Model.create({ preset: 'tiny', mode: 'mask', seed: 4 });
+    expect(() => new Trainer(model, { condition: 'pixels' as never })).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
+  });
+
+  test("stepTask 't2i' trains text-to-image in the cycle's first steps, on captioned data only", async () => {
+    using model = await Model.create({ preset: 'tiny', mode: 'mask', seed: 2 });
+    const results = await posttrain(model, { steps: 4, batch: 2, stepTask: 't2i' });
+    expect(results.map((r) => Object.keys(r.losses).join('+'))).toEqual(['t2i', 't2i', 'i2t', 'i2t']);
+    await expect(posttrain(model, { steps: 1, batch: 2, stepTask: 't2i', data: shapesImages(16) })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    await expect(posttrain(model, { steps: 1, batch: 2, stepTask: 't2i', recipe: 'reca+i2t' })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+  });
 });

@@ -30,7 +30,8 @@ import {
   singleObjectLine,
   trainingProgress,
 } from './common';
-import { CYCLE, cycleOf, DEVICE, JSON_FLAG, MODE_NAMES, num, parseCommand, renderHelp, SAMPLER_OPTIONS, str, THREADS, type CommandSpec } from './options';
+import { runAblation } from './ablation';
+import { CYCLE, cycleOf, DEVICE, JSON_FLAG, MODE_NAMES, num, parseCommand, renderHelp, SAMPLER_OPTIONS, str, THREADS, UsageError, type CommandSpec } from './options';
 
 export const DEMO: CommandSpec = {
   name: 'demo',
@@ -57,6 +58,8 @@ report.json, report.md, before.png, after.png, reconstructions.png.`,
     { name: 'lr', kind: 'number', value: 'X', default: POSTTRAIN_DEFAULTS.lr, help: 'peak learning rate (cosine to a tenth)' },
     { name: 'base', kind: 'string', value: 'FILE', help: 'start from this checkpoint instead of the shipped one' },
     { name: 'samples', kind: 'int', value: 'N', min: 1, default: '2; --quick 1', help: 'samples per ShapesEval prompt' },
+    { name: 'ablation', kind: 'flag', help: 'the same post-training with the condition changed (tokenizer codes, t2i steps), each scored against the base: writes ablation.json/md' },
+    { name: 'full-res-base', kind: 'string', value: 'FILE', help: "--ablation: also the weaker-bottleneck arm, from this base (pretrained with --und-image-size equal to the image size)" },
     DEVICE,
     THREADS,
     { ...JSON_FLAG, help: 'print report.json instead of the table' },
@@ -91,6 +94,15 @@ export async function cmdDemo(args: string[]): Promise<void> {
     );
   }
   if (!fs.existsSync(base)) throw new RecaError('E_IO', `checkpoint ${base} does not exist`);
+  if (values['full-res-base'] !== undefined && values.ablation !== true) throw new UsageError('--full-res-base goes with --ablation');
+  if (values.ablation === true) {
+    if (recipe !== 'reca') throw new UsageError("--ablation compares conditions of recipe 'reca': leave out --recipe");
+    using probe = await Model.load(base);
+    return runAblation({
+      base, fullResBase: str(values, 'full-res-base'), device: deviceOf(values), steps, batch, lr,
+      cycle: cycle ?? POSTTRAIN_DEFAULTS.cycle, samples, sampler: samplerFrom(values, probe.config.mode), out, json: values.json === true,
+    });
+  }
   using model = await Model.load(base, { device: deviceOf(values) });
   const cfg = model.config;
   const S = cfg.image_size;

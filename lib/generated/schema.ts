@@ -418,6 +418,16 @@ export const SCHEMA = {
         "paraphrases"
       ],
       "doc": "reca text: `template` on every sample, or a paraphrase of it from the built-in bank drawn per sample"
+    },
+    {
+      "name": "condition",
+      "kind": "choice",
+      "default": "understanding",
+      "choices": [
+        "understanding",
+        "tokenizer"
+      ],
+      "doc": "what the reca task's image slots hold: the understanding embeddings (RecA), or the generator's own embeddings of the image's tokens pooled to the same grid (the tokenizer-condition ablation)"
     }
   ],
   "sampler": [
@@ -650,6 +660,8 @@ export interface NativeTrainerOptions {
   template?: string;
   /** reca text: `template` on every sample, or a paraphrase of it from the built-in bank drawn per sample (default 'fixed') */
   templates?: 'fixed' | 'paraphrases';
+  /** what the reca task's image slots hold: the understanding embeddings (RecA), or the generator's own embeddings of the image's tokens pooled to the same grid (the tokenizer-condition ablation) (default 'understanding') */
+  condition?: 'understanding' | 'tokenizer';
 }
 
 /** Sampling options of generate and reconstruct. */

@@ -1,5 +1,6 @@
 #include "model/reca_model.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
@@ -135,6 +136,55 @@ void RecaModel::condition_backward(const CondCache& c, const float* dc, int64_t 
   be_.linear_backward(nullptr, g(grads, "und.patch_embed.weight", tr),
                       g(grads, "und.patch_embed.bias", tr), dh0, c.und_pixels,
                       p("und.patch_embed.weight"), R, cfg_.und_patch_dim(), Wu);
+}
+
+// The tokenizer condition (SPEC §5): each understanding slot n holds the mean
+// of the generator's input embeddings of the image tokens in the g×g block of
+// the token grid it covers, g = grid / und_grid. Pooled on the host in float64
+// in a fixed order (every backend gives the same bytes for the same
+// embeddings); no gradient flows back into it.
+const float* RecaModel::tokenizer_condition(const float* img, int64_t B, Arena& arena) {
+  const int64_t G = cfg_.grid(), Gu = cfg_.und_grid(), N = cfg_.num_image_tokens();
+  const int64_t Nu = cfg_.num_und_tokens(), W = cfg_.width;
+  RECA_CHECK(G % Gu == 0, InvalidArgument,
+             "the tokenizer condition pools the %lldx%lld token grid onto the %lldx%lld "
+             "understanding grid, which needs the first to be a multiple of the second",
+             static_cast<long long>(G), static_cast<long long>(G), static_cast<long long>(Gu),
+             static_cast<long long>(Gu));
+  const int64_t g = G / Gu;
+  float* emb = arena.floats(B * N * W);
+  if (cfg_.discrete()) {
+    int32_t* codes = arena.ints(B * N);
+    vq_encode(img, B, codes, arena);
+    be_.embedding_forward(emb, p("gen.img_embed"), codes, B * N, W);
+  } else {
+    const int64_t D = cfg_.patch_dim();
+    float* x0 = arena.floats(B * N * D);
+    be_.patchify_forward(x0, img, B, cfg_.image_size, cfg_.gen_patch);
+    be_.linear_forward(emb, x0, p("gen.img_in.weight"), p("gen.img_in.bias"), B * N, D, W);
+  }
+  std::vector<float> tokens(static_cast<size_t>(B * N * W));
+  be_.download(tokens.data(), emb, B * N * W * 4);
+  std::vector<float> pooled(static_cast<size_t>(B * Nu * W));
+  std::vector<double> acc(static_cast<size_t>(W));
+  const double inv = 1.0 / static_cast<double>(g * g);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t n = 0; n < Nu; ++n) {
+      const int64_t r0 = (n / Gu) * g, c0 = (n % Gu) * g;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t dr = 0; dr < g; ++dr) {
+        for (int64_t dc = 0; dc < g; ++dc) {
+          const float* row = tokens.data() + (b * N + (r0 + dr) * G + (c0 + dc)) * W;
+          for (int64_t k = 0; k < W; ++k) acc[k] += row[k];
+        }
+      }
+      float* out = pooled.data() + (b * Nu + n) * W;
+      for (int64_t k = 0; k < W; ++k) out[k] = static_cast<float>(acc[k] * inv);
+    }
+  }
+  float* cond = arena.floats(B * Nu * W);
+  be_.upload(cond, pooled.data(), B * Nu * W * 4);
+  return cond;
 }
 
 // ---------------------------------------------------------------------------
@@ -349,7 +399,14 @@ PassResult RecaModel::generator_pass(const MicroBatch& mb, float* grads, const T
   SeqInput in;
   in.task = task, in.B = B, in.ids = ids_dev;
   CondCache cond;
-  if (uses_und) in.cond = condition_forward(img, B, grads ? &cond : nullptr, arena);
+  const bool tokenizer_cond = task == Task::Reca && mb.condition == Condition::Tokenizer;
+  // Gradient reaches und/conn only through understanding embeddings.
+  const bool cond_trainable = uses_und && !tokenizer_cond && (tr.und || tr.conn);
+  if (tokenizer_cond) {
+    in.cond = tokenizer_condition(img, B, arena);
+  } else if (uses_und) {
+    in.cond = condition_forward(img, B, grads ? &cond : nullptr, arena);
+  }
   // Image target block and loss targets per head row (-1 = none).
   std::vector<int32_t> targets;
   int32_t* img_ids_dev = nullptr;
@@ -444,7 +501,7 @@ PassResult RecaModel::generator_pass(const MicroBatch& mb, float* grads, const T
                          dhn, hs.rows, p("gen.ln_f.weight"), hs.mean, hs.rstd, R, W);
   float* dhidden = arena.zeros(B * L * W);
   be_.rows_to_seq(dhidden, dhrows, B, L, row0, rows_per, W, false);
-  const bool need_dx = tr.gen || (uses_und && (tr.und || tr.conn));
+  const bool need_dx = tr.gen || cond_trainable;
   if (!need_dx) return res;
   const auto gw = block_views(layout_, "gen.blocks", c.depth, tr.gen ? grads : nullptr);
   const float* dx = stack_backward(be_, arena, w, gw, c.depth, s, caches.data(), dhidden);
@@ -479,7 +536,7 @@ PassResult RecaModel::generator_pass(const MicroBatch& mb, float* grads, const T
                           p("gen.t_embed.fc1.weight"), B, 256, W);
     }
   }
-  if (uses_und && (tr.und || tr.conn)) {
+  if (cond_trainable) {
     float* dc = arena.floats(B * Nu * W);
     be_.rows_from_seq(dc, dx, B, L, 2, Nu, W, false);
     if (task == Task::Reca && cond_grad_scale != 1.0f) be_.scale(dc, cond_grad_scale, B * Nu * W);

@@ -25,6 +25,12 @@ struct Trainable {
   }
 };
 
+// What fills the understanding slots of the reca task (SPEC §5): the
+// understanding embeddings c (RecA), or the generator's own embeddings of the
+// image's tokens pooled to the understanding grid (the tokenizer-condition
+// ablation: a condition that carries the pixels but not the understanding).
+enum class Condition { Understanding, Tokenizer };
+
 // One micro-batch of one task, host memory. All random draws are inputs.
 struct MicroBatch {
   Task task = Task::Reca;
@@ -34,6 +40,7 @@ struct MicroBatch {
   const uint8_t* masked = nullptr;  // [B, N]  mask mode image tasks (1 = masked)
   const float* t = nullptr;         // [B]     flow image tasks
   const float* noise = nullptr;     // [B, N, 3P²] flow image tasks
+  Condition condition = Condition::Understanding;  // reca task only
 };
 
 struct PassResult {
@@ -132,6 +139,9 @@ class RecaModel {
   const float* condition_forward(const float* img, int64_t B, CondCache* cache, Arena& arena);
   void condition_backward(const CondCache& cache, const float* dc, int64_t B, float* grads,
                           const Trainable& tr, Arena& arena);
+  // The tokenizer condition of float images [B,S,S,3] (device): [B, N_u, W]
+  // (arena), a constant of the step (SPEC §5).
+  const float* tokenizer_condition(const float* img, int64_t B, Arena& arena);
   // z = vq.enc(patchify(img)) and nearest codes (device); codes also copied to host.
   const float* vq_encode(const float* img, int64_t B, int32_t* codes_dev, Arena& arena,
                          float** patches_out = nullptr);

@@ -199,6 +199,19 @@ const Schema<TrainerOptions>& trainer_schema() {
                    [](T& o, const FieldValue& v) {
                      o.templates = v.text == "paraphrases" ? Templates::Paraphrases : Templates::Fixed;
                    }},
+          absent_is_default(Field<T>{
+              "condition", FieldKind::Choice, 0, 0, false, false, "understanding|tokenizer",
+              "what the reca task's image slots hold: the understanding embeddings (RecA), or "
+              "the generator's own embeddings of the image's tokens pooled to the same grid "
+              "(the tokenizer-condition ablation)",
+              [](const T& o) {
+                FieldValue v;
+                v.text = o.condition == Condition::Tokenizer ? "tokenizer" : "understanding";
+                return v;
+              },
+              [](T& o, const FieldValue& v) {
+                o.condition = v.text == "tokenizer" ? Condition::Tokenizer : Condition::Understanding;
+              }}),
       }};
   return s;
 }

@@ -47,6 +47,15 @@ Trainer::Trainer(RecaModel& model, const TrainerOptions& opts, std::shared_ptr<C
              "shards (%lld) must be a multiple of the rank count (%lld): each rank computes "
              "shards/ranks of them",
              static_cast<long long>(shards_), static_cast<long long>(N));
+  if (opts_.condition == Condition::Tokenizer) {
+    const ModelConfig& c = model.config();
+    RECA_CHECK(c.grid() % c.und_grid() == 0, InvalidArgument,
+               "condition 'tokenizer' pools the %lldx%lld token grid onto the %lldx%lld "
+               "understanding grid; this model's grids do not divide (use condition "
+               "'understanding')",
+               static_cast<long long>(c.grid()), static_cast<long long>(c.grid()),
+               static_cast<long long>(c.und_grid()), static_cast<long long>(c.und_grid()));
+  }
   if (opts_.tokenizer) {
     RECA_CHECK(model.config().discrete(), InvalidArgument,
                "the tokenizer stage needs a discrete mode (ar or mask); this model is '%s'",
@@ -312,6 +321,7 @@ StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskD
           mb.B = n;
           mb.images = batch.images + b0 * S * S * 3;
           mb.text = d->text.data() + b0 * T;
+          mb.condition = opts_.condition;
           if (!d->masked.empty()) mb.masked = d->masked.data() + b0 * N;
           if (!d->t.empty()) mb.t = d->t.data() + b0, mb.noise = d->noise.data() + b0 * N * D;
           const PassResult r =

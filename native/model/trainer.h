@@ -51,6 +51,9 @@ struct TrainerOptions {
   uint64_t seed = 0;
   std::string template_text = "describe the image";
   Templates templates = Templates::Fixed;
+  // What the reca task's understanding slots hold (reca_model.h); the
+  // tokenizer condition is the ablation that carries pixels, not understanding.
+  Condition condition = Condition::Understanding;
   void validate() const;
 };
 

@@ -408,7 +408,27 @@ def visibility(cond_pad, tgt_pad, causal_target):
     return allowed[None, :, :] & ~key_pad[:, None, :]
 
 
-def build_sequence(p, cfg, task, batch, dtype=torch.float32, cond_grad_scale=1.0):
+def tokenizer_condition(p, cfg, img):
+    """SPEC §5, the tokenizer condition: per understanding slot, the mean of the generator's
+    input embeddings of the image tokens in the g x g block of the token grid it covers
+    (gen.img_embed[code] discrete, gen.img_in(x0) flow), a constant (no gradient)."""
+    g = geometry(cfg)
+    G = cfg["image_size"] // cfg["gen_patch"]
+    Gu = cfg["und_image_size"] // cfg["und_patch"]
+    f = G // Gu
+    with torch.no_grad():
+        if cfg["mode"] == "flow":
+            emb = linear(p, "gen.img_in", patchify(img, cfg["gen_patch"]))
+        else:
+            _, codes, _ = vq_encode(p, cfg, img)
+            emb = p["gen.img_embed"][codes]
+        B, W = emb.shape[0], emb.shape[-1]
+        e = emb.double().reshape(B, Gu, f, Gu, f, W)
+        pooled = e.sum(dim=(2, 4)) / (f * f)
+    return pooled.reshape(B, g["Nu"], W).to(img.dtype)
+
+
+def build_sequence(p, cfg, task, batch, dtype=torch.float32, cond_grad_scale=1.0, condition="understanding"):
     """Builds the generator input embeddings and everything the loss needs.
 
     Returns dict with x [B,L,W], visible [B,L,L], Lc, Lt, and per task:
@@ -437,7 +457,11 @@ def build_sequence(p, cfg, task, batch, dtype=torch.float32, cond_grad_scale=1.0
     cond = condition_ids(cfg, task, text)  # [B,Lc]
     Lc = cond.shape[1]
     tok = p["gen.tok_embed"][cond.clamp(min=0)]  # [B,Lc,W]; c slots overwritten below
-    if task in ("reca", "i2t"):
+    if task == "reca" and condition == "tokenizer":
+        c = tokenizer_condition(p, cfg, img)
+        out["c"] = c
+        tok = torch.cat([tok[:, :2], c, tok[:, 2 + g["Nu"]:]], dim=1)
+    elif task in ("reca", "i2t"):
         c = connector(p, und_features(p, cfg, img))  # [B,Nu,W]
         if task == "reca":
             c = scale_grad(c, cond_grad_scale)  # only the gradient into c is scaled
@@ -502,12 +526,12 @@ def generator_hidden(p, cfg, x, visible):
 # ---------------------------------------------------------------------------------
 # §5 Losses
 # ---------------------------------------------------------------------------------
-def task_loss(p, cfg, task, batch, dtype=torch.float32, cond_grad_scale=0.1):
+def task_loss(p, cfg, task, batch, dtype=torch.float32, cond_grad_scale=0.1, condition="understanding"):
     """The loss of one micro-batch of one task. cond_grad_scale applies to task 'reca'
     only (pass 1.0 for the plain gradient). Returns (loss, info)."""
     g = geometry(cfg)
     mode = cfg["mode"]
-    seq = build_sequence(p, cfg, task, batch, dtype, cond_grad_scale if task == "reca" else 1.0)
+    seq = build_sequence(p, cfg, task, batch, dtype, cond_grad_scale if task == "reca" else 1.0, condition)
     h = generator_hidden(p, cfg, seq["x"], seq["visible"])
     Lc = seq["Lc"]
     info = {k: seq[k] for k in ("codes", "code_margin", "c") if k in seq}
@@ -536,14 +560,14 @@ def task_loss(p, cfg, task, batch, dtype=torch.float32, cond_grad_scale=0.1):
     return loss, info
 
 
-def case_loss(p, cfg, task, batch, dtype=torch.float32, cond_grad_scale=0.1):
+def case_loss(p, cfg, task, batch, dtype=torch.float32, cond_grad_scale=0.1, condition="understanding"):
     """task in reca/t2i/i2t (the generator step) or 'vq' (the tokenizer loss)."""
     if task == "vq":
         return vq_loss(p, cfg, batch["images"], dtype)
-    return task_loss(p, cfg, task, batch, dtype, cond_grad_scale)
+    return task_loss(p, cfg, task, batch, dtype, cond_grad_scale, condition)
 
 
-def loss_and_grads(params, cfg, task, batch, trainable, dtype=torch.float32, cond_grad_scale=0.1):
+def loss_and_grads(params, cfg, task, batch, trainable, dtype=torch.float32, cond_grad_scale=0.1, condition="understanding"):
     """params: dict name -> tensor. Returns (loss float tensor, grads dict over trainable
     (zeros where the loss does not reach), info)."""
     p = OrderedDict()
@@ -552,7 +576,7 @@ def loss_and_grads(params, cfg, task, batch, trainable, dtype=torch.float32, con
         if n in trainable:
             t.requires_grad_(True)
         p[n] = t
-    loss, info = case_loss(p, cfg, task, batch, dtype, cond_grad_scale)
+    loss, info = case_loss(p, cfg, task, batch, dtype, cond_grad_scale, condition)
     leaves = [n for n in params if n in trainable]
     if not leaves:
         return loss.detach(), OrderedDict(), info

@@ -1,0 +1,178 @@
+/**
+ * `reca demo --ablation`: the paper's ablation in miniature. The same
+ * post-training (steps, batch, learning rate, cycle with image-to-text steps)
+ * from the same base, with only the condition changed, each scored with the
+ * same ShapesEval prompts and seeds as the base (paired intervals):
+ * - reca: the model's own understanding embeddings (RecA);
+ * - tokenizer condition: the generator's own embeddings of the image's tokens,
+ *   pooled to the same grid: the condition carries the pixels but none of the
+ *   understanding, the paper's VAE-latent row (it found no text-to-image gain);
+ * - t2i: text-to-image on captioned images in place of the reca steps, the
+ *   supervised reference;
+ * - weaker bottleneck (with --full-res-base): RecA from a base whose
+ *   understanding encoder sees the full-resolution image (more, finer tokens),
+ *   scored against that base's own before.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+import { getThreads, info } from '../engine';
+import { RecaError } from '../errors';
+import { fixed, table, writeJson } from '../format';
+import { Model, type Device, type SampleOptions } from '../model';
+import type { EvalReport } from '../shapes/eval';
+import { pairedIntervals, withInterval } from '../shapes/stats';
+import { CATEGORIES } from '../shapes/world';
+import { posttrain, type PosttrainOptions } from '../workflows';
+import { evalWithProgress, INTERVAL_NOTE, INTERVALS, trainingProgress, type Paired } from './common';
+
+export interface AblationArm {
+  name: string;
+  /** What changes against the RecA arm. */
+  what: string;
+  train: Partial<PosttrainOptions>;
+}
+
+export const ABLATION_ARMS: readonly AblationArm[] = [
+  { name: 'reca', what: "RecA: the model's own understanding embeddings plus a template", train: {} },
+  {
+    name: 'tokenizer condition',
+    what: "the generator's own embeddings of the image's tokens (pooled to the same grid) in place of the understanding embeddings",
+    train: { trainer: { condition: 'tokenizer' } },
+  },
+  { name: 't2i', what: 'text-to-image steps on captioned images in place of the reca steps', train: { stepTask: 't2i' } },
+];
+
+export interface AblationSettings {
+  base: string;
+  fullResBase?: string;
+  device: Device;
+  steps: number;
+  batch: number;
+  lr: number;
+  cycle: readonly [number, number];
+  samples: number;
+  sampler: SampleOptions;
+  out: string;
+  json: boolean;
+}
+
+interface ArmResult {
+  arm: string;
+  what: string;
+  base: string;
+  before: EvalReport;
+  after: EvalReport;
+  paired: Paired;
+  trainSeconds: number;
+}
+
+const log = (s: string): void => void process.stderr.write(`${s}\n`);
+
+async function runArm(arm: AblationArm, baseFile: string, before: EvalReport, s: AblationSettings): Promise<ArmResult> {
+  using model = await Model.load(baseFile, { device: s.device });
+  const progress = trainingProgress(`${arm.name}`, s.steps);
+  const t0 = Date.now();
+  await posttrain(model, { steps: s.steps, batch: s.batch, lr: s.lr, seed: 0, cycle: s.cycle, onStep: progress.hook, ...arm.train });
+  progress.bar.done({ loss: fixed(progress.last(), 4) });
+  const trainSeconds = (Date.now() - t0) / 1000;
+  const after = await evalWithProgress(model, `ShapesEval after (${arm.name})`, s.samples, s.sampler);
+  return { arm: arm.name, what: arm.what, base: baseFile, before, after: after.report, paired: pairedIntervals(before.samples, after.report.samples, INTERVALS), trainSeconds };
+}
+
+/** The full-resolution base's image size, refused before any work unless its understanding input is the whole image. */
+async function checkFullResBase(file: string): Promise<number> {
+  if (!fs.existsSync(file)) throw new RecaError('E_IO', `checkpoint ${file} does not exist`);
+  using wide = await Model.load(file);
+  const c = wide.config;
+  if (c.und_image_size !== c.image_size) {
+    throw new RecaError(
+      'E_INVALID_ARGUMENT',
+      `--full-res-base needs a base whose understanding input is the full image (und_image_size = image_size = ${c.image_size}), ` +
+        `got und_image_size ${c.und_image_size}: pretrain one with 'reca pretrain --und-image-size ${c.image_size}'`,
+    );
+  }
+  return c.image_size;
+}
+
+export async function runAblation(s: AblationSettings): Promise<void> {
+  const t0 = Date.now();
+  const fullRes = s.fullResBase ? await checkFullResBase(s.fullResBase) : undefined;
+  const arms: ArmResult[] = [];
+  {
+    using base = await Model.load(s.base, { device: s.device });
+    log(`reca demo --ablation: base ${s.base} (${base.config.mode}), ${getThreads()} threads, isa ${info().cpu.isa}`);
+    const before = (await evalWithProgress(base, 'ShapesEval before', s.samples, s.sampler)).report;
+    for (const arm of ABLATION_ARMS) arms.push(await runArm(arm, s.base, before, s));
+  }
+  if (s.fullResBase && fullRes !== undefined) {
+    let before: EvalReport;
+    {
+      using wide = await Model.load(s.fullResBase, { device: s.device });
+      before = (await evalWithProgress(wide, 'ShapesEval before (full-resolution base)', s.samples, s.sampler)).report;
+    }
+    const arm = { name: 'weaker bottleneck', what: `RecA from a base whose understanding encoder sees the full ${fullRes}px image`, train: {} };
+    arms.push(await runArm(arm, s.fullResBase, before, s));
+  }
+  const seconds = (Date.now() - t0) / 1000;
+
+  const head = ['arm', 'before', 'after', 'change', ...CATEGORIES.map((c) => `${c} change`)];
+  const rows = arms.map((a) => [
+    a.arm,
+    fixed(a.before.overall, 3),
+    fixed(a.after.overall, 3),
+    withInterval(a.paired.change.overall, true),
+    ...CATEGORIES.map((c) => withInterval(a.paired.change.categories[c], true)),
+  ]);
+  const report = {
+    base: s.base,
+    full_res_base: s.fullResBase ?? null,
+    steps: s.steps,
+    batch: s.batch,
+    lr: s.lr,
+    cycle: s.cycle,
+    samples_per_prompt: s.samples,
+    sampler: s.sampler,
+    seconds,
+    machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, threads: getThreads(), isa: info().cpu.isa, node: process.version },
+    date: new Date().toISOString(),
+    arms: arms.map((a) => ({
+      arm: a.arm,
+      what: a.what,
+      base: a.base,
+      train_seconds: a.trainSeconds,
+      before: { overall: a.before.overall, categories: a.before.categories },
+      after: { overall: a.after.overall, categories: a.after.categories },
+      change: a.paired.change,
+    })),
+    not_run: s.fullResBase ? [] : ['weaker bottleneck: needs --full-res-base, a base pretrained with und_image_size = image_size'],
+  };
+  writeJson(path.join(s.out, 'ablation.json'), report);
+  const md = [
+    `# RecA ablation: ${s.steps} steps (batch ${s.batch}, lr ${s.lr}, cycle ${s.cycle.join('+')}) from ${s.base}`,
+    '',
+    '| ' + head.join(' | ') + ' |',
+    '|' + head.map((_, i) => (i ? '---:' : '---')).join('|') + '|',
+    ...rows.map((r) => '| ' + r.join(' | ') + ' |'),
+    '',
+    ...arms.map((a) => `- **${a.arm}**: ${a.what}.`),
+    ...report.not_run.map((n) => `- not run: ${n}.`),
+    '',
+    `${INTERVAL_NOTE} Changes are paired: the same prompts and seeds before and after. ${seconds.toFixed(0)} s on ${getThreads()} threads.`,
+    '',
+  ].join('\n');
+  try {
+    fs.writeFileSync(path.join(s.out, 'ablation.md'), md);
+  } catch (e) {
+    throw new RecaError('E_IO', `could not write ${path.join(s.out, 'ablation.md')}: ${(e as Error).message}`);
+  }
+  if (s.json) {
+    console.log(JSON.stringify(report, null, 2));
+    return;
+  }
+  console.log(`\nShapesEval after the same post-training with the condition changed:\n`);
+  console.log(table([head, ...rows], head.map((_, i) => i > 0)));
+  for (const n of report.not_run) console.log(`not run: ${n}`);
+  console.log(`\n${INTERVAL_NOTE}\n${seconds.toFixed(0)} s. Wrote ${path.join(s.out, 'ablation.json')}, ${path.join(s.out, 'ablation.md')}`);
+}

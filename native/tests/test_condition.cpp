@@ -1,0 +1,126 @@
+// The reca task's tokenizer condition (SPEC §5) against the PyTorch reference:
+// fixtures from tools/reference/make_condition_fixtures.py (a config whose token
+// grid pools 2×2 onto the understanding grid), one reca pass with everything
+// trainable. The loss and every gradient must match; und.* and conn.* get none.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/safetensors.h"
+#include "model/reca_model.h"
+#include "model/trainer.h"
+#include "tests/testing.h"
+
+using namespace reca;
+using namespace reca::model;
+using namespace reca::test;
+
+namespace {
+
+double rel_l2(const float* a, const float* b, int64_t n) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
+}
+
+double json_number(const std::string& json, const std::string& key) {
+  const std::string k = "\"" + key + "\": ";
+  const size_t at = json.find(k);
+  return at == std::string::npos ? NAN : std::strtod(json.c_str() + at + k.size(), nullptr);
+}
+
+void check_condition_case(const std::string& mode) {
+  const std::string file = std::string(RECA_SOURCE_DIR) + "/test/fixtures/condition_" + mode + ".safetensors";
+  const SafetensorsFile f = SafetensorsFile::open(file);
+  const std::string meta = f.metadata().at("reca.case");
+  RecaModel model(ModelConfig::from_json(f.metadata().at("reca.config")), cpu_backend());
+  const ModelConfig& c = model.config();
+  expect_true(c.grid() == 2 * c.und_grid(), mode + ": the fixture pools 2x2 token blocks");
+  std::vector<float> host(static_cast<size_t>(model.layout().total()), 0.0f);
+  for (const auto& p : model.layout().params()) f.read_f32("param." + p.name, p.shape, host.data() + p.offset);
+  model.set_params(host.data());
+  const int64_t B = f.get("batch.images").shape[0], S = c.image_size, N = c.num_image_tokens();
+  std::vector<uint8_t> images(static_cast<size_t>(B * S * S * 3));
+  f.read_raw("batch.images", StDtype::U8, {B, S, S, 3}, images.data());
+  std::vector<int32_t> text(static_cast<size_t>(B * c.max_text_len));
+  f.read_raw("batch.text", StDtype::I32, {B, c.max_text_len}, text.data());
+  std::vector<uint8_t> masked;
+  std::vector<float> t, noise;
+  MicroBatch mb;
+  mb.task = Task::Reca;
+  mb.B = B;
+  mb.images = images.data();
+  mb.text = text.data();
+  mb.condition = Condition::Tokenizer;
+  if (f.find("batch.masked")) {
+    masked.resize(static_cast<size_t>(B * N));
+    f.read_raw("batch.masked", StDtype::U8, {B, N}, masked.data());
+    mb.masked = masked.data();
+  }
+  if (f.find("batch.t")) {
+    t.resize(static_cast<size_t>(B));
+    noise.resize(static_cast<size_t>(B * N * c.patch_dim()));
+    f.read_f32("batch.t", {B}, t.data());
+    f.read_f32("batch.noise", {B, N, c.patch_dim()}, noise.data());
+    mb.t = t.data(), mb.noise = noise.data();
+  }
+  std::vector<float> grads(static_cast<size_t>(model.layout().total()), 0.0f);
+  Arena arena(model.backend());
+  Trainable all;
+  all.und = all.conn = all.vq = all.gen = true;
+  const PassResult r = model.generator_pass(mb, grads.data(), all, 1.0f,
+                                            static_cast<float>(json_number(meta, "cond_grad_scale")), arena);
+  const double want = json_number(meta, "loss");
+  expect_true(std::fabs(r.loss - want) <= 2e-6 * std::fabs(want),
+              mode + ": loss " + std::to_string(r.loss) + " vs reference " + std::to_string(want));
+  double worst = 0;
+  for (const auto& p : model.layout().params()) {
+    std::vector<float> ref(static_cast<size_t>(p.numel), 0.0f);
+    if (f.find("grad." + p.name)) f.read_f32("grad." + p.name, p.shape, ref.data());
+    const float* got = grads.data() + p.offset;
+    const double err = rel_l2(got, ref.data(), p.numel);
+    worst = std::max(worst, err);
+    expect_true(err <= 1e-4, mode + ": grad " + p.name + " rel-L2 error " + std::to_string(err));
+    if (p.group() == "und" || p.group() == "conn") {
+      bool zero = true;
+      for (int64_t i = 0; i < p.numel; ++i) zero = zero && got[i] == 0.0f;
+      expect_true(zero, mode + ": " + p.name + " must get no gradient from a tokenizer condition");
+    }
+  }
+  std::printf("    condition_%-5s loss %.9f (ref %.9f), worst grad rel-L2 %.2e\n", mode.c_str(), r.loss,
+              want, worst);
+}
+
+}  // namespace
+
+RECA_TEST(tokenizer_condition_matches_pytorch) {
+  for (const char* m : {"ar", "mask", "flow"}) check_condition_case(m);
+}
+
+// A model whose token grid is not a multiple of its understanding grid cannot
+// pool: the trainer refuses the option up front.
+RECA_TEST(tokenizer_condition_needs_dividing_grids) {
+  ModelConfig c = ModelConfig::preset("tiny", Mode::Mask);
+  c.und_image_size = 16, c.und_patch = 4;  // und grid 4, token grid 4: divides
+  RecaModel ok(c, cpu_backend());
+  TrainerOptions o;
+  o.condition = Condition::Tokenizer;
+  Trainer accepted(ok, o);
+  c.image_size = 24, c.und_image_size = 12, c.und_patch = 3;  // token grid 6, und grid 4
+  RecaModel bad(c, cpu_backend());
+  bool refused = false;
+  try {
+    Trainer t(bad, o);
+  } catch (const Error& e) {
+    refused = e.code() == ErrorCode::InvalidArgument &&
+              std::string(e.what()).find("condition 'tokenizer'") != std::string::npos;
+  }
+  expect_true(refused, "condition 'tokenizer' on 6x6 tokens over a 4x4 understanding grid is refused");
+}

@@ -201,6 +201,7 @@ export interface NativeDebugStepOptions {
   condDropout?: number;
   condGradScale?: number;
   freeze?: string[];
+  matmulPrecision?: string;
 }
 
 export interface NativeAddon {

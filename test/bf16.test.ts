@@ -5,8 +5,11 @@
  * is E_DEVICE saying what runs. The error is checked everywhere (by lowering the
  * ISA as RECA_CPU_ISA=avx2 would); the bf16 steps only where they can run.
  */
+import { execFileSync } from 'child_process';
+import * as path from 'path';
+
 import { getIsa, info, Model, setIsa, Tensor, Trainer } from '../lib';
-import { expectRecaError, rng } from './helpers';
+import { expectRecaError, rng, root } from './helpers';
 
 function imageTensor(B: number, S: number, seed: number): Tensor<'uint8'> {
   const r = rng(seed);
@@ -29,6 +32,30 @@ describe('matmulPrecision', () => {
     using t = new Trainer(m, { matmulPrecision: 'fp32' });
     expect(t.options.matmulPrecision).toBe('fp32');
     expectRecaError(() => new Trainer(m, { matmulPrecision: 'fp16' as never }), 'E_INVALID_ARGUMENT');
+  });
+
+  test('RECA_CPU_ISA=avx2 in the environment: info says why, and a bf16 trainer is E_DEVICE', () => {
+    const script = `
+      const { info, Model, Trainer } = require(${JSON.stringify(path.join(root, 'dist'))});
+      (async () => {
+        const m = await Model.create({ preset: 'tiny', mode: 'mask' });
+        let error = null;
+        try { new Trainer(m, { matmulPrecision: 'bf16' }); } catch (e) { error = { code: e.code, message: e.message }; }
+        console.log(JSON.stringify({ cpu: info().cpu, error }));
+        m.dispose();
+      })();`;
+    const out = execFileSync(process.execPath, ['-e', script], {
+      cwd: root, encoding: 'utf8', env: { ...process.env, RECA_CPU_ISA: 'avx2' }, timeout: 60000,
+    });
+    const r = JSON.parse(out.trim().split('\n').pop() as string) as {
+      cpu: { isa: string; bf16Matmul: boolean; bf16MatmulReason: string | null };
+      error: { code: string; message: string } | null;
+    };
+    expect(r.cpu.isa).not.toBe('avx512');
+    expect(r.cpu.bf16Matmul).toBe(false);
+    expect(r.cpu.bf16MatmulReason).toMatch(/fp32/);
+    expect(r.error?.code).toBe('E_DEVICE');
+    expect(r.error?.message).toMatch(/matmulPrecision 'fp32'/);
   });
 
   const bf16 = info().cpu.avx512Bf16;

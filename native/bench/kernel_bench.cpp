@@ -468,7 +468,9 @@ std::vector<KernelBenchRecord> run_kernel_bench(const KernelBenchOptions& opts) 
     r.isa = isa_name(active_isa());
     r.threads = threads;
     r.note = c.note;
-    const bool own_peer = c.peer && c.peer_name != "openblas";
+    // Our own peers (separate passes) always run; the fp32 kernel beside bf16
+    // only when peers were asked for.
+    const bool own_peer = c.peer && c.peer_name != "openblas" && (c.peer_name != "fp32" || opts.with_peer);
     if (c.peer && (peer_ok || own_peer)) {
       if (!own_peer) openblas_set_threads(threads);
       // OpenBLAS workers spin for a while after a call; let them settle so they

@@ -7,8 +7,9 @@
 // (n - 1)·u·Σ|term| (u = 2^-24, first order), so per element
 //   |C - C_ref| <= (K + blocks + 2)·u·(Σ_k |â_k·b̂_k| + |C0| + |bias|),  blocks = ceil(K/512),
 // taken x1.01 for the second-order term. The bound is a worst case, so it never
-// fails by chance; operands rounded any other way (or not at all) miss it: the
-// fp32 kernel's result fails it (checked below).
+// fails by chance, yet it is tight enough that unrounded operands miss it (the
+// fp32 kernel's result fails it: checked below); the rounding itself is checked
+// bit for bit by bf16_rounding_matches_round_to_nearest_even.
 #include <cmath>
 #include <cstring>
 #include <limits>

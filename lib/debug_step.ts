@@ -21,6 +21,8 @@ export interface DebugStepOptions {
   condGradScale?: number;
   /** Groups left frozen (default: vq; the tokenizer task trains vq only). */
   freeze?: Array<'und' | 'conn' | 'vq' | 'gen'>;
+  /** Products of the Linear layers: 'fp32' (default) or 'bf16' (see TrainerOptions.matmulPrecision). */
+  matmulPrecision?: 'fp32' | 'bf16';
 }
 
 /** What `debugStep` writes to result.json (SPEC §9, plus a few extras). */
@@ -36,6 +38,7 @@ export interface DebugStepResult {
   trainable: string[];
   cond_grad_scale: number;
   cond_dropout: number;
+  matmul_precision: 'fp32' | 'bf16';
   optimizer: { lr: number; betas: [number, number]; eps: number; weight_decay: number; max_grad_norm: number };
   config: Record<string, unknown>;
   captions: string[];

@@ -328,6 +328,13 @@ export interface TrainerOptions {
    * are re-seeded from its encoder outputs (dead-code restart; default 50, 0 = off).
    */
   codeRestart?: number;
+  /**
+   * Products of the Linear layers during a step: 'fp32' (default), or 'bf16':
+   * operands rounded to bf16, products summed in fp32 (CPU with AVX512_BF16,
+   * see info().cpu.bf16Matmul; E_DEVICE elsewhere). Weights, gradients and
+   * optimizer state stay fp32.
+   */
+  matmulPrecision?: 'fp32' | 'bf16';
 }
 
 export interface StepBatch {
@@ -348,7 +355,7 @@ const GROUPS: readonly ParamGroup[] = ['und', 'conn', 'vq', 'gen'];
 const TRAINER_KEYS = new Set([
   'tasks', 'recipe', 'microBatch', 'optimizer', 'schedule', 'maxGradNorm', 'ema', 'condDropout',
   'condGradScale', 'freeze', 'seed', 'template', 'templates', 'codeRestart', 'nonFinite', 'shards', 'distributed',
-  'condition',
+  'condition', 'matmulPrecision',
 ]);
 
 function checkKeys(o: object, allowed: readonly string[], what: string): void {
@@ -423,6 +430,7 @@ export function resolveTrainerOptions(options: TrainerOptions): NativeTrainerOpt
   if (recipe !== 'tokenizer') out.templates = o.templates ?? (o.template !== undefined ? 'fixed' : 'paraphrases');
   out.nonFinite = o.nonFinite;
   out.condition = o.condition;
+  out.matmulPrecision = o.matmulPrecision;
   return out;
 }
 

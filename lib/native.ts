@@ -41,6 +41,12 @@ export interface NativeInfo {
     detectedIsa: Isa;
     /** Set when RECA_CPU_ISA asked for something unusable. */
     isaWarning: string | null;
+    /** The CPU has AVX512_BF16 (vdpbf16ps). */
+    avx512Bf16: boolean;
+    /** Trainer option matmulPrecision 'bf16' can run now (AVX512_BF16 and the avx512 ISA active). */
+    bf16Matmul: boolean;
+    /** Why it cannot (null when it can). */
+    bf16MatmulReason: string | null;
     threads: number;
     hardwareThreads: number;
   };
@@ -195,6 +201,7 @@ export interface NativeDebugStepOptions {
   condDropout?: number;
   condGradScale?: number;
   freeze?: string[];
+  matmulPrecision?: string;
 }
 
 export interface NativeAddon {

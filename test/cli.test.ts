@@ -51,6 +51,9 @@ function expectInfoShape(i: ReturnType<typeof info>): void {
   expect(['scalar', 'avx2', 'avx512']).toContain(i.cpu.isa);
   expect(['scalar', 'avx2', 'avx512']).toContain(i.cpu.detectedIsa);
   expect(i.cpu.isaWarning === null || typeof i.cpu.isaWarning === 'string').toBe(true);
+  expect(typeof i.cpu.avx512Bf16).toBe('boolean');
+  expect(i.cpu.bf16Matmul).toBe(i.cpu.bf16MatmulReason === null);
+  if (i.cpu.bf16Matmul) expect(i.cpu.avx512Bf16 && i.cpu.isa === 'avx512').toBe(true);
   expect(Number.isInteger(i.cpu.threads) && i.cpu.threads >= 1).toBe(true);
   expect(Number.isInteger(i.cpu.hardwareThreads) && i.cpu.hardwareThreads >= 1).toBe(true);
   expect(typeof i.cuda.compiled).toBe('boolean');

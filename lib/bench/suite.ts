@@ -247,7 +247,8 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
     // -- kernels, each as a fraction of the measured peak
     const records = await bench.kernels({ threads, minSeconds: quick ? 0.005 : 0.25, withPeer: true });
     const blas = records.filter((r) => r.peer?.name === 'openblas').map((r) => r.peer!.gflops);
-    const ourMatmul = records.filter((r) => r.name.startsWith('matmul')).map((r) => r.gflops);
+    // fp32 SGEMMs only: the bf16 records (matmul_bf16.*) count bf16 multiply-adds.
+    const ourMatmul = records.filter((r) => r.name.startsWith('matmul.')).map((r) => r.gflops);
     const peakGflops = blas.length ? Math.max(...blas) : Math.max(0, ...ourMatmul);
     const peakSource = blas.length ? 'best OpenBLAS SGEMM of this run' : 'best of our matmuls (OpenBLAS not found)';
     if (!blas.length) skipped.push('OpenBLAS: not installed, the matmul peak is our own best matmul');

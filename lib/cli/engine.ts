@@ -30,6 +30,11 @@ function formatInfo(i: EngineInfo): string {
     `         isa ${cpu.isa} (detected ${cpu.detectedIsa}), ${cpu.threads} threads (${cpu.hardwareThreads} hardware)`,
   ];
   if (cpu.isaWarning) lines.push(`         warning: ${cpu.isaWarning}`);
+  lines.push(
+    cpu.bf16Matmul
+      ? '         bf16 matmuls available (AVX512_BF16): trainer matmulPrecision bf16'
+      : `         bf16 matmuls unavailable: ${cpu.bf16MatmulReason}`,
+  );
   const cuda = i.cuda;
   if (!cuda.compiled) {
     lines.push(`cuda     not compiled in: ${cuda.reason}`);

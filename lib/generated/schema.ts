@@ -374,6 +374,16 @@ export const SCHEMA = {
       "doc": "a step whose loss, gradient or update is not finite: raise E_NUMERIC, or count it as skipped without an update (state unchanged either way)"
     },
     {
+      "name": "matmulPrecision",
+      "kind": "choice",
+      "default": "fp32",
+      "choices": [
+        "fp32",
+        "bf16"
+      ],
+      "doc": "products of the Linear layers in a step: fp32, or bf16 operands summed in fp32 (CPU with AVX512_BF16; E_DEVICE elsewhere); weights, gradients and optimizer state stay fp32"
+    },
+    {
       "name": "trainUnd",
       "kind": "boolean",
       "default": false,
@@ -646,6 +656,8 @@ export interface NativeTrainerOptions {
   codeRestart?: number;
   /** a step whose loss, gradient or update is not finite: raise E_NUMERIC, or count it as skipped without an update (state unchanged either way) (default 'error') */
   nonFinite?: 'error' | 'skip';
+  /** products of the Linear layers in a step: fp32, or bf16 operands summed in fp32 (CPU with AVX512_BF16; E_DEVICE elsewhere); weights, gradients and optimizer state stay fp32 (default 'fp32') */
+  matmulPrecision?: 'fp32' | 'bf16';
   /** the understanding encoder gets gradients (default false) */
   trainUnd?: boolean;
   /** the connector gets gradients (default false) */

@@ -11,6 +11,7 @@
 #include "core/mpi_loader.h"
 #include "core/nccl_loader.h"
 #include "core/threadpool.h"
+#include "cpu/matmul_bf16.h"
 #include "cuda/cuda_info.h"
 #include "model/schema.h"
 
@@ -68,6 +69,10 @@ Napi::Value RecaAddon::Info(const Napi::CallbackInfo& info) {
     cpu.Set("detectedIsa", isa_name(detected_isa()));
     const char* warning = isa_env_warning();
     cpu.Set("isaWarning", *warning ? Napi::Value(Napi::String::New(env, warning)) : env.Null());
+    cpu.Set("avx512Bf16", Napi::Boolean::New(env, cpu_has_avx512_bf16()));
+    const char* no_bf16 = cpu::bf16_matmul_unavailable_reason();
+    cpu.Set("bf16Matmul", Napi::Boolean::New(env, no_bf16 == nullptr));
+    cpu.Set("bf16MatmulReason", no_bf16 ? Napi::Value(Napi::String::New(env, no_bf16)) : env.Null());
     cpu.Set("threads", Napi::Number::New(env, num_threads()));
     cpu.Set("hardwareThreads", Napi::Number::New(env, hardware_threads()));
     out.Set("cpu", cpu);

@@ -137,6 +137,7 @@ struct DebugStepJob : public EngineWorker::Job {
     r.end_array();
     r.key("cond_grad_scale").number(opts.cond_grad_scale);
     r.key("cond_dropout").number(opts.cond_dropout);
+    r.key("matmul_precision").string(opts.matmul_precision == model::MatmulPrecision::Bf16 ? "bf16" : "fp32");
     r.key("optimizer").begin_object();
     r.key("lr").number(st.lr);
     r.key("betas").begin_array().number(opts.beta1).number(opts.beta2).end_array();
@@ -188,6 +189,10 @@ Napi::Value RecaAddon::DebugStep(const Napi::CallbackInfo& info) {
     t.lr = o.number("lr", 1e-3);
     t.cond_dropout = o.number("condDropout", t.cond_dropout);
     t.cond_grad_scale = o.number("condGradScale", t.cond_grad_scale);
+    const std::string precision = o.string("matmulPrecision", "fp32");
+    RECA_CHECK(precision == "fp32" || precision == "bf16", InvalidArgument,
+               "matmulPrecision must be 'fp32' or 'bf16', got '%s'", precision.c_str());
+    t.matmul_precision = precision == "bf16" ? model::MatmulPrecision::Bf16 : model::MatmulPrecision::Fp32;
     t.weight_reca = t.weight_t2i = t.weight_i2t = 0;
     if (job->task_name == "reca") t.weight_reca = 1;
     else if (job->task_name == "t2i") t.weight_t2i = 1;

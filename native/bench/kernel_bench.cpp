@@ -18,6 +18,7 @@
 #include "cpu/image.h"
 #include "cpu/layernorm.h"
 #include "cpu/matmul.h"
+#include "cpu/matmul_bf16.h"
 #include "cpu/mse.h"
 #include "cpu/residual.h"
 #include "cpu/sampling.h"
@@ -149,6 +150,58 @@ void add_matmul_cases(std::vector<Case>& cases) {
   cases.push_back({"matmul.square", {S, S, S}, 2.0 * S * S * S, 4.0 * 3 * S * S,
                    [=] { cpu::matmul(C->data(), A->data(), B->data(), nullptr, S, S, S, false, false, false); },
                    peer(S, S, S, false, false, false), ""});
+}
+
+// The same Linear products with bf16 operands and fp32 accumulation, each beside
+// our fp32 kernel on the identical inputs (ratio = fp32 time / bf16 time). Only
+// where they run (AVX512_BF16 at the avx512 level).
+void add_matmul_bf16_cases(std::vector<Case>& cases) {
+  if (!cpu::bf16_matmul_available()) return;
+  struct Layer {
+    const char* name;
+    int64_t in, out;
+  };
+  const Layer layers[] = {{"qkv", kWidth, 3 * kWidth},
+                          {"attn.proj", kWidth, kWidth},
+                          {"mlp.fc1", kWidth, kMlp},
+                          {"mlp.fc2", kMlp, kWidth},
+                          {"head_img", kWidth, kCodebook}};
+  uint64_t seed = 300;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, double flops, double bytes,
+                 std::function<void()> bf16, std::function<void()> fp32) {
+    Case c{name, std::move(shape), flops, bytes, std::move(bf16),
+           [fp32] { return fp32; }, "peer: the fp32 kernel on the same inputs"};
+    c.peer_name = "fp32";
+    cases.push_back(c);
+  };
+  for (const Layer& l : layers) {
+    const int64_t M = kRows, in = l.in, out = l.out;
+    auto x = std::make_shared<std::vector<float>>(random_buffer(M * in, ++seed));
+    auto W = std::make_shared<std::vector<float>>(random_buffer(out * in, ++seed));
+    auto b = std::make_shared<std::vector<float>>(random_buffer(out, ++seed));
+    auto dy = std::make_shared<std::vector<float>>(random_buffer(M * out, ++seed));
+    auto y = std::make_shared<std::vector<float>>(M * out);
+    auto dx = std::make_shared<std::vector<float>>(random_buffer(M * in, ++seed));
+    auto dW = std::make_shared<std::vector<float>>(random_buffer(out * in, ++seed));
+    const double flops = 2.0 * M * in * out;
+    const std::string base = std::string("matmul_bf16.") + l.name;
+    add(base + ".fwd", {M, in, out}, flops, 4.0 * (M * in + out * in + out + M * out),
+        [=] { cpu::linear_forward_bf16(y->data(), x->data(), W->data(), b->data(), M, in, out); },
+        [=] { cpu::linear_forward(y->data(), x->data(), W->data(), b->data(), M, in, out); });
+    add(base + ".bwd_data", {M, in, out}, flops, 4.0 * (M * out + out * in + 2 * M * in),
+        [=] { cpu::matmul_bf16(dx->data(), dy->data(), W->data(), nullptr, M, in, out, false, false, true); },
+        [=] { cpu::matmul(dx->data(), dy->data(), W->data(), nullptr, M, in, out, false, false, true); });
+    add(base + ".bwd_weight", {M, in, out}, flops, 4.0 * (M * out + M * in + 2 * out * in),
+        [=] { cpu::matmul_bf16(dW->data(), dy->data(), x->data(), nullptr, out, in, M, true, false, true); },
+        [=] { cpu::matmul(dW->data(), dy->data(), x->data(), nullptr, out, in, M, true, false, true); });
+  }
+  const int64_t S = 1024;
+  auto A = std::make_shared<std::vector<float>>(random_buffer(S * S, ++seed));
+  auto B = std::make_shared<std::vector<float>>(random_buffer(S * S, ++seed));
+  auto C = std::make_shared<std::vector<float>>(S * S);
+  add("matmul_bf16.square", {S, S, S}, 2.0 * S * S * S, 4.0 * 3 * S * S,
+      [=] { cpu::matmul_bf16(C->data(), A->data(), B->data(), nullptr, S, S, S, false, false, false); },
+      [=] { cpu::matmul(C->data(), A->data(), B->data(), nullptr, S, S, S, false, false, false); });
 }
 
 using Buf = std::shared_ptr<std::vector<float>>;
@@ -402,6 +455,7 @@ std::vector<KernelBenchRecord> run_kernel_bench(const KernelBenchOptions& opts) 
 
   std::vector<Case> cases;
   add_matmul_cases(cases);
+  add_matmul_bf16_cases(cases);
   add_family_cases(cases);
 
   const bool peer_ok = opts.with_peer && openblas_peer().available;
@@ -414,7 +468,9 @@ std::vector<KernelBenchRecord> run_kernel_bench(const KernelBenchOptions& opts) 
     r.isa = isa_name(active_isa());
     r.threads = threads;
     r.note = c.note;
-    const bool own_peer = c.peer && c.peer_name != "openblas";
+    // Our own peers (separate passes) always run; the fp32 kernel beside bf16
+    // only when peers were asked for.
+    const bool own_peer = c.peer && c.peer_name != "openblas" && (c.peer_name != "fp32" || opts.with_peer);
     if (c.peer && (peer_ok || own_peer)) {
       if (!own_peer) openblas_set_threads(threads);
       // OpenBLAS workers spin for a while after a call; let them settle so they

@@ -45,6 +45,17 @@ Isa probe_isa() {
   return Isa::Scalar;
 }
 
+bool probe_avx512_bf16() {
+#ifdef RECA_X86
+  if (probe_isa() != Isa::Avx512) return false;
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  return a & (1u << 5);  // CPUID.(EAX=7, ECX=1):EAX[5]
+#else
+  return false;
+#endif
+}
+
 std::string g_env_warning;
 
 Isa initial_isa() {
@@ -91,6 +102,11 @@ bool parse_isa(const char* name, Isa* out) {
 Isa detected_isa() {
   static const Isa best = probe_isa();
   return best;
+}
+
+bool cpu_has_avx512_bf16() {
+  static const bool has = probe_avx512_bf16();
+  return has;
 }
 
 Isa active_isa() { return static_cast<Isa>(active_slot().load(std::memory_order_relaxed)); }

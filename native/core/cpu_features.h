@@ -11,6 +11,9 @@ const char* isa_name(Isa isa);            // "scalar" | "avx2" | "avx512"
 bool parse_isa(const char* name, Isa* out);
 Isa detected_isa();                       // best level this CPU + OS supports
 Isa active_isa();                         // level the dispatchers use now
+// AVX512_BF16 (vcvtne2ps2bf16, vdpbf16ps: Zen 4+, Cooper Lake, Sapphire Rapids+),
+// on top of the avx512 level; what the bf16 matmuls (cpu/matmul_bf16.h) need.
+bool cpu_has_avx512_bf16();
 // Throws E_INVALID_ARGUMENT when `isa` is above detected_isa().
 void set_active_isa(Isa isa);
 // Set when RECA_CPU_ISA asked for something unusable; empty otherwise.

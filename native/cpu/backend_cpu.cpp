@@ -23,6 +23,7 @@
 #include "cpu/image.h"
 #include "cpu/layernorm.h"
 #include "cpu/matmul.h"
+#include "cpu/matmul_bf16.h"
 #include "cpu/mse.h"
 #include "cpu/residual.h"
 #include "cpu/sampling.h"
@@ -97,21 +98,34 @@ class CpuBackend final : public Backend {
   void upload(void* dst, const void* host, int64_t bytes) override { copy(dst, host, bytes); }
   void download(void* host, const void* src, int64_t bytes) override { copy(host, src, bytes); }
 
+  std::string matmul_precision_unavailable(MatmulPrecision p) const override {
+    if (p == MatmulPrecision::Fp32) return "";
+    const char* why = cpu::bf16_matmul_unavailable_reason();
+    return why ? why : "";
+  }
+  // bf16: cpu/matmul_bf16.h (E_DEVICE where the CPU or the active ISA lacks it).
   void linear_forward(float* y, const float* x, const float* W, const float* b, int64_t M,
                       int64_t in, int64_t out) override {
+    if (linear_precision() == MatmulPrecision::Bf16) return cpu::linear_forward_bf16(y, x, W, b, M, in, out);
     cpu::linear_forward(y, x, W, b, M, in, out);
   }
   void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
                        const float* W, int64_t M, int64_t in, int64_t out) override {
+    if (linear_precision() == MatmulPrecision::Bf16)
+      return cpu::linear_backward_bf16(dx, dW, db, dy, x, W, M, in, out);
     cpu::linear_backward(dx, dW, db, dy, x, W, M, in, out);
   }
   void linear_gelu_forward(float* f, float* g, const float* x, const float* W, const float* b,
                            int64_t M, int64_t in, int64_t out) override {
+    if (linear_precision() == MatmulPrecision::Bf16)
+      return cpu::linear_gelu_forward_bf16(f, g, x, W, b, M, in, out);
     cpu::linear_gelu_forward(f, g, x, W, b, M, in, out);
   }
   void linear_backward_gelu(float* dxf, float* dW, float* db, const float* dy, const float* x,
                             const float* W, const float* f, int64_t M, int64_t in,
                             int64_t out) override {
+    if (linear_precision() == MatmulPrecision::Bf16)
+      return cpu::linear_backward_gelu_bf16(dxf, dW, db, dy, x, W, f, M, in, out);
     cpu::linear_backward_gelu(dxf, dW, db, dy, x, W, f, M, in, out);
   }
   void layernorm_forward(float* y, float* mean, float* rstd, const float* x, const float* w,

@@ -18,6 +18,27 @@
 
 namespace reca::model {
 
+// Precision of the products inside the linear_* ops: fp32, or bf16 operands
+// (rounded to nearest even) with fp32 accumulation (cpu/matmul_bf16.h). Inputs,
+// outputs and everything else stay fp32 either way.
+enum class MatmulPrecision { Fp32, Bf16 };
+
+// The precision the linear_* ops use on the calling thread: Fp32 unless a
+// LinearPrecisionScope says otherwise. A trainer sets it around its step, so
+// sampling and evaluation on other threads (or after the step) stay fp32.
+inline thread_local MatmulPrecision t_linear_precision = MatmulPrecision::Fp32;
+inline MatmulPrecision linear_precision() { return t_linear_precision; }
+class LinearPrecisionScope {
+ public:
+  explicit LinearPrecisionScope(MatmulPrecision p) : saved_(t_linear_precision) { t_linear_precision = p; }
+  ~LinearPrecisionScope() { t_linear_precision = saved_; }
+  LinearPrecisionScope(const LinearPrecisionScope&) = delete;
+  LinearPrecisionScope& operator=(const LinearPrecisionScope&) = delete;
+
+ private:
+  MatmulPrecision saved_;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -36,7 +57,13 @@ class Backend {
   virtual void upload(void* dst, const void* host, int64_t bytes) = 0;    // host → device
   virtual void download(void* host, const void* src, int64_t bytes) = 0; // device → host
 
-  // Linear / matmul (SPEC §0 layout).
+  // Why the linear_* ops cannot run at precision p on this backend, with what
+  // can (empty when they can). Fp32 always runs; bf16 runs where a backend says so.
+  virtual std::string matmul_precision_unavailable(MatmulPrecision p) const {
+    if (p == MatmulPrecision::Fp32) return "";
+    return std::string("the ") + name() + " backend has no bf16 matmuls; use matmulPrecision 'fp32'";
+  }
+  // Linear / matmul (SPEC §0 layout), at linear_precision() on the calling thread.
   virtual void linear_forward(float* y, const float* x, const float* W, const float* b, int64_t M,
                               int64_t in, int64_t out) = 0;
   virtual void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,

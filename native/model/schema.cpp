@@ -179,6 +179,19 @@ const Schema<TrainerOptions>& trainer_schema() {
                    [](T& o, const FieldValue& v) {
                      o.non_finite = v.text == "skip" ? NonFinite::Skip : NonFinite::Error;
                    }},
+          absent_is_default(Field<T>{
+              "matmulPrecision", FieldKind::Choice, 0, 0, false, false, "fp32|bf16",
+              "products of the Linear layers in a step: fp32, or bf16 operands summed in fp32 "
+              "(CPU with AVX512_BF16; E_DEVICE elsewhere); weights, gradients and optimizer "
+              "state stay fp32",
+              [](const T& o) {
+                FieldValue v;
+                v.text = o.matmul_precision == MatmulPrecision::Bf16 ? "bf16" : "fp32";
+                return v;
+              },
+              [](T& o, const FieldValue& v) {
+                o.matmul_precision = v.text == "bf16" ? MatmulPrecision::Bf16 : MatmulPrecision::Fp32;
+              }}),
           RECA_BOOL(T, "trainUnd", trainable.und, "the understanding encoder gets gradients"),
           RECA_BOOL(T, "trainConn", trainable.conn, "the connector gets gradients"),
           RECA_BOOL(T, "trainVq", trainable.vq, "the VQ tokenizer gets gradients"),

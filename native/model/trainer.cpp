@@ -63,6 +63,9 @@ Trainer::Trainer(RecaModel& model, const TrainerOptions& opts, std::shared_ptr<C
     opts_.trainable = Trainable{false, false, true, false};
   }
   Backend& be = model.backend();
+  const std::string no_precision = be.matmul_precision_unavailable(opts_.matmul_precision);
+  RECA_CHECK(no_precision.empty(), Device, "matmulPrecision 'bf16' cannot run here: %s",
+             no_precision.c_str());
   const int64_t bytes = model.layout().total() * 4;
   grads_ = static_cast<float*>(be.alloc(bytes));
   m_ = static_cast<float*>(be.alloc(bytes));
@@ -216,6 +219,7 @@ StepStats Trainer::step(const StepBatch& batch, const std::vector<TaskDraws>* re
 StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskDraws>* replay,
                         std::vector<TaskDraws>* used) {
   const auto t0 = std::chrono::steady_clock::now();
+  const LinearPrecisionScope precision(opts_.matmul_precision);
   const ModelConfig& c = model_.config();
   Backend& be = model_.backend();
   const ParamLayout& layout = model_.layout();

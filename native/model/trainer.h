@@ -47,6 +47,10 @@ struct TrainerOptions {
   // only the current batch, so a resumed run restarts exactly as a straight one.
   int64_t code_restart_every = 0;
   NonFinite non_finite = NonFinite::Error;
+  // Products of the Linear layers during a step: fp32, or bf16 operands with fp32
+  // accumulation (CPU with AVX512_BF16). Parameters, gradients, optimizer state
+  // and every other op stay fp32.
+  MatmulPrecision matmul_precision = MatmulPrecision::Fp32;
   Trainable trainable;         // default: the generator only (und, conn, vq frozen)
   uint64_t seed = 0;
   std::string template_text = "describe the image";

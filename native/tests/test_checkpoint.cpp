@@ -460,6 +460,7 @@ RECA_TEST(checkpoint_trainer_options_json_exact) {
     o.seed = r.gen();
     o.template_text = i % 2 ? "describe the image" : "d\xc3\xa9""cris \"l'image\"\n\t\\";
     o.templates = i % 3 ? Templates::Paraphrases : Templates::Fixed;
+    o.matmul_precision = i % 4 ? MatmulPrecision::Fp32 : MatmulPrecision::Bf16;
     const std::string j = trainer_options_to_json(o);
     const TrainerOptions p = trainer_options_from_json(j);
     const bool same = std::memcmp(&o.weight_reca, &p.weight_reca, 8) == 0 &&
@@ -475,7 +476,7 @@ RECA_TEST(checkpoint_trainer_options_json_exact) {
                       o.trainable.und == p.trainable.und && o.trainable.conn == p.trainable.conn &&
                       o.trainable.vq == p.trainable.vq && o.trainable.gen == p.trainable.gen &&
                       o.seed == p.seed && o.template_text == p.template_text &&
-                      o.templates == p.templates &&
+                      o.templates == p.templates && o.matmul_precision == p.matmul_precision &&
                       o.tokenizer == p.tokenizer && o.code_restart_every == p.code_restart_every &&
                       trainer_options_to_json(p) == j;
     if (!same) {

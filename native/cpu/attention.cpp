@@ -16,25 +16,61 @@ inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 // The non-PAD keys of one sample in order: idx[t] is the t-th of them and cnt[e]
 // counts those below position e, so query i sees exactly idx[0 .. cnt[key_end(i)]).
 // Working on this compact list skips every PAD key instead of masking it.
-void visible_keys(int32_t* idx, int32_t* cnt, const uint8_t* pad, int64_t L) {
+// run[0 .. runs] are the compact positions where a run of consecutive keys
+// starts (run[runs] = cnt[L]), so rows move between compact and key order as a
+// few contiguous copies. Returns the number of runs.
+int64_t visible_keys(int32_t* idx, int32_t* cnt, int32_t* run, const uint8_t* pad, int64_t L) {
   int32_t n = 0;
+  int64_t runs = 0;
   for (int64_t j = 0; j < L; ++j) {
     cnt[j] = n;
-    if (!pad || !pad[j]) idx[n++] = static_cast<int32_t>(j);
+    if (pad && pad[j]) continue;
+    if (n == 0 || idx[n - 1] != j - 1) run[runs++] = n;
+    idx[n++] = static_cast<int32_t>(j);
   }
   cnt[L] = n;
+  run[runs] = n;
+  return runs;
+}
+
+inline void copy_floats(float* dst, const float* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + Vec::W <= n; i += Vec::W) Vec::load(src + i).store(dst + i);
+  if (i < n) Vec::load_tail(src + i, static_cast<int>(n - i)).store_tail(dst + i, static_cast<int>(n - i));
+}
+
+// Compact row -> key order: dst[idx[t]] = src[t] for t < n.
+void scatter_runs(float* dst, const float* src, const int32_t* idx, const int32_t* run,
+                  int64_t runs, int64_t n) {
+  for (int64_t r = 0; r < runs && run[r] < n; ++r)
+    copy_floats(dst + idx[run[r]], src + run[r], imin(run[r + 1], n) - run[r]);
+}
+
+// Key order -> compact row: dst[t] = src[idx[t]] for t < n.
+void gather_runs(float* dst, const float* src, const int32_t* idx, const int32_t* run,
+                 int64_t runs, int64_t n) {
+  for (int64_t r = 0; r < runs && run[r] < n; ++r)
+    copy_floats(dst + run[r], src + idx[run[r]], imin(run[r + 1], n) - run[r]);
 }
 
 // Copies the listed rows' head slice into a transposed [hd, ld] block (columns
-// past n zeroed), so score rows can be computed along keys.
+// past n zeroed; ld a multiple of Vec::W), so score rows can be computed along
+// keys. W rows at a time, transposed in registers.
 void gather_transposed(float* dst, const float* src, const int32_t* idx, int64_t n, int64_t stride,
                        int64_t hd, int64_t ld) {
-  for (int64_t t = 0; t < n; ++t) {
-    const float* r = src + idx[t] * stride;
-    for (int64_t d = 0; d < hd; ++d) dst[d * ld + t] = r[d];
+  constexpr int W = Vec::W;
+  for (int64_t t0 = 0; t0 < ld; t0 += W) {
+    const int64_t rows = imax(0, imin(W, n - t0));
+    for (int64_t d0 = 0; d0 < hd; d0 += W) {
+      const int dn = static_cast<int>(imin(W, hd - d0));
+      Vec r[W];
+#pragma GCC unroll 16
+      for (int i = 0; i < W; ++i)
+        r[i] = i < rows ? Vec::load_tail(src + idx[t0 + i] * stride + d0, dn) : Vec::zero();
+      transpose(r);
+      for (int k = 0; k < dn; ++k) r[k].store(dst + (d0 + k) * ld + t0);
+    }
   }
-  for (int64_t d = 0; d < hd; ++d)
-    for (int64_t t = n; t < ld; ++t) dst[d * ld + t] = 0.0f;
 }
 
 // Queries handled together: each key vector loaded from L1 serves kQ queries,
@@ -234,12 +270,13 @@ void attention_forward(float* out, float* att, const float* qkv, const uint8_t* 
   parallel_for(B * heads, 1, [&](int64_t p0, int64_t p1) {
     float* kt = new float[hd * ld + kQ * ld];  // keys [hd, ld], then kQ score rows [ld]
     float* s = kt + hd * ld;
-    int32_t* idx = new int32_t[2 * L + 1];
+    int32_t* idx = new int32_t[3 * L + 2];
     int32_t* cnt = idx + L;
+    int32_t* run = cnt + L + 1;
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t b = p / heads, h = p % heads;
       const float* x = qkv + b * L * C3 + h * hd;  // q_i at x + i·C3, k_i at +width, v_i at +2·width
-      visible_keys(idx, cnt, key_pad ? key_pad + b * L : nullptr, L);
+      const int64_t runs = visible_keys(idx, cnt, run, key_pad ? key_pad + b * L : nullptr, L);
       gather_transposed(kt, x + width, idx, cnt[L], C3, hd, ld);
       for (int64_t i0 = 0; i0 < L; i0 += kQ) {
         const float* qs[kQ];
@@ -270,8 +307,7 @@ void attention_forward(float* out, float* att, const float* qkv, const uint8_t* 
         if (att)
           for (int q = 0; q < nq; ++q) {
             const int64_t i = (qs[q] - x) / C3;
-            float* a = att + (p * L + i) * L;
-            for (int64_t t = 0; t < n[q]; ++t) a[idx[t]] = s[q * ld + t];
+            scatter_runs(att + (p * L + i) * L, s + q * ld, idx, run, runs, n[q]);
           }
       }
     }
@@ -295,14 +331,15 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
     float* ds = pr + kQ * ld;
     float* dk = ds + kQ * ld;
     float* dv = dk + L * hd;
-    int32_t* idx = new int32_t[2 * L + 1];
+    int32_t* idx = new int32_t[3 * L + 2];
     int32_t* cnt = idx + L;
+    int32_t* run = cnt + L + 1;
     const Vec vscale = Vec::set1(scale);
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t b = p / heads, h = p % heads;
       const float* x = qkv + b * L * C3 + h * hd;
       float* g = dqkv + b * L * C3 + h * hd;
-      visible_keys(idx, cnt, key_pad ? key_pad + b * L : nullptr, L);
+      const int64_t runs = visible_keys(idx, cnt, run, key_pad ? key_pad + b * L : nullptr, L);
       const int64_t nv = cnt[L];
       gather_transposed(vt, x + 2 * width, idx, nv, C3, hd, ld);
       memset(dk, 0, static_cast<size_t>(2 * L * hd) * sizeof(float));
@@ -322,7 +359,7 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
           const float* a = att + (p * L + i) * L;
           float* prq = pr + nq * ld;
           const int64_t nr = round_up(ni, Vec::W);
-          for (int64_t t = 0; t < ni; ++t) prq[t] = a[idx[t]];
+          gather_runs(prq, a, idx, run, runs, ni);
           for (int64_t t = ni; t < nr; ++t) prq[t] = 0.0f;
           n[nq] = ni;
           nr_max = imax(nr_max, nr);

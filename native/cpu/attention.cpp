@@ -74,8 +74,43 @@ void gather_transposed(float* dst, const float* src, const int32_t* idx, int64_t
 }
 
 // Queries handled together: each key vector loaded from L1 serves kQ queries,
-// where one query at a time paid about one load per multiply-add.
+// where one query at a time paid about one load per multiply-add. AVX-512 takes
+// 8: its 32 registers hold 8 queries' accumulators, and a head of one vector
+// (16 dims) then still has 8 independent FMA chains. Results do not depend on
+// kQ: every sum runs in the same order whatever the grouping.
+#if RECA_ISA_LEVEL == 2
+constexpr int kQ = 8;
+#else
 constexpr int kQ = 4;
+#endif
+
+template <int N>
+struct QueryCount {
+  static constexpr int value = N;
+};
+
+// Calls f(QueryCount<nq>) for 1 <= nq <= kQ, so the kernels' accumulators stay in registers.
+template <class F>
+inline void with_query_count(int nq, F&& f) {
+  static_assert(kQ == 4 || kQ == 8, "one case per query count");
+  switch (nq) {
+    case 1: return f(QueryCount<1>{});
+    case 2: return f(QueryCount<2>{});
+    case 3: return f(QueryCount<3>{});
+    default: break;
+  }
+  if constexpr (kQ == 4) {
+    return f(QueryCount<4>{});
+  } else {
+    switch (nq) {
+      case 4: return f(QueryCount<4>{});
+      case 5: return f(QueryCount<5>{});
+      case 6: return f(QueryCount<6>{});
+      case 7: return f(QueryCount<7>{});
+      default: return f(QueryCount<kQ>{});
+    }
+  }
+}
 
 // s[q·ld + t] = Σ_d a[q][d]·bt[d·ld + t] for q < nq, t in [0, n); n is a multiple
 // of Vec::W and every bt row is readable up to n. Each score sums d in order,
@@ -91,7 +126,7 @@ void dot_keys_fixed(float* s, const float* const* a, const float* bt, int64_t ld
     for (int q = 0; q < NQ; ++q) lo[q] = hi[q] = Vec::zero();
     for (int64_t d = 0; d < hd; ++d) {
       const Vec k0 = Vec::load(bt + d * ld + t), k1 = Vec::load(bt + d * ld + t + W);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int q = 0; q < NQ; ++q) {
         const Vec x = Vec::set1(a[q][d]);
         lo[q] = fmadd(x, k0, lo[q]);
@@ -108,12 +143,46 @@ void dot_keys_fixed(float* s, const float* const* a, const float* bt, int64_t ld
     for (int q = 0; q < NQ; ++q) acc[q] = Vec::zero();
     for (int64_t d = 0; d < hd; ++d) {
       const Vec k0 = Vec::load(bt + d * ld + t);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int q = 0; q < NQ; ++q) {
         acc[q] = fmadd(Vec::set1(a[q][d]), k0, acc[q]);
       }
     }
     for (int q = 0; q < nq; ++q) acc[q].store(s + q * ld + t);
+  }
+}
+
+// One pass of weighted_rows_fixed over head dims [d, d + NV·W) (m[v] lanes of
+// vector v), col = base + d.
+template <int NQ, int NV>
+void weighted_rows_pass(float* const* y, const float* w, int64_t ld, const int64_t* n,
+                        int64_t n_min, const float* col, const int32_t* idx, int64_t stride,
+                        int64_t d, const int* m, bool accumulate) {
+  constexpr int W = Vec::W;
+  Vec acc[NV][NQ];
+  for (int v = 0; v < NV; ++v)
+    for (int q = 0; q < NQ; ++q) acc[v][q] = Vec::zero();
+  for (int64_t t = 0; t < n_min; ++t) {
+    const float* r = col + idx[t] * stride;
+    Vec vals[NV];
+    for (int v = 0; v < NV; ++v) vals[v] = Vec::load_tail(r + v * W, m[v]);
+#pragma GCC unroll 8
+    for (int q = 0; q < NQ; ++q) {
+      const Vec x = Vec::set1(w[q * ld + t]);
+      for (int v = 0; v < NV; ++v) acc[v][q] = fmadd(x, vals[v], acc[v][q]);
+    }
+  }
+  for (int q = 0; q < NQ; ++q) {
+    for (int64_t t = n_min; t < n[q]; ++t) {
+      const float* r = col + idx[t] * stride;
+      const Vec x = Vec::set1(w[q * ld + t]);
+      for (int v = 0; v < NV; ++v) acc[v][q] = fmadd(x, Vec::load_tail(r + v * W, m[v]), acc[v][q]);
+    }
+    for (int v = 0; v < NV; ++v) {
+      Vec out = acc[v][q];
+      if (accumulate) out = out + Vec::load_tail(y[q] + d + v * W, m[v]);
+      out.store_tail(y[q] + d + v * W, m[v]);
+    }
   }
 }
 
@@ -128,61 +197,29 @@ void weighted_rows_fixed(float* const* y, const float* w, int64_t ld, const int6
   constexpr int W = Vec::W;
   int64_t n_min = n[0];
   for (int q = 1; q < nq; ++q) n_min = imin(n_min, n[q]);
-  // Two vectors of head dims per pass: 2·kQ independent chains keep both FMA pipes busy.
+  // Two vectors of head dims per pass: 2·kQ independent chains keep both FMA
+  // pipes busy; a last pass of one vector (all of a 16-dim head on AVX-512)
+  // skips the empty second one.
   for (int64_t d = 0; d < hd; d += 2 * W) {
-    const int m0 = static_cast<int>(imin(W, hd - d)), m1 = static_cast<int>(imax(0, imin(W, hd - d - W)));
-    const float* col = base + d;
-    Vec lo[NQ], hi[NQ];
-    for (int q = 0; q < NQ; ++q) lo[q] = hi[q] = Vec::zero();
-    for (int64_t t = 0; t < n_min; ++t) {
-      const float* r = col + idx[t] * stride;
-      const Vec v0 = Vec::load_tail(r, m0), v1 = Vec::load_tail(r + W, m1);
-#pragma GCC unroll 4
-      for (int q = 0; q < NQ; ++q) {
-        const Vec x = Vec::set1(w[q * ld + t]);
-        lo[q] = fmadd(x, v0, lo[q]);
-        hi[q] = fmadd(x, v1, hi[q]);
-      }
-    }
-    for (int q = 0; q < nq; ++q) {
-      for (int64_t t = n_min; t < n[q]; ++t) {
-        const float* r = col + idx[t] * stride;
-        const Vec x = Vec::set1(w[q * ld + t]);
-        lo[q] = fmadd(x, Vec::load_tail(r, m0), lo[q]);
-        hi[q] = fmadd(x, Vec::load_tail(r + W, m1), hi[q]);
-      }
-      Vec r0 = lo[q], r1 = hi[q];
-      if (accumulate) {
-        r0 = r0 + Vec::load_tail(y[q] + d, m0);
-        r1 = r1 + Vec::load_tail(y[q] + d + W, m1);
-      }
-      r0.store_tail(y[q] + d, m0);
-      if (m1) r1.store_tail(y[q] + d + W, m1);
-    }
+    const int m[2] = {static_cast<int>(imin(W, hd - d)), static_cast<int>(imax(0, imin(W, hd - d - W)))};
+    if (m[1] > 0)
+      weighted_rows_pass<NQ, 2>(y, w, ld, n, n_min, base + d, idx, stride, d, m, accumulate);
+    else
+      weighted_rows_pass<NQ, 1>(y, w, ld, n, n_min, base + d, idx, stride, d, m, accumulate);
   }
 }
 
-// The query count as a compile-time constant, so the accumulators stay in registers.
 void dot_keys_block(float* s, const float* const* a, int nq, const float* bt, int64_t ld,
                     int64_t hd, int64_t n) {
-  static_assert(kQ == 4, "one case per query count");
-  switch (nq) {
-    case 1: return dot_keys_fixed<1>(s, a, bt, ld, hd, n);
-    case 2: return dot_keys_fixed<2>(s, a, bt, ld, hd, n);
-    case 3: return dot_keys_fixed<3>(s, a, bt, ld, hd, n);
-    default: return dot_keys_fixed<4>(s, a, bt, ld, hd, n);
-  }
+  with_query_count(nq, [&](auto c) { dot_keys_fixed<decltype(c)::value>(s, a, bt, ld, hd, n); });
 }
 
 void weighted_rows_block(float* const* y, const float* w, int64_t ld, const int64_t* n, int nq,
                          const float* base, const int32_t* idx, int64_t stride, int64_t hd,
                          bool accumulate) {
-  switch (nq) {
-    case 1: return weighted_rows_fixed<1>(y, w, ld, n, base, idx, stride, hd, accumulate);
-    case 2: return weighted_rows_fixed<2>(y, w, ld, n, base, idx, stride, hd, accumulate);
-    case 3: return weighted_rows_fixed<3>(y, w, ld, n, base, idx, stride, hd, accumulate);
-    default: return weighted_rows_fixed<4>(y, w, ld, n, base, idx, stride, hd, accumulate);
-  }
+  with_query_count(nq, [&](auto c) {
+    weighted_rows_fixed<decltype(c)::value>(y, w, ld, n, base, idx, stride, hd, accumulate);
+  });
 }
 
 // dK[t] += Σ_q dS[q][t]·Q_q and dV[t] += Σ_q P[q][t]·dO_q over t < n[q]: each key
@@ -208,7 +245,7 @@ void key_grads_fixed(float* dk, float* dv, const float* ds, const float* pr, int
       float* vr = dv + t * hd + d;
       Vec kacc = Vec::load_tail(kr, m), vacc = Vec::load_tail(vr, m);
       if (t < n_min) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int q = 0; q < NQ; ++q) {
           kacc = fmadd(Vec::set1(ds[q * ld + t]), qv[q], kacc);
           vacc = fmadd(Vec::set1(pr[q * ld + t]), gv[q], vacc);
@@ -229,12 +266,9 @@ void key_grads_fixed(float* dk, float* dv, const float* ds, const float* pr, int
 void key_grads_block(float* dk, float* dv, const float* ds, const float* pr, int64_t ld,
                      const float* const* qs, const float* const* gos, const int64_t* n, int nq,
                      int64_t hd) {
-  switch (nq) {
-    case 1: return key_grads_fixed<1>(dk, dv, ds, pr, ld, qs, gos, n, hd);
-    case 2: return key_grads_fixed<2>(dk, dv, ds, pr, ld, qs, gos, n, hd);
-    case 3: return key_grads_fixed<3>(dk, dv, ds, pr, ld, qs, gos, n, hd);
-    default: return key_grads_fixed<4>(dk, dv, ds, pr, ld, qs, gos, n, hd);
-  }
+  with_query_count(nq, [&](auto c) {
+    key_grads_fixed<decltype(c)::value>(dk, dv, ds, pr, ld, qs, gos, n, hd);
+  });
 }
 
 // In place over s[0, nr): s = softmax(s·scale) over the first n entries, zero past them.

@@ -16,10 +16,11 @@ namespace {
 
 thread_local bool t_inside_pool_task = false;
 
-// How long an idle worker keeps polling for the next job before it sleeps. A step
-// runs hundreds of parallel regions a few microseconds apart; waking a sleeping
-// worker is a futex call plus a reschedule (tens of microseconds in a VM), so a
-// worker that has just finished waits here first.
+// How long an idle worker keeps polling for the next job (and the caller for
+// the workers' last ranges) before it sleeps. A step runs dozens of parallel
+// regions a few microseconds apart; waking a sleeping thread is a futex call
+// plus a reschedule (tens of microseconds in a VM), so a thread that has just
+// finished waits here first.
 constexpr std::chrono::microseconds kSpinFor{200};
 
 inline void cpu_relax() {
@@ -39,6 +40,12 @@ int initial_threads() {
   return std::max(1, std::min(hardware_threads(), 256));
 }
 
+// A job is split into `ranges` fixed ranges (the split depends only on n, grain
+// and the thread count, never on timing). The caller and the workers claim
+// ranges from one atomic counter until none is left, so a worker that is late
+// (descheduled, or still waking up) costs nothing: the caller runs its range.
+// Dispatch and completion take no lock while the threads are spinning; the
+// mutex and condition variables are only for a thread that has gone to sleep.
 class ThreadPool {
  public:
   ThreadPool() : threads_(initial_threads()) { start(threads_.load()); }
@@ -69,22 +76,33 @@ class ThreadPool {
       fn(ctx, 0, n);
       return;
     }
-    bool sleeping;
-    {
+    job_ = Job{n, ranges, fn, ctx};
+    pending_.store(ranges, std::memory_order_relaxed);
+    const uint64_t gen = ++generation_;
+    claim_.store(pack_claim(gen, ranges, 0), std::memory_order_release);
+    published_.store(gen, std::memory_order_seq_cst);
+    // Spinning workers see published_ without a syscall; only sleepers need the
+    // condition variable (sleepers_ and published_ are a Dekker pair: a worker
+    // counts itself, then re-reads published_ before it sleeps).
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
       std::lock_guard<std::mutex> lk(mutex_);
-      job_ = Job{n, ranges, fn, ctx};
-      pending_.store(ranges - 1, std::memory_order_relaxed);
-      ++generation_;
-      published_.store(generation_, std::memory_order_release);
-      sleeping = sleepers_ > 0;
+      wake_.notify_all();
     }
-    if (sleeping) wake_.notify_all();  // spinning workers see published_ without a syscall
-    run_range(0);
-    // Short spin, then sleep until the workers finish.
-    for (int spin = 0; spin < 20000 && pending_.load(std::memory_order_acquire) > 0; ++spin) {
+    run_claimed(gen);
+    if (pending_.load(std::memory_order_acquire) == 0) return;
+    // The workers hold the last ranges: spin a while, then sleep until done.
+    const auto until = std::chrono::steady_clock::now() + kSpinFor;
+    for (int i = 1; pending_.load(std::memory_order_acquire) > 0; ++i) {
+      cpu_relax();
+      if (i % 64 == 0 && std::chrono::steady_clock::now() > until) break;
     }
-    std::unique_lock<std::mutex> lk(mutex_);
-    done_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    if (pending_.load(std::memory_order_acquire) == 0) return;
+    caller_sleeping_.store(true, std::memory_order_seq_cst);
+    {
+      std::unique_lock<std::mutex> lk(mutex_);
+      done_.wait(lk, [&] { return pending_.load(std::memory_order_seq_cst) == 0; });
+    }
+    caller_sleeping_.store(false, std::memory_order_relaxed);
   }
 
  private:
@@ -95,6 +113,34 @@ class ThreadPool {
     void* ctx = nullptr;
   };
 
+  // claim_ packs the job's generation (low 32 bits), its range count and the
+  // next unclaimed range, so a claim can never take a range of another job.
+  static uint64_t pack_claim(uint64_t gen, int ranges, int next) {
+    return (gen & 0xffffffffu) << 32 | static_cast<uint64_t>(ranges) << 16 |
+           static_cast<uint64_t>(next);
+  }
+
+  // Runs ranges of job `gen` until none is left unclaimed. job_ is read only
+  // after a successful claim: the job cannot finish (and be replaced) while a
+  // claimed range of it is still running.
+  void run_claimed(uint64_t gen) {
+    uint64_t c = claim_.load(std::memory_order_acquire);
+    for (;;) {
+      const int ranges = static_cast<int>(c >> 16 & 0xffff), next = static_cast<int>(c & 0xffff);
+      if (c >> 32 != (gen & 0xffffffffu) || next >= ranges) return;
+      if (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel,
+                                        std::memory_order_acquire))
+        continue;
+      run_range(next);
+      if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+          caller_sleeping_.load(std::memory_order_seq_cst)) {
+        std::lock_guard<std::mutex> lk(mutex_);
+        done_.notify_all();
+      }
+      c = claim_.load(std::memory_order_acquire);
+    }
+  }
+
   void run_range(int r) {
     const int64_t b = job_.n * r / job_.ranges, e = job_.n * (r + 1) / job_.ranges;
     const bool was = t_inside_pool_task;
@@ -104,45 +150,39 @@ class ThreadPool {
   }
 
   // `seen` starts at the generation current when the worker was created, so a
-  // worker started by resize() never re-runs the job that finished before it.
-  void worker(int index, uint64_t seen) {
+  // worker started by resize() never looks at the job that finished before it.
+  void worker(uint64_t seen) {
     for (;;) {
       const auto until = std::chrono::steady_clock::now() + kSpinFor;
       for (int i = 1; published_.load(std::memory_order_acquire) == seen; ++i) {
         cpu_relax();
         if (i % 64 == 0 && std::chrono::steady_clock::now() > until) break;
       }
-      {
+      if (published_.load(std::memory_order_acquire) == seen) {
         std::unique_lock<std::mutex> lk(mutex_);
-        ++sleepers_;
-        wake_.wait(lk, [&] { return quit_ || generation_ != seen; });
-        --sleepers_;
-        if (quit_) return;
-        seen = generation_;
-        if (index >= job_.ranges) continue;
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        wake_.wait(lk, [&] { return published_.load(std::memory_order_seq_cst) != seen; });
+        sleepers_.fetch_sub(1, std::memory_order_relaxed);
       }
-      run_range(index);
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard<std::mutex> lk(mutex_);
-        done_.notify_all();
-      }
+      seen = published_.load(std::memory_order_acquire);
+      if (quit_.load(std::memory_order_acquire)) return;
+      run_claimed(seen);
     }
   }
 
   void start(int n) {
-    quit_ = false;
+    quit_.store(false, std::memory_order_relaxed);
     const uint64_t gen = generation_;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, gen] { worker(i, gen); });
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, gen] { worker(gen); });
   }
 
   void stop() {
+    quit_.store(true, std::memory_order_release);
+    published_.store(++generation_, std::memory_order_seq_cst);  // ends every wait; quit_ then ends the loop
     {
       std::lock_guard<std::mutex> lk(mutex_);
-      quit_ = true;
-      ++generation_;  // ends any worker's spin; quit_ then ends its loop
-      published_.store(generation_, std::memory_order_release);
+      wake_.notify_all();
     }
-    wake_.notify_all();
     for (auto& t : workers_) t.join();
     workers_.clear();
   }
@@ -151,12 +191,14 @@ class ThreadPool {
   std::mutex run_mutex_, mutex_;
   std::condition_variable wake_, done_;
   std::vector<std::thread> workers_;
-  Job job_;
-  std::atomic<int> pending_{0};
-  uint64_t generation_ = 0;            // guarded by mutex_
-  std::atomic<uint64_t> published_{0};  // generation_, readable without the lock
-  int sleepers_ = 0;                    // workers waiting on wake_, guarded by mutex_
-  bool quit_ = false;
+  Job job_;                              // written by the caller before claim_ is published
+  uint64_t generation_ = 0;              // the caller's job counter (under run_mutex_)
+  std::atomic<uint64_t> published_{0};   // generation_ of the newest job (or of stop())
+  std::atomic<uint64_t> claim_{0};       // pack_claim(generation, ranges, next range)
+  std::atomic<int> pending_{0};          // ranges of the current job not yet finished
+  std::atomic<int> sleepers_{0};         // workers waiting on wake_
+  std::atomic<bool> caller_sleeping_{false};  // the caller waits on done_
+  std::atomic<bool> quit_{false};
 };
 
 ThreadPool& pool() {

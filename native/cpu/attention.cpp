@@ -16,30 +16,101 @@ inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 // The non-PAD keys of one sample in order: idx[t] is the t-th of them and cnt[e]
 // counts those below position e, so query i sees exactly idx[0 .. cnt[key_end(i)]).
 // Working on this compact list skips every PAD key instead of masking it.
-void visible_keys(int32_t* idx, int32_t* cnt, const uint8_t* pad, int64_t L) {
+// run[0 .. runs] are the compact positions where a run of consecutive keys
+// starts (run[runs] = cnt[L]), so rows move between compact and key order as a
+// few contiguous copies. Returns the number of runs.
+int64_t visible_keys(int32_t* idx, int32_t* cnt, int32_t* run, const uint8_t* pad, int64_t L) {
   int32_t n = 0;
+  int64_t runs = 0;
   for (int64_t j = 0; j < L; ++j) {
     cnt[j] = n;
-    if (!pad || !pad[j]) idx[n++] = static_cast<int32_t>(j);
+    if (pad && pad[j]) continue;
+    if (n == 0 || idx[n - 1] != j - 1) run[runs++] = n;
+    idx[n++] = static_cast<int32_t>(j);
   }
   cnt[L] = n;
+  run[runs] = n;
+  return runs;
+}
+
+inline void copy_floats(float* dst, const float* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + Vec::W <= n; i += Vec::W) Vec::load(src + i).store(dst + i);
+  if (i < n) Vec::load_tail(src + i, static_cast<int>(n - i)).store_tail(dst + i, static_cast<int>(n - i));
+}
+
+// Compact row -> key order: dst[idx[t]] = src[t] for t < n.
+void scatter_runs(float* dst, const float* src, const int32_t* idx, const int32_t* run,
+                  int64_t runs, int64_t n) {
+  for (int64_t r = 0; r < runs && run[r] < n; ++r)
+    copy_floats(dst + idx[run[r]], src + run[r], imin(run[r + 1], n) - run[r]);
+}
+
+// Key order -> compact row: dst[t] = src[idx[t]] for t < n.
+void gather_runs(float* dst, const float* src, const int32_t* idx, const int32_t* run,
+                 int64_t runs, int64_t n) {
+  for (int64_t r = 0; r < runs && run[r] < n; ++r)
+    copy_floats(dst + run[r], src + idx[run[r]], imin(run[r + 1], n) - run[r]);
 }
 
 // Copies the listed rows' head slice into a transposed [hd, ld] block (columns
-// past n zeroed), so score rows can be computed along keys.
+// past n zeroed; ld a multiple of Vec::W), so score rows can be computed along
+// keys. W rows at a time, transposed in registers.
 void gather_transposed(float* dst, const float* src, const int32_t* idx, int64_t n, int64_t stride,
                        int64_t hd, int64_t ld) {
-  for (int64_t t = 0; t < n; ++t) {
-    const float* r = src + idx[t] * stride;
-    for (int64_t d = 0; d < hd; ++d) dst[d * ld + t] = r[d];
+  constexpr int W = Vec::W;
+  for (int64_t t0 = 0; t0 < ld; t0 += W) {
+    const int64_t rows = imax(0, imin(W, n - t0));
+    for (int64_t d0 = 0; d0 < hd; d0 += W) {
+      const int dn = static_cast<int>(imin(W, hd - d0));
+      Vec r[W];
+#pragma GCC unroll 16
+      for (int i = 0; i < W; ++i)
+        r[i] = i < rows ? Vec::load_tail(src + idx[t0 + i] * stride + d0, dn) : Vec::zero();
+      transpose(r);
+      for (int k = 0; k < dn; ++k) r[k].store(dst + (d0 + k) * ld + t0);
+    }
   }
-  for (int64_t d = 0; d < hd; ++d)
-    for (int64_t t = n; t < ld; ++t) dst[d * ld + t] = 0.0f;
 }
 
 // Queries handled together: each key vector loaded from L1 serves kQ queries,
-// where one query at a time paid about one load per multiply-add.
+// where one query at a time paid about one load per multiply-add. AVX-512 takes
+// 8: its 32 registers hold 8 queries' accumulators, and a head of one vector
+// (16 dims) then still has 8 independent FMA chains. Results do not depend on
+// kQ: every sum runs in the same order whatever the grouping.
+#if RECA_ISA_LEVEL == 2
+constexpr int kQ = 8;
+#else
 constexpr int kQ = 4;
+#endif
+
+template <int N>
+struct QueryCount {
+  static constexpr int value = N;
+};
+
+// Calls f(QueryCount<nq>) for 1 <= nq <= kQ, so the kernels' accumulators stay in registers.
+template <class F>
+inline void with_query_count(int nq, F&& f) {
+  static_assert(kQ == 4 || kQ == 8, "one case per query count");
+  switch (nq) {
+    case 1: return f(QueryCount<1>{});
+    case 2: return f(QueryCount<2>{});
+    case 3: return f(QueryCount<3>{});
+    default: break;
+  }
+  if constexpr (kQ == 4) {
+    return f(QueryCount<4>{});
+  } else {
+    switch (nq) {
+      case 4: return f(QueryCount<4>{});
+      case 5: return f(QueryCount<5>{});
+      case 6: return f(QueryCount<6>{});
+      case 7: return f(QueryCount<7>{});
+      default: return f(QueryCount<kQ>{});
+    }
+  }
+}
 
 // s[q·ld + t] = Σ_d a[q][d]·bt[d·ld + t] for q < nq, t in [0, n); n is a multiple
 // of Vec::W and every bt row is readable up to n. Each score sums d in order,
@@ -55,7 +126,7 @@ void dot_keys_fixed(float* s, const float* const* a, const float* bt, int64_t ld
     for (int q = 0; q < NQ; ++q) lo[q] = hi[q] = Vec::zero();
     for (int64_t d = 0; d < hd; ++d) {
       const Vec k0 = Vec::load(bt + d * ld + t), k1 = Vec::load(bt + d * ld + t + W);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int q = 0; q < NQ; ++q) {
         const Vec x = Vec::set1(a[q][d]);
         lo[q] = fmadd(x, k0, lo[q]);
@@ -72,12 +143,46 @@ void dot_keys_fixed(float* s, const float* const* a, const float* bt, int64_t ld
     for (int q = 0; q < NQ; ++q) acc[q] = Vec::zero();
     for (int64_t d = 0; d < hd; ++d) {
       const Vec k0 = Vec::load(bt + d * ld + t);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int q = 0; q < NQ; ++q) {
         acc[q] = fmadd(Vec::set1(a[q][d]), k0, acc[q]);
       }
     }
     for (int q = 0; q < nq; ++q) acc[q].store(s + q * ld + t);
+  }
+}
+
+// One pass of weighted_rows_fixed over head dims [d, d + NV·W) (m[v] lanes of
+// vector v), col = base + d.
+template <int NQ, int NV>
+void weighted_rows_pass(float* const* y, const float* w, int64_t ld, const int64_t* n,
+                        int64_t n_min, const float* col, const int32_t* idx, int64_t stride,
+                        int64_t d, const int* m, bool accumulate) {
+  constexpr int W = Vec::W;
+  Vec acc[NV][NQ];
+  for (int v = 0; v < NV; ++v)
+    for (int q = 0; q < NQ; ++q) acc[v][q] = Vec::zero();
+  for (int64_t t = 0; t < n_min; ++t) {
+    const float* r = col + idx[t] * stride;
+    Vec vals[NV];
+    for (int v = 0; v < NV; ++v) vals[v] = Vec::load_tail(r + v * W, m[v]);
+#pragma GCC unroll 8
+    for (int q = 0; q < NQ; ++q) {
+      const Vec x = Vec::set1(w[q * ld + t]);
+      for (int v = 0; v < NV; ++v) acc[v][q] = fmadd(x, vals[v], acc[v][q]);
+    }
+  }
+  for (int q = 0; q < NQ; ++q) {
+    for (int64_t t = n_min; t < n[q]; ++t) {
+      const float* r = col + idx[t] * stride;
+      const Vec x = Vec::set1(w[q * ld + t]);
+      for (int v = 0; v < NV; ++v) acc[v][q] = fmadd(x, Vec::load_tail(r + v * W, m[v]), acc[v][q]);
+    }
+    for (int v = 0; v < NV; ++v) {
+      Vec out = acc[v][q];
+      if (accumulate) out = out + Vec::load_tail(y[q] + d + v * W, m[v]);
+      out.store_tail(y[q] + d + v * W, m[v]);
+    }
   }
 }
 
@@ -92,61 +197,29 @@ void weighted_rows_fixed(float* const* y, const float* w, int64_t ld, const int6
   constexpr int W = Vec::W;
   int64_t n_min = n[0];
   for (int q = 1; q < nq; ++q) n_min = imin(n_min, n[q]);
-  // Two vectors of head dims per pass: 2·kQ independent chains keep both FMA pipes busy.
+  // Two vectors of head dims per pass: 2·kQ independent chains keep both FMA
+  // pipes busy; a last pass of one vector (all of a 16-dim head on AVX-512)
+  // skips the empty second one.
   for (int64_t d = 0; d < hd; d += 2 * W) {
-    const int m0 = static_cast<int>(imin(W, hd - d)), m1 = static_cast<int>(imax(0, imin(W, hd - d - W)));
-    const float* col = base + d;
-    Vec lo[NQ], hi[NQ];
-    for (int q = 0; q < NQ; ++q) lo[q] = hi[q] = Vec::zero();
-    for (int64_t t = 0; t < n_min; ++t) {
-      const float* r = col + idx[t] * stride;
-      const Vec v0 = Vec::load_tail(r, m0), v1 = Vec::load_tail(r + W, m1);
-#pragma GCC unroll 4
-      for (int q = 0; q < NQ; ++q) {
-        const Vec x = Vec::set1(w[q * ld + t]);
-        lo[q] = fmadd(x, v0, lo[q]);
-        hi[q] = fmadd(x, v1, hi[q]);
-      }
-    }
-    for (int q = 0; q < nq; ++q) {
-      for (int64_t t = n_min; t < n[q]; ++t) {
-        const float* r = col + idx[t] * stride;
-        const Vec x = Vec::set1(w[q * ld + t]);
-        lo[q] = fmadd(x, Vec::load_tail(r, m0), lo[q]);
-        hi[q] = fmadd(x, Vec::load_tail(r + W, m1), hi[q]);
-      }
-      Vec r0 = lo[q], r1 = hi[q];
-      if (accumulate) {
-        r0 = r0 + Vec::load_tail(y[q] + d, m0);
-        r1 = r1 + Vec::load_tail(y[q] + d + W, m1);
-      }
-      r0.store_tail(y[q] + d, m0);
-      if (m1) r1.store_tail(y[q] + d + W, m1);
-    }
+    const int m[2] = {static_cast<int>(imin(W, hd - d)), static_cast<int>(imax(0, imin(W, hd - d - W)))};
+    if (m[1] > 0)
+      weighted_rows_pass<NQ, 2>(y, w, ld, n, n_min, base + d, idx, stride, d, m, accumulate);
+    else
+      weighted_rows_pass<NQ, 1>(y, w, ld, n, n_min, base + d, idx, stride, d, m, accumulate);
   }
 }
 
-// The query count as a compile-time constant, so the accumulators stay in registers.
 void dot_keys_block(float* s, const float* const* a, int nq, const float* bt, int64_t ld,
                     int64_t hd, int64_t n) {
-  static_assert(kQ == 4, "one case per query count");
-  switch (nq) {
-    case 1: return dot_keys_fixed<1>(s, a, bt, ld, hd, n);
-    case 2: return dot_keys_fixed<2>(s, a, bt, ld, hd, n);
-    case 3: return dot_keys_fixed<3>(s, a, bt, ld, hd, n);
-    default: return dot_keys_fixed<4>(s, a, bt, ld, hd, n);
-  }
+  with_query_count(nq, [&](auto c) { dot_keys_fixed<decltype(c)::value>(s, a, bt, ld, hd, n); });
 }
 
 void weighted_rows_block(float* const* y, const float* w, int64_t ld, const int64_t* n, int nq,
                          const float* base, const int32_t* idx, int64_t stride, int64_t hd,
                          bool accumulate) {
-  switch (nq) {
-    case 1: return weighted_rows_fixed<1>(y, w, ld, n, base, idx, stride, hd, accumulate);
-    case 2: return weighted_rows_fixed<2>(y, w, ld, n, base, idx, stride, hd, accumulate);
-    case 3: return weighted_rows_fixed<3>(y, w, ld, n, base, idx, stride, hd, accumulate);
-    default: return weighted_rows_fixed<4>(y, w, ld, n, base, idx, stride, hd, accumulate);
-  }
+  with_query_count(nq, [&](auto c) {
+    weighted_rows_fixed<decltype(c)::value>(y, w, ld, n, base, idx, stride, hd, accumulate);
+  });
 }
 
 // dK[t] += Σ_q dS[q][t]·Q_q and dV[t] += Σ_q P[q][t]·dO_q over t < n[q]: each key
@@ -172,7 +245,7 @@ void key_grads_fixed(float* dk, float* dv, const float* ds, const float* pr, int
       float* vr = dv + t * hd + d;
       Vec kacc = Vec::load_tail(kr, m), vacc = Vec::load_tail(vr, m);
       if (t < n_min) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int q = 0; q < NQ; ++q) {
           kacc = fmadd(Vec::set1(ds[q * ld + t]), qv[q], kacc);
           vacc = fmadd(Vec::set1(pr[q * ld + t]), gv[q], vacc);
@@ -193,12 +266,9 @@ void key_grads_fixed(float* dk, float* dv, const float* ds, const float* pr, int
 void key_grads_block(float* dk, float* dv, const float* ds, const float* pr, int64_t ld,
                      const float* const* qs, const float* const* gos, const int64_t* n, int nq,
                      int64_t hd) {
-  switch (nq) {
-    case 1: return key_grads_fixed<1>(dk, dv, ds, pr, ld, qs, gos, n, hd);
-    case 2: return key_grads_fixed<2>(dk, dv, ds, pr, ld, qs, gos, n, hd);
-    case 3: return key_grads_fixed<3>(dk, dv, ds, pr, ld, qs, gos, n, hd);
-    default: return key_grads_fixed<4>(dk, dv, ds, pr, ld, qs, gos, n, hd);
-  }
+  with_query_count(nq, [&](auto c) {
+    key_grads_fixed<decltype(c)::value>(dk, dv, ds, pr, ld, qs, gos, n, hd);
+  });
 }
 
 // In place over s[0, nr): s = softmax(s·scale) over the first n entries, zero past them.
@@ -234,12 +304,13 @@ void attention_forward(float* out, float* att, const float* qkv, const uint8_t* 
   parallel_for(B * heads, 1, [&](int64_t p0, int64_t p1) {
     float* kt = new float[hd * ld + kQ * ld];  // keys [hd, ld], then kQ score rows [ld]
     float* s = kt + hd * ld;
-    int32_t* idx = new int32_t[2 * L + 1];
+    int32_t* idx = new int32_t[3 * L + 2];
     int32_t* cnt = idx + L;
+    int32_t* run = cnt + L + 1;
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t b = p / heads, h = p % heads;
       const float* x = qkv + b * L * C3 + h * hd;  // q_i at x + i·C3, k_i at +width, v_i at +2·width
-      visible_keys(idx, cnt, key_pad ? key_pad + b * L : nullptr, L);
+      const int64_t runs = visible_keys(idx, cnt, run, key_pad ? key_pad + b * L : nullptr, L);
       gather_transposed(kt, x + width, idx, cnt[L], C3, hd, ld);
       for (int64_t i0 = 0; i0 < L; i0 += kQ) {
         const float* qs[kQ];
@@ -270,8 +341,7 @@ void attention_forward(float* out, float* att, const float* qkv, const uint8_t* 
         if (att)
           for (int q = 0; q < nq; ++q) {
             const int64_t i = (qs[q] - x) / C3;
-            float* a = att + (p * L + i) * L;
-            for (int64_t t = 0; t < n[q]; ++t) a[idx[t]] = s[q * ld + t];
+            scatter_runs(att + (p * L + i) * L, s + q * ld, idx, run, runs, n[q]);
           }
       }
     }
@@ -295,14 +365,15 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
     float* ds = pr + kQ * ld;
     float* dk = ds + kQ * ld;
     float* dv = dk + L * hd;
-    int32_t* idx = new int32_t[2 * L + 1];
+    int32_t* idx = new int32_t[3 * L + 2];
     int32_t* cnt = idx + L;
+    int32_t* run = cnt + L + 1;
     const Vec vscale = Vec::set1(scale);
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t b = p / heads, h = p % heads;
       const float* x = qkv + b * L * C3 + h * hd;
       float* g = dqkv + b * L * C3 + h * hd;
-      visible_keys(idx, cnt, key_pad ? key_pad + b * L : nullptr, L);
+      const int64_t runs = visible_keys(idx, cnt, run, key_pad ? key_pad + b * L : nullptr, L);
       const int64_t nv = cnt[L];
       gather_transposed(vt, x + 2 * width, idx, nv, C3, hd, ld);
       memset(dk, 0, static_cast<size_t>(2 * L * hd) * sizeof(float));
@@ -322,7 +393,7 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
           const float* a = att + (p * L + i) * L;
           float* prq = pr + nq * ld;
           const int64_t nr = round_up(ni, Vec::W);
-          for (int64_t t = 0; t < ni; ++t) prq[t] = a[idx[t]];
+          gather_runs(prq, a, idx, run, runs, ni);
           for (int64_t t = ni; t < nr; ++t) prq[t] = 0.0f;
           n[nq] = ni;
           nr_max = imax(nr_max, nr);

@@ -70,57 +70,6 @@ struct Scratch {
 };
 thread_local Scratch t_pack_a, t_pack_b;
 
-// In-register transpose of a W x W block: r[i] lane j  ->  r[j] lane i.
-#if RECA_ISA_LEVEL == 2
-// GCC 12's unpack/shuffle intrinsics start from an "undefined" register it then
-// warns about.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-inline void transpose(Vec* r) {
-  __m512 t[16], u[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i].v, r[i + 1].v);
-    t[i + 1] = _mm512_unpackhi_ps(r[i].v, r[i + 1].v);
-  }
-  for (int i = 0; i < 16; i += 4) {
-    u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-    u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-    u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-  }
-  for (int h = 0; h < 16; h += 8)
-    for (int i = 0; i < 4; ++i) {
-      t[h + i] = _mm512_shuffle_f32x4(u[h + i], u[h + i + 4], 0x88);
-      t[h + i + 4] = _mm512_shuffle_f32x4(u[h + i], u[h + i + 4], 0xDD);
-    }
-  for (int i = 0; i < 8; ++i) {
-    r[i].v = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-    r[i + 8].v = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-  }
-}
-#pragma GCC diagnostic pop
-#elif RECA_ISA_LEVEL == 1
-inline void transpose(Vec* r) {
-  __m256 t[8], u[8];
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_ps(r[i].v, r[i + 1].v);
-    t[i + 1] = _mm256_unpackhi_ps(r[i].v, r[i + 1].v);
-  }
-  for (int i = 0; i < 8; i += 4) {
-    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-  }
-  for (int i = 0; i < 4; ++i) {
-    r[i].v = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-    r[i + 4].v = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
-  }
-}
-#else
-inline void transpose(Vec*) {}
-#endif
-
 // Transposing copy of one block: rows i < rows of src (stride ld), kn <= W
 // floats each, become dst[k * stride + i] for k < kn; lanes i in [rows, lanes)
 // are written as zero.

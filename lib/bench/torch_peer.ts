@@ -49,6 +49,12 @@ export function torchEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
+/**
+ * The peer held to AVX2, beside the engine's AVX2 path on a CPU with AVX-512:
+ * ATen's own kernels at AVX2 and OpenBLAS's Haswell (AVX2) kernels.
+ */
+export const AVX2_PEER_ENV: NodeJS.ProcessEnv = { ATEN_CPU_CAPABILITY: 'avx2', OPENBLAS_CORETYPE: 'Haswell' };
+
 /** Why the peer cannot run here, or null when it can. */
 export function torchUnavailable(): string | null {
   if (!fs.existsSync(PYTHON)) return `${PYTHON} not found`;
@@ -66,8 +72,9 @@ export class TorchPeer {
   private pending: { resolve: (r: TorchResult) => void; reject: (e: Error) => void } | null = null;
   private exited = false;
 
-  constructor() {
-    this.proc = spawn(PYTHON, [TORCH_SCRIPT, '--serve'], { env: torchEnv() });
+  /** `env` over torchEnv(), e.g. AVX2_PEER_ENV to hold PyTorch to AVX2 kernels. */
+  constructor(env: NodeJS.ProcessEnv = {}) {
+    this.proc = spawn(PYTHON, [TORCH_SCRIPT, '--serve'], { env: { ...torchEnv(), ...env } });
     this.proc.stdout.setEncoding('utf8');
     this.proc.stderr.setEncoding('utf8');
     this.proc.stdout.on('data', (chunk: string) => {

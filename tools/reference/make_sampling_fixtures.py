@@ -79,12 +79,23 @@ def check_kv_cache(p, cfg):
     return err
 
 
+def check_maskgit_ties():
+    """Equal confidences: the lower index is kept first (SPEC §7)."""
+    conf = torch.tensor([[0.5, 0.7, 0.5, 0.5, 0.7]])
+    sampled = torch.tensor([[10, 11, 12, 13, 14]])
+    codes, masked = torch.full((1, 5), 99), torch.ones(1, 5, dtype=torch.bool)
+    got = [SR.maskgit_select(codes, masked, sampled, conf, 99, s, 3)[0].tolist()[0] for s in range(3)]
+    # T = 3: R = 4, 2, 0 -> keep 1, 3, 5 of the 5 masked positions
+    assert got == [[99, 11, 99, 99, 99], [10, 11, 99, 99, 14], [10, 11, 12, 13, 14]], got
+
+
 def finite(x):
     """A margin for JSON: null when no decision of that kind was taken."""
     return None if x == float("inf") else x
 
 
 def main():
+    check_maskgit_ties()
     tensors, cases = {}, []
     models = {}
     for name, mode, settings in CASES:

@@ -19,10 +19,7 @@ _MASK32 = np.uint64(0xFFFFFFFF)
 def philox4x32_10(c0, c1, c2, c3, k0, k1):
     """One Philox4x32-10 block per element; counters as uint64 arrays holding 32-bit
     values, key as python ints. Returns the four output words (uint64 arrays)."""
-    c0, c1, c2, c3 = (np.asarray(c, dtype=np.uint64) & _MASK32 for c in (c0, c1, c2, c3))
-    c1 = np.broadcast_to(c1, c0.shape).copy()
-    c2 = np.broadcast_to(c2, c0.shape).copy()
-    c3 = np.broadcast_to(c3, c0.shape).copy()
+    c0, c1, c2, c3 = np.broadcast_arrays(*(np.asarray(c, dtype=np.uint64) & _MASK32 for c in (c0, c1, c2, c3)))
     for _ in range(10):
         p0 = _M0 * c0
         p1 = _M1 * c2
@@ -35,15 +32,19 @@ def philox4x32_10(c0, c1, c2, c3, k0, k1):
 
 
 def _block(seed, stream, block):
+    """stream: an int or a uint64 array broadcasting against block."""
     block = np.asarray(block, dtype=np.uint64)
-    return philox4x32_10(block & _MASK32, block >> np.uint64(32), np.uint64(stream & 0xFFFFFFFF),
-                         np.uint64(stream >> 32), seed & 0xFFFFFFFF, seed >> 32)
+    stream = np.asarray(stream, dtype=np.uint64)
+    block, stream = np.broadcast_arrays(block, stream)
+    return philox4x32_10(block & _MASK32, block >> np.uint64(32), stream & _MASK32,
+                         stream >> np.uint64(32), seed & 0xFFFFFFFF, seed >> 32)
 
 
 def philox_u32(seed, stream, index):
     """uint32 draws `index` (array) of (seed, stream)."""
     index = np.asarray(index, dtype=np.uint64)
     words = np.stack(_block(seed, stream, index >> np.uint64(2)), axis=-1)
+    index = np.broadcast_to(index, words.shape[:-1])
     w = (index & np.uint64(3)).astype(np.int64)
     return np.take_along_axis(words, w[..., None], axis=-1)[..., 0].astype(np.uint32)
 
@@ -133,6 +134,7 @@ def philox_normal(seed, stream, index):
     """Box–Muller on uniforms 2i and 2i+1, with the engine's log and cos."""
     index = np.asarray(index, dtype=np.uint64)
     words = np.stack(_block(seed, stream, index >> np.uint64(1)), axis=-1)
+    index = np.broadcast_to(index, words.shape[:-1])
     w = ((index & np.uint64(1)) * np.uint64(2)).astype(np.int64)
     u1 = bits_to_uniform(np.take_along_axis(words, w[..., None], axis=-1)[..., 0].astype(np.uint32))
     u2 = bits_to_uniform(np.take_along_axis(words, (w + 1)[..., None], axis=-1)[..., 0].astype(np.uint32))

@@ -117,6 +117,12 @@ def categorical(logits, u, temperature, top_k):
     return ids, conf, margin
 
 
+def uniforms(seed, purpose, Bq, count):
+    """philox_uniform(seed, purpose << 32 | b, i) for b < Bq, i < count: [Bq, count]."""
+    streams = np.array([sample_stream(purpose, b) for b in range(Bq)], dtype=np.uint64)[:, None]
+    return PX.philox_uniform(seed, streams, np.arange(count, dtype=np.uint64)[None, :])
+
+
 def remask_count(N, s, T):
     r = math.floor(N * math.cos((math.pi / 2.0) * ((s + 1) / T)))
     return max(r, 0)
@@ -128,20 +134,23 @@ def maskgit_select(codes, masked, sampled, conf, mask_id, s, T):
     first remasked confidence (inf when nothing is cut)."""
     B, N = codes.shape
     R_ = remask_count(N, s, T)
-    codes, masked = codes.clone(), masked.clone()
+    M = masked.sum(dim=1)  # [B]
+    keep = M - torch.clamp(M, max=R_)
+    # rank the masked positions, most confident first, equal confidences by lower index
+    # (a stable sort); unmasked positions (key +inf) go last
+    key = torch.where(masked, -conf.float(), torch.full_like(conf, float("inf"), dtype=torch.float32))
+    sorted_key, order = torch.sort(key, dim=1, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(N).expand(B, N).contiguous())
+    take = masked & (rank < keep[:, None])
+    codes = torch.where(take, sampled, codes)
+    masked = masked & ~take
     margin = float("inf")
-    for b in range(B):
-        pos = torch.nonzero(masked[b]).flatten().tolist()
-        M = len(pos)
-        keep = M - min(R_, M)
-        # most confident first; equal confidences: lower index first (a stable sort)
-        order = sorted(pos, key=lambda i: -float(conf[b, i]))
-        for i in order[:keep]:
-            codes[b, i] = sampled[b, i]
-            masked[b, i] = False
-        if 0 < keep < M:
-            a, c = float(conf[b, order[keep - 1]]), float(conf[b, order[keep]])
-            margin = min(margin, (a - c) / max(abs(a), abs(c), 1e-30))
+    cut = (keep > 0) & (keep < M)
+    if cut.any():
+        a = -sorted_key[cut].gather(1, (keep[cut] - 1)[:, None])[:, 0].double()
+        c = -sorted_key[cut].gather(1, keep[cut][:, None])[:, 0].double()
+        margin = float(((a - c) / torch.clamp(torch.maximum(a.abs(), c.abs()), min=1e-30)).min())
     return codes, masked, margin
 
 
@@ -194,43 +203,39 @@ def sample(p, cfg, prompts=None, images=None, template="describe the image", ste
 
     if mode == "ar":
         codes = torch.zeros(Bq, N, dtype=torch.long)
+        u_all = uniforms(seed, SAMPLE_UNIFORM, Bq, N)  # [Bq, N]: step j uses column j
         for j in range(N):
             emb = gen_row if j == 0 else p["gen.img_embed"][codes[:, j - 1]].repeat(B // Bq, 1)
             x = (emb + p["gen.pos_img"][j]).reshape(-1, 1, W).expand(B, 1, W)
             logits = combine(head(stack.run(x, Lc + j, causal=True))[:, 0])
-            u = np.stack([PX.philox_uniform(seed, sample_stream(SAMPLE_UNIFORM, b), np.array([j]))[0]
-                          for b in range(Bq)])
-            ids, _, margin = categorical(logits, u, temperature, top_k)
+            ids, _, margin = categorical(logits, u_all[:, j], temperature, top_k)
             codes[:, j] = ids
             draw_margin = min(draw_margin, float(margin.min()))
         out["codes"] = codes
     elif mode == "mask":
         codes = torch.full((Bq, N), K, dtype=torch.long)
         masked = torch.ones(Bq, N, dtype=torch.bool)
-        n_idx = np.arange(N, dtype=np.uint64)
+        u_all = uniforms(seed, SAMPLE_UNIFORM, Bq, steps * N).reshape(Bq, steps, N)
+        anneals = [choice_temperature * (1.0 - (s + 1) / steps) for s in range(steps)]
+        if any(a > 0 for a in anneals):
+            gumbel = -np.log(-np.log(uniforms(seed, SAMPLE_CHOICE, Bq, steps * N).astype(np.float64))).reshape(Bq, steps, N)
         for s in range(steps):
             body = p["gen.img_embed"][codes].repeat(B // Bq, 1, 1)
             x = torch.cat([gen_row.expand(B, 1, W), body], dim=1) + p["gen.pos_img"][: N + 1]
             logits = combine(head(stack.run(x, Lc)[:, 1:]))  # [Bq, N, K]
-            u = np.stack([PX.philox_uniform(seed, sample_stream(SAMPLE_UNIFORM, b), s * N + n_idx)
-                          for b in range(Bq)])
-            ids, conf, margin = categorical(logits.reshape(-1, K), u.reshape(-1), temperature, top_k)
+            ids, conf, margin = categorical(logits.reshape(-1, K), u_all[:, s].reshape(-1), temperature, top_k)
             ids, conf = ids.reshape(Bq, N), conf.reshape(Bq, N)
             live = masked.reshape(-1)
             if live.any():
                 draw_margin = min(draw_margin, float(margin[live].min()))
-            anneal = choice_temperature * (1.0 - (s + 1) / steps)
-            if anneal > 0:
-                gu = np.stack([PX.philox_uniform(seed, sample_stream(SAMPLE_CHOICE, b), s * N + n_idx)
-                               for b in range(Bq)]).astype(np.float64)
-                gumbel = -np.log(-np.log(gu))
-                conf = torch.from_numpy((np.log(conf.double().numpy()) + anneal * gumbel).astype(np.float32))
+            if anneals[s] > 0:
+                conf = torch.from_numpy((np.log(conf.double().numpy()) + anneals[s] * gumbel[:, s]).astype(np.float32))
             codes, masked, cm = maskgit_select(codes, masked, ids, conf, K, s, steps)
             choice_margin = min(choice_margin, cm)
         out["codes"] = codes
     else:
-        eps = np.stack([PX.philox_normal(seed, sample_stream(SAMPLE_NOISE, b), np.arange(N * D, dtype=np.uint64))
-                        for b in range(Bq)])
+        streams = np.array([sample_stream(SAMPLE_NOISE, b) for b in range(Bq)], dtype=np.uint64)[:, None]
+        eps = PX.philox_normal(seed, streams, np.arange(N * D, dtype=np.uint64)[None, :])
         z = torch.from_numpy(eps).reshape(Bq, N, D)
         dt = float(np.float32(1.0 / steps))
         for s in range(steps):

@@ -57,8 +57,10 @@ def run_point(checkpoint, prompts, cfg=1.0, steps=32, threads=2, seeds=(1,), war
         t0 = time.perf_counter()
         SR.sample(p, config, prompts=prompts, seed=seed, **opts)
         times.append(time.perf_counter() - t0)
-    s = statistics.median(times)
-    out.update(seconds=s, seconds_all=times, images_per_s=len(prompts) / s)
+    out["seconds_all"] = times
+    if times:  # seeds may be empty: a warm-up (and the load of the weights) only
+        s = statistics.median(times)
+        out.update(seconds=s, images_per_s=len(prompts) / s)
     return out
 
 

@@ -36,9 +36,10 @@ interface TorchSamplePoint {
 interface TorchSampleResult {
   peer: 'pytorch';
   torch: string;
-  seconds: number;
+  /** Absent when no seed was timed (a warm-up only). */
+  seconds?: number;
   seconds_all: number[];
-  images_per_s: number;
+  images_per_s?: number;
   warmup_codes?: number[];
   warmup_images?: number[];
 }
@@ -105,20 +106,19 @@ export async function runSampling(o: SamplingOptions): Promise<SampleBenchResult
         for (const cfg of o.cfgs) {
           setThreads(threads);
           const options = { prompts, cfg, steps };
+          // Both warm up (seed 0, untimed) before either is timed: the peer's first point
+          // also imports torch and loads the weights, which must not overlap our timing.
           const warm = await model.generateRaw({ ...options, seed: 0 });
+          const agreement = peer
+            ? compareWarmup(warm, await peer.run({ checkpoint, prompts, cfg, steps, threads, seeds: [], warmup_seed: 0 }))
+            : undefined;
           const ours: number[] = [];
           const theirs: TorchSampleResult[] = [];
-          let agreement: SampleBenchResult['agreement'];
           for (let r = 0; r < o.rounds; r++) {
             const t0 = process.hrtime.bigint();
             (await model.generate({ ...options, seed: r + 1 })).dispose();
             ours.push(Number(process.hrtime.bigint() - t0) / 1e9);
-            if (!peer) continue;
-            const p = await peer.run({
-              checkpoint, prompts, cfg, steps, threads, seeds: [r + 1], warmup_seed: r === 0 ? 0 : null,
-            });
-            theirs.push(p);
-            if (r === 0) agreement = compareWarmup(warm, p);
+            if (peer) theirs.push(await peer.run({ checkpoint, prompts, cfg, steps, threads, seeds: [r + 1], warmup_seed: null }));
           }
           warm.images.dispose();
           warm.codes?.dispose();
@@ -129,7 +129,7 @@ export async function runSampling(o: SamplingOptions): Promise<SampleBenchResult
             images_per_s: o.batch / s, seconds: s, seconds_all: ours,
           };
           if (theirs.length) {
-            const ts = theirs.map((t) => t.seconds);
+            const ts = theirs.map((t) => t.seconds!);
             row.pytorch = { torch: theirs[0].torch, seconds: median(ts), images_per_s: o.batch / median(ts), seconds_all: ts };
             row.ratio = median(ts.map((t, i) => t / ours[i]));
             row.agreement = agreement;

@@ -323,7 +323,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
     // -- sampling, each point beside PyTorch's samplers on the same weights (alternated)
     const inference: SampleBenchResult[] = await runSampling({
       preset: quick ? 'tiny' : 'small', modes: MODES, cfgs: [1, 3], batch, threads: [threads], rounds: quick ? 1 : 3,
-      withPeer: peers !== null,
+      steps: quick ? 8 : undefined, withPeer: peers !== null,
     });
     if (inference.some((r) => r.pytorch)) torchVersion = torchVersion ?? inference.find((r) => r.pytorch)!.pytorch!.torch;
 

@@ -278,6 +278,14 @@ describe('reca bench --suite all --quick', () => {
         expect(s.step_flops).toBe(stepFlops(tinyConfig(s.mode), s.task, s.batch).total);
       }
       expect(doc.inference.map((r) => `${r.mode}/${r.cfg}`).sort()).toEqual(['ar/1', 'ar/3', 'flow/1', 'flow/3', 'mask/1', 'mask/3']);
+      for (const r of doc.inference) {
+        expect(r.images_per_s * r.seconds).toBeCloseTo(r.batch, 6);
+        expect(r.sampler_steps).toBe(r.mode === 'ar' ? 16 : 8);
+        if (!doc.peers.pytorch) continue;
+        // beside PyTorch's samplers: one round in --quick, the seed-0 samples compared
+        expect(r.ratio).toBeCloseTo(r.pytorch!.seconds / r.seconds, 12);
+        expect(r.agreement).toEqual(r.mode === 'flow' ? { latent_max_abs_diff: expect.any(Number) } : { codes_equal: expect.any(Number) });
+      }
       expect(doc.memory.map((m) => m.preset)).toEqual(['tiny']);
       expect(doc.memory[0].peak_rss_bytes).toBeGreaterThan(doc.memory[0].theoretical_bytes);
       expect(new Set(doc.growth.map((g) => g.axis))).toEqual(new Set(['batch', 'image_size', 'width', 'threads']));

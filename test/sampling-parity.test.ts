@@ -91,6 +91,9 @@ describe('sampling parity with the PyTorch samplers', () => {
     await expect(m.generateRaw({ prompts: [] })).rejects.toMatchObject({ name: 'RecaError', code: 'E_INVALID_ARGUMENT' });
     await expect(m.generateRaw({ prompts: ['a'], steps: 0 })).rejects.toMatchObject({ name: 'RecaError', code: 'E_INVALID_ARGUMENT' });
     await expect(m.generateRaw(null as never)).rejects.toMatchObject({ name: 'RecaError', code: 'E_INVALID_ARGUMENT' });
+    const gone = await Model.load(path.join(root, cases[0].model));
+    gone.dispose();
+    await expect(gone.generateRaw({ prompts: ['a'] })).rejects.toMatchObject({ name: 'RecaError', code: 'E_DISPOSED' });
   });
 
   it('a different seed gives different samples (the comparison can fail)', async () => {

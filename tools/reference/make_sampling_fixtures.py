@@ -59,7 +59,6 @@ def check_kv_cache(p, cfg):
     torch.manual_seed(0)
     codes = torch.randint(0, K, (2, N))
     text = SR.text_rows(PROMPTS[:2], T)
-    batch = {"images": torch.zeros(2, cfg["image_size"], cfg["image_size"], 3, dtype=torch.uint8), "text": text}
     # full forward, as the training graph builds it (codes in place of the VQ of an image)
     x_cond, cond_pad = SR.condition(p, cfg, "t2i", text, None)
     body = p["gen.img_embed"][codes[:, : N - 1]]
@@ -75,7 +74,6 @@ def check_kv_cache(p, cfg):
     cached = torch.cat(rows, dim=1)
     err = float((cached - full).abs().max() / full.abs().max())
     assert err < 1e-5, f"kv cache differs from the full forward: {err}"
-    del batch
     return err
 
 

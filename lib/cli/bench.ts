@@ -24,8 +24,8 @@ export const BENCH: CommandSpec = {
   description: `--suite kernels (the default) times the CPU kernels at the shapes of the small
 preset, each matmul beside OpenBLAS when it is installed, and prints a table.
 --suite step times whole training steps of a model (median after one warm-up step).
---suite sampling times text-to-image sampling (model.generate) of a fresh model in
-each mode, with and without guidance, alternated point by point with PyTorch's
+--suite sampling times text-to-image sampling (model.generate) of the shipped base
+of the preset in each mode (a fresh model where none ships), with and without guidance, alternated point by point with PyTorch's
 samplers on the same weights (benchmarks/torch_sample.py), and checks that both
 drew the same samples.
 --suite all runs everything in one process: the memory-copy ceiling, the kernels

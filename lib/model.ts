@@ -216,6 +216,22 @@ export class Model {
     });
   }
 
+  /**
+   * Text-to-image as generate(), but the sampler's own output before bytes: images float32
+   * [B, S, S, 3] in [-1, 1] and, in the discrete modes, the sampled VQ codes int32 [B, N]
+   * (null in flow mode).
+   */
+  generateRaw(options: GenerateOptions): Promise<{ images: Tensor<'float32'>; codes: Tensor<'int32'> | null }> {
+    return promised(async () => {
+      if (options === null || typeof options !== 'object') throw invalid('generateRaw needs {prompts, ...}');
+      const r = await this.native.generateRaw(options.prompts, sampleOptions(options, 'generateRaw'));
+      return {
+        images: Tensor.fromNative<'float32'>(r.images),
+        codes: r.codes ? Tensor.fromNative<'int32'>(r.codes) : null,
+      };
+    });
+  }
+
   /** Greedy captions of the images. */
   caption(images: ImageInput, options: CaptionOptions = {}): Promise<string[]> {
     return promised(() => this.native.caption(arrayInput(images), options));

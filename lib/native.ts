@@ -130,6 +130,7 @@ export interface NativeModel {
   decode(codes: NativeArrayInput): Promise<NativeTensor>;
   reconstruct(images: NativeArrayInput, options?: NativeSampleOptions): Promise<NativeTensor>;
   generate(prompts: readonly string[], options?: NativeSampleOptions): Promise<NativeTensor>;
+  generateRaw(prompts: readonly string[], options?: NativeSampleOptions): Promise<{ images: NativeTensor; codes: NativeTensor | null }>;
   caption(images: NativeArrayInput, options?: { maxLength?: number }): Promise<string[]>;
   save(path: string, options?: { dtype?: string; trainer?: NativeTrainer }): Promise<void>;
   loadParameters(path: string): Promise<void>;

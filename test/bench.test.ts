@@ -279,6 +279,14 @@ describe('reca bench --suite all --quick', () => {
         expect(s.step_flops).toBe(stepFlops(tinyConfig(s.mode), s.task, s.batch).total);
       }
       expect(doc.inference.map((r) => `${r.mode}/${r.cfg}`).sort()).toEqual(['ar/1', 'ar/3', 'flow/1', 'flow/3', 'mask/1', 'mask/3']);
+      for (const r of doc.inference) {
+        expect(r.images_per_s * r.seconds).toBeCloseTo(r.batch, 6);
+        expect(r.sampler_steps).toBe(r.mode === 'ar' ? 16 : 8);
+        if (!doc.peers.pytorch) continue;
+        // beside PyTorch's samplers: one round in --quick, the seed-0 samples compared
+        expect(r.ratio).toBeCloseTo(r.pytorch!.seconds / r.seconds, 12);
+        expect(r.agreement).toEqual(r.mode === 'flow' ? { latent_max_abs_diff: expect.any(Number) } : { codes_equal: expect.any(Number) });
+      }
       expect(doc.memory.map((m) => m.preset)).toEqual(['tiny']);
       expect(doc.memory[0].peak_rss_bytes).toBeGreaterThan(doc.memory[0].theoretical_bytes);
       expect(new Set(doc.growth.map((g) => g.axis))).toEqual(new Set(['batch', 'image_size', 'width', 'threads']));
@@ -305,6 +313,56 @@ describe('reca bench --suite all --quick', () => {
       const series = doc.peers.pytorch ? 2 : 1;
       const svg = fs.readFileSync(path.join(dir, 'growth-batch.svg'), 'utf8');
       expect(svg.match(/<circle class="point"/g)).toHaveLength(batchPoints.length * series);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 150e3);
+});
+
+describe('reca bench --suite sampling', () => {
+  it('refuses options of other suites (exit 2)', async () => {
+    const err = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      for (const args of [['--task', 'reca'], ['--steps', '3'], ['--quick'], ['--cfg', 'x'], ['--rounds', '0']]) {
+        expect([args.join(' '), await main(['bench', '--suite', 'sampling', ...args])]).toEqual([args.join(' '), 2]);
+      }
+      expect(await main(['bench', '--suite', 'step', '--cfg', '3'])).toBe(2);
+    } finally {
+      err.mockRestore();
+    }
+  });
+
+  it('times one mode beside PyTorch and finds the same samples', async () => {
+    ensureDistFresh();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-sampling-'));
+    try {
+      const json = path.join(dir, 'sampling.json');
+      const run = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [cliPath, 'bench', '--suite', 'sampling', '--preset', 'tiny', '--mode', 'mask', '--batch', '2', '--rounds', '1',
+            '--sample-steps', '4', '--threads', '1', '--json', json],
+          { cwd: root, encoding: 'utf8', timeout: 120e3 },
+          (e, stdout, stderr) => resolve({ code: e ? Number(e.code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      const doc = JSON.parse(fs.readFileSync(json, 'utf8')) as {
+        skipped: string | null;
+        results: Array<import('../lib/bench/sampling').SampleBenchResult>;
+      };
+      expect(doc.results.map((r) => [r.mode, r.cfg, r.batch, r.threads, r.sampler_steps, r.weights])).toEqual([
+        ['mask', 1, 2, 1, 4, 'models/tiny-mask.safetensors'], ['mask', 3, 2, 1, 4, 'models/tiny-mask.safetensors'],
+      ]);
+      for (const r of doc.results) {
+        expect(r.images_per_s * r.seconds).toBeCloseTo(2, 6);
+        if (doc.skipped) continue;
+        expect(r.pytorch!.seconds_all).toHaveLength(1);
+        expect(r.ratio).toBeCloseTo(r.pytorch!.seconds / r.seconds, 12);
+        // the shipped tiny model, 2 prompts, 4 steps: every code the same as PyTorch's
+        expect(r.agreement).toEqual({ codes_equal: 1 });
+      }
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

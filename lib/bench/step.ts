@@ -116,58 +116,6 @@ export async function runStepBench(o: StepBenchOptions): Promise<StepBenchResult
   }
 }
 
-export interface SampleBenchResult {
-  preset: Preset;
-  mode: Mode;
-  cfg: number;
-  batch: number;
-  threads: number;
-  /** The sampler's default steps (mask 16, flow 32; ar: one per image token). */
-  sampler_steps: number;
-  images_per_s: number;
-  seconds: number;
-  seconds_all: number[];
-}
-
-/** Text-to-image sampling (model.generate with default sampler steps): median of `repeats` after a warm-up. */
-export async function runSampleBench(o: {
-  preset: Preset;
-  mode: Mode;
-  cfg: number;
-  batch: number;
-  repeats: number;
-  threads?: number;
-}): Promise<SampleBenchResult> {
-  const threads0 = getThreads();
-  if (o.threads !== undefined) setThreads(o.threads);
-  try {
-    using model = await Model.create({ preset: o.preset, mode: o.mode, seed: 0 });
-    const prompts = benchPrompts(o.batch);
-    const N = (model.config.image_size / model.config.gen_patch) ** 2;
-    (await model.generate({ prompts, cfg: o.cfg, seed: 0 })).dispose();
-    const seconds: number[] = [];
-    for (let i = 0; i < o.repeats; i++) {
-      const t0 = process.hrtime.bigint();
-      (await model.generate({ prompts, cfg: o.cfg, seed: i + 1 })).dispose();
-      seconds.push(Number(process.hrtime.bigint() - t0) / 1e9);
-    }
-    const s = median(seconds);
-    return {
-      preset: o.preset,
-      mode: o.mode,
-      cfg: o.cfg,
-      batch: o.batch,
-      threads: getThreads(),
-      sampler_steps: o.mode === 'mask' ? 16 : o.mode === 'flow' ? 32 : N,
-      images_per_s: o.batch / s,
-      seconds: s,
-      seconds_all: seconds,
-    };
-  } finally {
-    if (o.threads !== undefined) setThreads(threads0);
-  }
-}
-
 export interface MachineInfo {
   cpuModel: string;
   cores: number;

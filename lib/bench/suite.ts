@@ -20,7 +20,8 @@ import { stepFlops } from './flops';
 import { bench } from './kernels';
 import { measureMemcopy, type MemcopyResult } from './memcopy';
 import { linePlotSvg, type Series } from './plot';
-import { machineInfo, median, runSampleBench, type MachineInfo, runStepBench, type SampleBenchResult, type StepBenchResult, type StepBenchOptions } from './step';
+import { runSampling, samplingTable, type SampleBenchResult } from './sampling';
+import { machineInfo, median, type MachineInfo, runStepBench, type StepBenchResult, type StepBenchOptions } from './step';
 import { TorchPeer, torchUnavailable, type TorchResult } from './torch_peer';
 import { benchTfjsStep, loadTf, type TfjsBackend, type TfjsStepResult } from './tfjs_step';
 
@@ -320,13 +321,12 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
       }
     }
 
-    // -- sampling
-    const inference: SampleBenchResult[] = [];
-    for (const mode of MODES) {
-      for (const cfg of [1, 3]) {
-        inference.push(await runSampleBench({ preset: quick ? 'tiny' : 'small', mode, cfg, batch, repeats: quick ? 1 : 3, threads }));
-      }
-    }
+    // -- sampling, each point beside PyTorch's samplers on the same weights (alternated)
+    const inference: SampleBenchResult[] = await runSampling({
+      preset: quick ? 'tiny' : 'small', modes: MODES, cfgs: [1, 3], batch, threads: [threads], rounds: quick ? 1 : 3,
+      steps: quick ? 8 : undefined, withPeer: peers !== null,
+    });
+    if (inference.some((r) => r.pytorch)) torchVersion = torchVersion ?? inference.find((r) => r.pytorch)!.pytorch!.torch;
 
     // -- memory, one fresh process per preset
     const memory: SuiteDocument['memory'] = [];
@@ -363,13 +363,8 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteDocument> {
           fixed(s.pytorch?.images_per_s, 1), s.paired ? fixed(s.paired.ratio, 2) : '-'])],
       [false, false, false, true, true, true, true, true, true, true, true],
     ));
-    log('\n## sampling (model.generate, default sampler steps)');
-    log(table(
-      [['preset', 'mode', 'cfg', 'batch', 'sampler steps', 'seconds', 'images/s'],
-        ...inference.map((r) => [r.preset, r.mode, String(r.cfg), String(r.batch), String(r.sampler_steps), fixed(r.seconds, 3),
-          fixed(r.images_per_s, 2)])],
-      [false, false, true, true, true, true, true],
-    ));
+    log(`\n## sampling (model.generate beside PyTorch's samplers on the same weights, ${quick ? 1 : 3} alternated rounds; ours/PyTorch = median of the rounds' PyTorch seconds / ours; agreement = the seed-0 samples compared)`);
+    log(samplingTable(inference));
     log('\n## memory (mask/reca step, batch 8, fresh process per preset)');
     log(table(
       [['preset', 'params MiB', 'grads MiB', 'optimizer MiB', 'activations MiB', 'sum MiB', 'RSS at start MiB', 'peak RSS MiB',

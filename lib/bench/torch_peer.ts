@@ -13,6 +13,8 @@ import type { Config, Mode, Preset, Task } from '../model';
 
 export const PYTHON = '/usr/bin/python3';
 export const TORCH_SCRIPT = path.resolve(__dirname, '..', '..', 'benchmarks', 'torch_step.py');
+/** The sampling peer (tools/reference/sampling_ref.py behind the same line protocol). */
+export const TORCH_SAMPLE_SCRIPT = path.resolve(__dirname, '..', '..', 'benchmarks', 'torch_sample.py');
 
 export interface TorchPoint {
   preset: Preset;
@@ -65,16 +67,20 @@ export function torchUnavailable(): string | null {
     : (r.stderr || r.error?.message || 'import torch failed').trim().split('\n').pop()!;
 }
 
-export class TorchPeer {
+/**
+ * One peer process serving points of type P with results R (JSON lines): the training
+ * step peer by default (TorchPeer), the sampling peer with TORCH_SAMPLE_SCRIPT.
+ */
+export class JsonLinePeer<P extends object, R extends object> {
   private readonly proc: ChildProcessWithoutNullStreams;
   private buffered = '';
   private stderr = '';
-  private pending: { resolve: (r: TorchResult) => void; reject: (e: Error) => void } | null = null;
+  private pending: { resolve: (r: R) => void; reject: (e: Error) => void } | null = null;
   private exited = false;
 
   /** `env` over torchEnv(), e.g. AVX2_PEER_ENV to hold PyTorch to AVX2 kernels. */
-  constructor(env: NodeJS.ProcessEnv = {}) {
-    this.proc = spawn(PYTHON, [TORCH_SCRIPT, '--serve'], { env: { ...torchEnv(), ...env } });
+  constructor(script: string, env: NodeJS.ProcessEnv = {}) {
+    this.proc = spawn(PYTHON, [script, '--serve'], { env: { ...torchEnv(), ...env } });
     this.proc.stdout.setEncoding('utf8');
     this.proc.stderr.setEncoding('utf8');
     this.proc.stdout.on('data', (chunk: string) => {
@@ -87,7 +93,7 @@ export class TorchPeer {
         this.pending = null;
         if (!p) continue;
         try {
-          p.resolve(JSON.parse(line) as TorchResult);
+          p.resolve(JSON.parse(line) as R);
         } catch (e) {
           p.reject(new Error(`the PyTorch peer printed something other than JSON: ${line.slice(0, 200)}`));
         }
@@ -104,8 +110,8 @@ export class TorchPeer {
     });
   }
 
-  /** Times one point (the peer's own warm-up step, then `steps` timed ones). */
-  run(point: TorchPoint): Promise<TorchResult> {
+  /** Runs one point; the result carries the point's fields too. */
+  run(point: P): Promise<R & P> {
     if (this.exited) return Promise.reject(new Error(`the PyTorch peer is not running: ${this.stderr.trim().split('\n').pop() ?? ''}`));
     if (this.pending) return Promise.reject(new Error('the PyTorch peer runs one point at a time'));
     return new Promise((resolve, reject) => {
@@ -119,5 +125,12 @@ export class TorchPeer {
 
   close(): void {
     if (!this.exited) this.proc.stdin.end();
+  }
+}
+
+/** The training-step peer: one point = the peer's own warm-up step, then `steps` timed ones. */
+export class TorchPeer extends JsonLinePeer<TorchPoint, TorchResult> {
+  constructor(env: NodeJS.ProcessEnv = {}) {
+    super(TORCH_SCRIPT, env);
   }
 }

@@ -236,6 +236,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                          InstanceMethod<&ModelWrap::Decode>("decode"),
                          InstanceMethod<&ModelWrap::Reconstruct>("reconstruct"),
                          InstanceMethod<&ModelWrap::Generate>("generate"),
+                         InstanceMethod<&ModelWrap::GenerateRaw>("generateRaw"),
                          InstanceMethod<&ModelWrap::Caption>("caption"),
                          InstanceMethod<&ModelWrap::Save>("save"),
                          InstanceMethod<&ModelWrap::LoadParameters>("loadParameters"),
@@ -435,6 +436,42 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
       sampler.generate(prompts->data(), B, so, img);
       st->sampler_bytes.store(sampler.activation_bytes());
     });
+  });
+}
+
+// generateRaw(prompts, {steps, cfg, temperature, topK, seed}) -> Promise<{images, codes}>:
+// the sampler's own output before bytes: images float32 [B, S, S, 3] in [-1, 1] and,
+// in the discrete modes, the sampled codes int32 [B, N] (null in flow mode).
+Napi::Value ModelWrap::GenerateRaw(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    auto lease = std::make_unique<ModelLease>(Live(), ModelLease::Read, "model.generateRaw");
+    ModelState* st = &lease->state();
+    const ModelConfig& c = lease->model().config();
+    auto prompts = std::make_shared<std::vector<int32_t>>();
+    int64_t B = 0;
+    read_texts(info[0], -1, c.max_text_len, prompts.get(), "prompts", &B);
+    const model::SampleOptions so = sample_options(info[1], "generate options");
+    const int64_t S = c.image_size, N = c.num_image_tokens();
+    const bool discrete = c.discrete();
+    auto images = std::make_shared<std::unique_ptr<HostTensor>>();
+    auto codes = std::make_shared<std::unique_ptr<HostTensor>>();
+    return submit(
+        env, info, std::move(lease),
+        [st, prompts, B, so, S, N, discrete, images, codes] {
+          *images = std::make_unique<HostTensor>(DType::Float32, std::vector<int64_t>{B, S, S, 3});
+          if (discrete) *codes = std::make_unique<HostTensor>(DType::Int32, std::vector<int64_t>{B, N});
+          model::Sampler sampler(*st->model);
+          sampler.generate(prompts->data(), B, so, static_cast<float*>((*images)->data()),
+                           discrete ? static_cast<int32_t*>((*codes)->data()) : nullptr);
+          st->sampler_bytes.store(sampler.activation_bytes());
+        },
+        [images, codes](Napi::Env e) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(e);
+          o.Set("images", wrap_tensor(e, *images));
+          o.Set("codes", *codes ? wrap_tensor(e, *codes) : e.Null());
+          return o;
+        });
   });
 }
 

@@ -91,6 +91,7 @@ class ModelWrap : public Handle<ModelWrap, std::shared_ptr<ModelState>> {
   Napi::Value Decode(const Napi::CallbackInfo& info);
   Napi::Value Reconstruct(const Napi::CallbackInfo& info);
   Napi::Value Generate(const Napi::CallbackInfo& info);
+  Napi::Value GenerateRaw(const Napi::CallbackInfo& info);
   Napi::Value Caption(const Napi::CallbackInfo& info);
   Napi::Value Save(const Napi::CallbackInfo& info);
   Napi::Value LoadParameters(const Napi::CallbackInfo& info);

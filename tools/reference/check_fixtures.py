@@ -163,16 +163,44 @@ def check_file(path):
           f"after (max abs {worst_a:.1e})  5 losses (max rel {worst_l:.1e})  {n_params} params")
 
 
+SAMPLING_FIXTURE = "sampling.safetensors"
+
+
+def check_sampling(path):
+    """Re-samples every case of the sampling fixture (make_sampling_fixtures.py) with
+    sampling_ref.py from its checkpoint and settings: the same codes, the same images."""
+    import sampling_ref as SR
+
+    arrs, meta, _ = read_safetensors(path)
+    if meta.get("reca.format") != "reca-sampling-fixture-1":
+        fail(path, "reca.format")
+    root = os.path.join(HERE, "..", "..")
+    for c in json.loads(meta["reca.sampling_cases"]):
+        p, cfg = SR.load_params(os.path.join(root, c["model"]))
+        o = c["options"]
+        out = SR.sample(p, cfg, prompts=c["prompts"], steps=o["steps"], cfg_scale=o["cfg"], temperature=o["temperature"],
+                        top_k=o["topK"], choice_temperature=o["choiceTemperature"], seed=o["seed"])
+        if "codes" in out and not np.array_equal(out["codes"].numpy(), arrs[c["name"] + ".codes"]):
+            fail(path, c["name"] + ".codes")
+        diff = float(np.abs(out["images"].numpy() - arrs[c["name"] + ".images"]).max())
+        if diff > 1e-6:
+            fail(path, f"{c['name']}.images differ by {diff}")
+        print(f"ok  {SAMPLING_FIXTURE} {c['name']:14s} seed {o['seed']}  images max |diff| {diff:.1e}")
+
+
 def main():
     d = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "test", "fixtures")
-    files = sorted(glob.glob(os.path.join(d, "*.safetensors")))
+    sampling = os.path.join(d, SAMPLING_FIXTURE)
+    files = sorted(f for f in glob.glob(os.path.join(d, "*.safetensors")) if os.path.basename(f) != SAMPLING_FIXTURE)
     want = [f"{m}_{t}.safetensors" for m in R.MODES for t in R.TASKS] + ["ar_vq.safetensors", "mask_vq.safetensors"]
     names = [os.path.basename(f) for f in files]
     if sorted(names) != sorted(want):
         raise SystemExit(f"FAIL fixture set: have {names}, want {sorted(want)}")
     for f in files:
         check_file(f)
-    print(f"{len(files)} fixtures ok")
+    if os.path.exists(sampling):
+        check_sampling(sampling)
+    print(f"{len(files)} fixtures ok" + (" and the sampling fixture" if os.path.exists(sampling) else ""))
 
 
 if __name__ == "__main__":

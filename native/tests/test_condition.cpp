@@ -13,6 +13,7 @@
 #include "core/safetensors.h"
 #include "model/reca_model.h"
 #include "model/trainer.h"
+#include "tests/fixture_batch.h"
 #include "tests/testing.h"
 
 using namespace reca;
@@ -21,21 +22,6 @@ using namespace reca::test;
 
 namespace {
 
-double rel_l2(const float* a, const float* b, int64_t n) {
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
-}
-
-double json_number(const std::string& json, const std::string& key) {
-  const std::string k = "\"" + key + "\": ";
-  const size_t at = json.find(k);
-  return at == std::string::npos ? NAN : std::strtod(json.c_str() + at + k.size(), nullptr);
-}
-
 void check_condition_case(const std::string& mode) {
   const std::string file = std::string(RECA_SOURCE_DIR) + "/test/fixtures/condition_" + mode + ".safetensors";
   const SafetensorsFile f = SafetensorsFile::open(file);
@@ -43,41 +29,19 @@ void check_condition_case(const std::string& mode) {
   RecaModel model(ModelConfig::from_json(f.metadata().at("reca.config")), cpu_backend());
   const ModelConfig& c = model.config();
   expect_true(c.grid() == 2 * c.und_grid(), mode + ": the fixture pools 2x2 token blocks");
-  std::vector<float> host(static_cast<size_t>(model.layout().total()), 0.0f);
-  for (const auto& p : model.layout().params()) f.read_f32("param." + p.name, p.shape, host.data() + p.offset);
-  model.set_params(host.data());
-  const int64_t B = f.get("batch.images").shape[0], S = c.image_size, N = c.num_image_tokens();
-  std::vector<uint8_t> images(static_cast<size_t>(B * S * S * 3));
-  f.read_raw("batch.images", StDtype::U8, {B, S, S, 3}, images.data());
-  std::vector<int32_t> text(static_cast<size_t>(B * c.max_text_len));
-  f.read_raw("batch.text", StDtype::I32, {B, c.max_text_len}, text.data());
-  std::vector<uint8_t> masked;
-  std::vector<float> t, noise;
-  MicroBatch mb;
+  load_fixture_params(f, model);
+  FixtureBatch fb;
+  read_fixture_batch(f, c, fb);
+  MicroBatch& mb = fb.mb;
   mb.task = Task::Reca;
-  mb.B = B;
-  mb.images = images.data();
-  mb.text = text.data();
   mb.condition = Condition::Tokenizer;
-  if (f.find("batch.masked")) {
-    masked.resize(static_cast<size_t>(B * N));
-    f.read_raw("batch.masked", StDtype::U8, {B, N}, masked.data());
-    mb.masked = masked.data();
-  }
-  if (f.find("batch.t")) {
-    t.resize(static_cast<size_t>(B));
-    noise.resize(static_cast<size_t>(B * N * c.patch_dim()));
-    f.read_f32("batch.t", {B}, t.data());
-    f.read_f32("batch.noise", {B, N, c.patch_dim()}, noise.data());
-    mb.t = t.data(), mb.noise = noise.data();
-  }
   std::vector<float> grads(static_cast<size_t>(model.layout().total()), 0.0f);
   Arena arena(model.backend());
   Trainable all;
   all.und = all.conn = all.vq = all.gen = true;
   const PassResult r = model.generator_pass(mb, grads.data(), all, 1.0f,
-                                            static_cast<float>(json_number(meta, "cond_grad_scale")), arena);
-  const double want = json_number(meta, "loss");
+                                            static_cast<float>(case_number(meta, "cond_grad_scale")), arena);
+  const double want = case_number(meta, "loss");
   expect_true(std::fabs(r.loss - want) <= 2e-6 * std::fabs(want),
               mode + ": loss " + std::to_string(r.loss) + " vs reference " + std::to_string(want));
   double worst = 0;

@@ -10,6 +10,7 @@
 #include "core/safetensors.h"
 #include "model/reca_model.h"
 #include "model/trainer.h"
+#include "tests/fixture_batch.h"
 #include "tests/testing.h"
 
 using namespace reca;
@@ -22,69 +23,20 @@ std::string fixture_path(const std::string& name) {
   return std::string(RECA_SOURCE_DIR) + "/test/fixtures/" + name + ".safetensors";
 }
 
-// Reads a number field from the flat "reca.case" JSON (test-only helper).
-double case_number(const std::string& json, const std::string& key) {
-  const std::string k = "\"" + key + "\": ";
-  const size_t at = json.find(k);
-  if (at == std::string::npos) return NAN;
-  return std::strtod(json.c_str() + at + k.size(), nullptr);
-}
-
-void load_params(const SafetensorsFile& f, RecaModel& m) {
-  std::vector<float> host(static_cast<size_t>(m.layout().total()), 0.0f);
-  for (const auto& p : m.layout().params()) f.read_f32("param." + p.name, p.shape, host.data() + p.offset);
-  m.set_params(host.data());
-}
-
-// ‖a − b‖ / ‖b‖ over one tensor.
-double rel_l2(const float* a, const float* b, int64_t n) {
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
-  }
-  return den == 0 ? std::sqrt(num) : std::sqrt(num / den);
-}
-
 void check_case(const std::string& name, Mode mode, const std::string& task) {
   const SafetensorsFile f = SafetensorsFile::open(fixture_path(name));
   const std::string meta = f.metadata().at("reca.case");
   RecaModel model(ModelConfig::preset("tiny", mode), cpu_backend());
-  load_params(f, model);
-  const ModelConfig& c = model.config();
-  const int64_t B = f.get("batch.images").shape[0];
-  const int64_t S = c.image_size, N = c.num_image_tokens();
-  std::vector<uint8_t> images(static_cast<size_t>(B * S * S * 3));
-  f.read_raw("batch.images", StDtype::U8, {B, S, S, 3}, images.data());
-  std::vector<int32_t> text;
-  std::vector<uint8_t> masked;
-  std::vector<float> t, noise;
-  MicroBatch mb;
-  mb.B = B;
-  mb.images = images.data();
-  if (f.find("batch.text")) {
-    text.resize(static_cast<size_t>(B * c.max_text_len));
-    f.read_raw("batch.text", StDtype::I32, {B, c.max_text_len}, text.data());
-    mb.text = text.data();
-  }
-  if (f.find("batch.masked")) {
-    masked.resize(static_cast<size_t>(B * N));
-    f.read_raw("batch.masked", StDtype::U8, {B, N}, masked.data());
-    mb.masked = masked.data();
-  }
-  if (f.find("batch.t")) {
-    t.resize(static_cast<size_t>(B));
-    noise.resize(static_cast<size_t>(B * N * c.patch_dim()));
-    f.read_f32("batch.t", {B}, t.data());
-    f.read_f32("batch.noise", {B, N, c.patch_dim()}, noise.data());
-    mb.t = t.data();
-    mb.noise = noise.data();
-  }
+  load_fixture_params(f, model);
+  FixtureBatch fb;
+  read_fixture_batch(f, model.config(), fb);
+  MicroBatch& mb = fb.mb;
+  const int64_t B = fb.B;
   std::vector<float> grads(static_cast<size_t>(model.layout().total()), 0.0f);
   Arena arena(model.backend());
   PassResult r;
   if (task == "vq") {
-    r = model.tokenizer_pass(images.data(), B, grads.data(), 1.0f, arena);
+    r = model.tokenizer_pass(fb.images.data(), B, grads.data(), 1.0f, arena);
   } else {
     parse_task(task, &mb.task);
     Trainable all;
@@ -121,7 +73,7 @@ void check_training(const std::string& name, Mode mode, const std::string& task)
   const SafetensorsFile f = SafetensorsFile::open(fixture_path(name));
   const std::string meta = f.metadata().at("reca.case");
   RecaModel model(ModelConfig::preset("tiny", mode), cpu_backend());
-  load_params(f, model);
+  load_fixture_params(f, model);
   const ModelConfig& c = model.config();
   const int64_t B = f.get("batch.images").shape[0], S = c.image_size, N = c.num_image_tokens();
   const int64_t T = c.max_text_len;

@@ -35,8 +35,8 @@ namespace reca::model {
 namespace {
 
 struct CpuPreparedLinear final : PreparedLinear {
-  CpuPreparedLinear(const float* W, int64_t in, int64_t out)
-      : PreparedLinear(W, in, out), packed(W, in, out) {}
+  CpuPreparedLinear(const float* W, int64_t in, int64_t out, const Backend* owner)
+      : PreparedLinear(W, in, out, owner), packed(W, in, out) {}
   cpu::PackedWeight packed;
 };
 
@@ -118,21 +118,19 @@ class CpuBackend final : public Backend {
   // fp32 products read W's panels packed once (cpu::PackedWeight); bf16 ones run the plain path.
   std::unique_ptr<PreparedLinear> prepare_linear(const float* W, int64_t in,
                                                  int64_t out) override {
-    return std::make_unique<CpuPreparedLinear>(W, in, out);
+    return std::make_unique<CpuPreparedLinear>(W, in, out, this);
   }
   void linear_forward_prepared(float* y, const float* x, const PreparedLinear& W, const float* b,
                                int64_t M) override {
-    const auto* p = dynamic_cast<const CpuPreparedLinear*>(&W);
-    if (!p || linear_precision() == MatmulPrecision::Bf16)
+    if (W.owner != this || linear_precision() == MatmulPrecision::Bf16)
       return linear_forward(y, x, W.W, b, M, W.in, W.out);
-    cpu::linear_forward(y, x, p->packed, b, M);
+    cpu::linear_forward(y, x, static_cast<const CpuPreparedLinear&>(W).packed, b, M);
   }
   void linear_gelu_forward_prepared(float* f, float* g, const float* x, const PreparedLinear& W,
                                     const float* b, int64_t M) override {
-    const auto* p = dynamic_cast<const CpuPreparedLinear*>(&W);
-    if (!p || linear_precision() == MatmulPrecision::Bf16)
+    if (W.owner != this || linear_precision() == MatmulPrecision::Bf16)
       return linear_gelu_forward(f, g, x, W.W, b, M, W.in, W.out);
-    cpu::linear_gelu_forward(f, g, x, p->packed, b, M);
+    cpu::linear_gelu_forward(f, g, x, static_cast<const CpuPreparedLinear&>(W).packed, b, M);
   }
   void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
                        const float* W, int64_t M, int64_t in, int64_t out) override {

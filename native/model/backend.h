@@ -39,18 +39,22 @@ class LinearPrecisionScope {
   MatmulPrecision saved_;
 };
 
+class Backend;
+
 // A Linear weight W[out,in] made ready for many forward products while it stays
-// unchanged (a sampling run): a backend may keep it in a faster layout. The base
-// keeps only the pointer and runs the plain ops. W must outlive the handle, and
-// the handle is used only with the backend that made it.
+// unchanged (a sampling run): a backend may keep it in a faster layout (a subclass
+// of this, made with owner = that backend). The base keeps only the pointer and
+// runs the plain ops. W must outlive the handle.
 class PreparedLinear {
  public:
-  PreparedLinear(const float* W, int64_t in, int64_t out) : W(W), in(in), out(out) {}
+  PreparedLinear(const float* W, int64_t in, int64_t out, const Backend* owner = nullptr)
+      : W(W), in(in), out(out), owner(owner) {}
   virtual ~PreparedLinear() = default;
   PreparedLinear(const PreparedLinear&) = delete;
   PreparedLinear& operator=(const PreparedLinear&) = delete;
   const float* const W;
   const int64_t in, out;
+  const Backend* const owner;  // the backend whose subclass this is, or null
 };
 
 class Backend {

@@ -244,8 +244,9 @@ RECA_TEST(matmul_deterministic_across_thread_counts) {
 }
 
 // A weight packed once (cpu::PackedWeight) gives the plain linear_forward /
-// linear_gelu_forward bits: odd shapes around the tiles, several K blocks, more
-// than one NC column block, column splits across threads, the direct path, K = 0;
+// linear_gelu_forward bits: odd shapes around the tiles, several K blocks (257: a
+// thinner last one), more than one NC column block, column splits across threads
+// (panels read at a column offset), the direct path, K = 0;
 // every ISA level, 1 to 3 threads; and panels packed at one level used at another.
 RECA_TEST(packed_linear_equals_plain_bit_for_bit) {
   Rand rng(25);
@@ -256,7 +257,7 @@ RECA_TEST(packed_linear_equals_plain_bit_for_bit) {
   const LinearShape shapes[] = {{1, 1, 1},     {1, 130, 390},  {2, 256, 768},   {3, 257, 33},
                                 {7, 600, 129}, {16, 128, 512}, {15, 513, 97},   {29, 40, 300},
                                 {5, 70, 1100}, {57, 300, 161}, {200, 130, 385}, {2, 0, 5},
-                                {4, 9, 7}};
+                                {4, 9, 7},     {5, 257, 1100}, {200, 257, 385}};
   auto same = [](const Guarded& got, const Guarded& want, const std::string& what) {
     expect_true(std::memcmp(got.data(), want.data(), sizeof(float) * got.size()) == 0, what + " bitwise");
     expect_guards(got, what);

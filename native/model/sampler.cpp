@@ -94,8 +94,8 @@ struct Sampler::Run {
   const float* cond = nullptr; // [B, N_u, W]
   std::vector<float*> kv;      // per block [B, L, 3W]
   std::vector<BlockTensors> w;
-  std::vector<PreparedBlock> prepared;              // of w, made by the first run_rows
-  std::unique_ptr<PreparedLinear> head_w[2];        // image head, text head: by head()
+  std::vector<PreparedBlock> prepared;        // of w, made by the first run_rows
+  std::unique_ptr<PreparedLinear> head_w[2];  // image head, text head: made by head()
   StackShape shape;
 };
 

@@ -298,19 +298,45 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
   }
 }
 
-// Small problems: C[i][j] summed over k in order, no packing.
+// Small problems: C[i][j] summed over k in order, no packing. Several columns at
+// once (a vector of them where op(B)'s rows are contiguous, else four scalar
+// sums): independent sums side by side, each the same multiply-then-add
+// roundings in the same order as one at a time, so the bits do not change.
 void gemm_direct(const Problem& p) {
-  for (int64_t i = 0; i < p.M; ++i)
-    for (int64_t j = 0; j < p.N; ++j) {
-      float s = 0.0f;
-      for (int64_t k = 0; k < p.K; ++k) {
-        const float a = p.trans_a ? p.A[k * p.M + i] : p.A[i * p.K + k];
-        const float b = p.trans_b ? p.B[j * p.K + k] : p.B[k * p.N + j];
-        s += a * b;
+  const int64_t M = p.M, N = p.N, K = p.K;
+  auto a_at = [&](int64_t i, int64_t k) { return p.trans_a ? p.A[k * M + i] : p.A[i * K + k]; };
+  auto b_at = [&](int64_t k, int64_t j) { return p.trans_b ? p.B[j * K + k] : p.B[k * N + j]; };
+  auto finish = [&](int64_t i, int64_t j, float s) {
+    float& c = p.C[i * N + j];
+    c = (p.accumulate ? c + s : s) + (p.bias ? p.bias[j] : 0.0f);
+  };
+  for (int64_t i = 0; i < M; ++i) {
+    int64_t j = 0;
+    if (!p.trans_b && kW > 1)
+      for (; j + kW <= N; j += kW) {
+        Vec s = Vec::zero();
+        for (int64_t k = 0; k < K; ++k) s = s + Vec::set1(a_at(i, k)) * Vec::load(p.B + k * N + j);
+        float* c = p.C + i * N + j;
+        const Vec sum = p.accumulate ? Vec::load(c) + s : s;
+        (sum + (p.bias ? Vec::load(p.bias + j) : Vec::zero())).store(c);
       }
-      float& c = p.C[i * p.N + j];
-      c = (p.accumulate ? c + s : s) + (p.bias ? p.bias[j] : 0.0f);
+    for (; j + 4 <= N; j += 4) {
+      float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+      for (int64_t k = 0; k < K; ++k) {
+        const float a = a_at(i, k);
+        s0 += a * b_at(k, j);
+        s1 += a * b_at(k, j + 1);
+        s2 += a * b_at(k, j + 2);
+        s3 += a * b_at(k, j + 3);
+      }
+      finish(i, j, s0), finish(i, j + 1, s1), finish(i, j + 2, s2), finish(i, j + 3, s3);
     }
+    for (; j < N; ++j) {
+      float s = 0.0f;
+      for (int64_t k = 0; k < K; ++k) s += a_at(i, k) * b_at(k, j);
+      finish(i, j, s);
+    }
+  }
   if (p.epi.kind != Epi::None) epilogue_block(p, 0, p.M, 0, p.N);
 }
 

@@ -300,3 +300,27 @@ RECA_TEST(packed_linear_equals_plain_bit_for_bit) {
   }
   set_num_threads(saved);
 }
+
+// Below the packing threshold each C element is one float sum over k in order:
+// exactly the float reference's (== , so only the sign of a zero may differ),
+// whichever columns the direct path computes side by side.
+RECA_TEST(matmul_direct_path_equals_sequential_float_sum) {
+  Rand rng(26);
+  const Shape shapes[] = {{1, 1, 1}, {1, 37, 32}, {1, 32, 120}, {3, 19, 33}, {2, 64, 100}, {5, 23, 7}};
+  for (const Shape& s : shapes)
+    for (int mode = 0; mode < 8; ++mode) {
+      const bool ta = mode & 1, tb = mode & 2, acc = mode & 4;
+      std::vector<float> A(s.M * s.K), B(s.K * s.N), bias(s.N), C0(s.M * s.N);
+      for (auto* v : {&A, &B, &bias, &C0}) rng.fill_normal(v->data(), v->size());
+      std::vector<float> want = C0;
+      cpu::ref::matmul(want.data(), A.data(), B.data(), bias.data(), s.M, s.N, s.K, ta, tb, acc);
+      for_each_isa([&](Isa isa) {
+        std::vector<float> got = C0;
+        cpu::matmul(got.data(), A.data(), B.data(), bias.data(), s.M, s.N, s.K, ta, tb, acc);
+        bool equal = true;
+        for (size_t i = 0; i < got.size(); ++i) equal = equal && got[i] == want[i];
+        expect_true(equal, std::string("direct matmul ") + isa_name(isa) + " " + shape_str({s.M, s.N, s.K}) +
+                               (ta ? " ta" : "") + (tb ? " tb" : "") + (acc ? " acc" : ""));
+      });
+    }
+}

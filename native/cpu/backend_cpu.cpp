@@ -34,6 +34,12 @@
 namespace reca::model {
 namespace {
 
+struct CpuPreparedLinear final : PreparedLinear {
+  CpuPreparedLinear(const float* W, int64_t in, int64_t out, const Backend* owner)
+      : PreparedLinear(W, in, out, owner), packed(W, in, out) {}
+  cpu::PackedWeight packed;
+};
+
 class CpuBackend final : public Backend {
   static constexpr int64_t kChunk = 256 << 10;
   template <class F>
@@ -108,6 +114,23 @@ class CpuBackend final : public Backend {
                       int64_t in, int64_t out) override {
     if (linear_precision() == MatmulPrecision::Bf16) return cpu::linear_forward_bf16(y, x, W, b, M, in, out);
     cpu::linear_forward(y, x, W, b, M, in, out);
+  }
+  // fp32 products read W's panels packed once (cpu::PackedWeight); bf16 ones run the plain path.
+  std::unique_ptr<PreparedLinear> prepare_linear(const float* W, int64_t in,
+                                                 int64_t out) override {
+    return std::make_unique<CpuPreparedLinear>(W, in, out, this);
+  }
+  void linear_forward_prepared(float* y, const float* x, const PreparedLinear& W, const float* b,
+                               int64_t M) override {
+    if (W.owner != this || linear_precision() == MatmulPrecision::Bf16)
+      return linear_forward(y, x, W.W, b, M, W.in, W.out);
+    cpu::linear_forward(y, x, static_cast<const CpuPreparedLinear&>(W).packed, b, M);
+  }
+  void linear_gelu_forward_prepared(float* f, float* g, const float* x, const PreparedLinear& W,
+                                    const float* b, int64_t M) override {
+    if (W.owner != this || linear_precision() == MatmulPrecision::Bf16)
+      return linear_gelu_forward(f, g, x, W.W, b, M, W.in, W.out);
+    cpu::linear_gelu_forward(f, g, x, static_cast<const CpuPreparedLinear&>(W).packed, b, M);
   }
   void linear_backward(float* dx, float* dW, float* db, const float* dy, const float* x,
                        const float* W, int64_t M, int64_t in, int64_t out) override {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "core/cpu_features.h"
+#include "core/error.h"
 #include "core/threadpool.h"
 #include "cpu/gelu_vec.h"
 
@@ -224,7 +225,30 @@ struct Problem {
   int64_t M, N, K;
   bool trans_a, trans_b, accumulate;
   Epilogue epi;  // whole-matrix pointers (row stride N)
+  // op(B) already packed by pack_whole_b (a prepacked weight), or null: pack per block.
+  const float* B_packed = nullptr;
 };
+
+// Depth of each K block: blocks of equal depth (1056 = 5 x ~212, not 4 x 256 + 32),
+// since a thin last block would pay the C tile load/store for little work.
+int64_t k_block_depth(int64_t K) {
+  const int64_t k_blocks = (K + kc_target() - 1) / kc_target();
+  return (K + k_blocks - 1) / k_blocks;
+}
+
+// Columns of op(B) rounded up to whole NR-wide micro-panels.
+int64_t padded_cols(int64_t N) { return (N + kNR - 1) / kNR * kNR; }
+
+// All of op(B) [K,N] packed as gemm_region packs it, block by block: K block pc
+// (depth kc) starts at pc * padded_cols(N) and holds the NR-wide panels of every
+// column, column group jc's panel at jc * kc. gemm_region's column ranges start
+// on NR boundaries, so each reads exactly the panels it would have packed.
+void pack_whole_b(float* dst, const float* B, int64_t ldb, bool trans, int64_t K, int64_t N) {
+  if (K <= 0 || N <= 0) return;
+  const int64_t kc_max = k_block_depth(K);
+  for (int64_t pc = 0; pc < K; pc += kc_max)
+    pack_b(dst + pc * padded_cols(N), B, ldb, trans, pc, imin(kc_max, K - pc), 0, N);
+}
 
 // The epilogue over rows [i0, i0+mc) x columns [j0, j0+nc) of C, just finished
 // and still in L2. Run per block rather than in the microkernel's store: that
@@ -243,13 +267,10 @@ void epilogue_block(const Problem& p, int64_t i0, int64_t mc, int64_t j0, int64_
 void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   if (m0 >= m1 || n0 >= n1) return;
   const int64_t lda = p.trans_a ? p.M : p.K, ldb = p.trans_b ? p.K : p.N, ldc = p.N;
-  // K blocks of equal depth (1056 = 5 x ~212, not 4 x 256 + 32): a thin last
-  // block would pay the C tile load/store for little work.
-  const int64_t k_blocks = (p.K + kc_target() - 1) / kc_target();
-  const int64_t kc_max = (p.K + k_blocks - 1) / k_blocks;
+  const int64_t kc_max = k_block_depth(p.K);
   const int64_t nc_max = (imin(kNC, n1 - n0) + kNR - 1) / kNR * kNR;
   const int64_t mc_max = (imin(kMC, m1 - m0) + kMR - 1) / kMR * kMR;
-  float* Bp = t_pack_b.get(kc_max * nc_max);
+  float* Bp_own = p.B_packed ? nullptr : t_pack_b.get(kc_max * nc_max);
   float* Ap = t_pack_a.get(kc_max * mc_max);
   for (int64_t jc = n0; jc < n1; jc += kNC) {
     const int64_t nc = imin(kNC, n1 - jc);
@@ -257,7 +278,8 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
       const int64_t kc = imin(kc_max, p.K - pc);
       const bool add = p.accumulate || pc > 0;
       const bool last = pc + kc == p.K;
-      pack_b(Bp, p.B, ldb, p.trans_b, pc, kc, jc, nc);
+      const float* Bp = p.B_packed ? p.B_packed + pc * padded_cols(p.N) + jc * kc : Bp_own;
+      if (!p.B_packed) pack_b(Bp_own, p.B, ldb, p.trans_b, pc, kc, jc, nc);
       for (int64_t ic = m0; ic < m1; ic += kMC) {
         const int64_t mc = imin(kMC, m1 - ic);
         pack_a(Ap, p.A, lda, p.trans_a, ic, mc, pc, kc);
@@ -276,19 +298,45 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
   }
 }
 
-// Small problems: C[i][j] summed over k in order, no packing.
+// Small problems: C[i][j] summed over k in order, no packing. Several columns at
+// once (a vector of them where op(B)'s rows are contiguous, else four scalar
+// sums): independent sums side by side, each the same multiply-then-add
+// roundings in the same order as one at a time, so the bits do not change.
 void gemm_direct(const Problem& p) {
-  for (int64_t i = 0; i < p.M; ++i)
-    for (int64_t j = 0; j < p.N; ++j) {
-      float s = 0.0f;
-      for (int64_t k = 0; k < p.K; ++k) {
-        const float a = p.trans_a ? p.A[k * p.M + i] : p.A[i * p.K + k];
-        const float b = p.trans_b ? p.B[j * p.K + k] : p.B[k * p.N + j];
-        s += a * b;
+  const int64_t M = p.M, N = p.N, K = p.K;
+  auto a_at = [&](int64_t i, int64_t k) { return p.trans_a ? p.A[k * M + i] : p.A[i * K + k]; };
+  auto b_at = [&](int64_t k, int64_t j) { return p.trans_b ? p.B[j * K + k] : p.B[k * N + j]; };
+  auto finish = [&](int64_t i, int64_t j, float s) {
+    float& c = p.C[i * N + j];
+    c = (p.accumulate ? c + s : s) + (p.bias ? p.bias[j] : 0.0f);
+  };
+  for (int64_t i = 0; i < M; ++i) {
+    int64_t j = 0;
+    if (!p.trans_b && kW > 1)
+      for (; j + kW <= N; j += kW) {
+        Vec s = Vec::zero();
+        for (int64_t k = 0; k < K; ++k) s = s + Vec::set1(a_at(i, k)) * Vec::load(p.B + k * N + j);
+        float* c = p.C + i * N + j;
+        const Vec sum = p.accumulate ? Vec::load(c) + s : s;
+        (sum + (p.bias ? Vec::load(p.bias + j) : Vec::zero())).store(c);
       }
-      float& c = p.C[i * p.N + j];
-      c = (p.accumulate ? c + s : s) + (p.bias ? p.bias[j] : 0.0f);
+    for (; j + 4 <= N; j += 4) {
+      float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+      for (int64_t k = 0; k < K; ++k) {
+        const float a = a_at(i, k);
+        s0 += a * b_at(k, j);
+        s1 += a * b_at(k, j + 1);
+        s2 += a * b_at(k, j + 2);
+        s3 += a * b_at(k, j + 3);
+      }
+      finish(i, j, s0), finish(i, j + 1, s1), finish(i, j + 2, s2), finish(i, j + 3, s3);
     }
+    for (; j < N; ++j) {
+      float s = 0.0f;
+      for (int64_t k = 0; k < K; ++k) s += a_at(i, k) * b_at(k, j);
+      finish(i, j, s);
+    }
+  }
   if (p.epi.kind != Epi::None) epilogue_block(p, 0, p.M, 0, p.N);
 }
 
@@ -371,6 +419,29 @@ void linear_backward(float* dx, float* dW, float* db, const float* dy, const flo
 void linear_gelu_forward(float* f, float* g, const float* x, const float* W, const float* b,
                          int64_t M, int64_t in, int64_t out) {
   run({f, x, W, b, M, out, in, false, true, false, {Epi::Gelu, g, nullptr}});
+}
+
+// Prepacked weights: the panels of op(B) = Wᵀ that every linear_forward packs
+// again, packed once. Same panels, same blocking, same microkernel: the same bits.
+int64_t packed_weight_floats(int64_t in, int64_t out) { return in * padded_cols(out); }
+
+void pack_weight(float* dst, const float* W, int64_t in, int64_t out) {
+  pack_whole_b(dst, W, in, true, in, out);
+}
+
+void linear_forward_packed(float* y, const float* x, const float* W, const float* W_packed,
+                           const float* b, int64_t M, int64_t in, int64_t out) {
+  Problem p{y, x, W, b, M, out, in, false, true, false, {}};
+  p.B_packed = W_packed;
+  run(p);
+}
+
+void linear_gelu_forward_packed(float* f, float* g, const float* x, const float* W,
+                                const float* W_packed, const float* b, int64_t M, int64_t in,
+                                int64_t out) {
+  Problem p{f, x, W, b, M, out, in, false, true, false, {Epi::Gelu, g, nullptr}};
+  p.B_packed = W_packed;
+  run(p);
 }
 
 // dxf[M,in] = gelu'(f) ⊙ (dy·W) ; dW += dyᵀ·x ; db += Σ_rows dy
@@ -457,6 +528,51 @@ void linear_gelu_forward(float* f, float* g, const float* x, const float* W, con
 void linear_backward_gelu(float* dxf, float* dW, float* db, const float* dy, const float* x,
                           const float* W, const float* f, int64_t M, int64_t in, int64_t out) {
   RECA_DISPATCH(linear_backward_gelu, dxf, dW, db, dy, x, W, f, M, in, out);
+}
+
+namespace {
+// The packing routines of one ISA level.
+struct PackingLevel {
+  int64_t (*floats)(int64_t, int64_t);
+  void (*pack)(float*, const float*, int64_t, int64_t);
+};
+PackingLevel packing_level(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return {isa_avx512::packed_weight_floats, isa_avx512::pack_weight};
+    case Isa::Avx2: return {isa_avx2::packed_weight_floats, isa_avx2::pack_weight};
+    default: return {isa_scalar::packed_weight_floats, isa_scalar::pack_weight};
+  }
+}
+}  // namespace
+
+PackedWeight::PackedWeight(const float* W, int64_t in, int64_t out)
+    : W_(W), in_(in), out_(out), isa_(active_isa()) {
+  const PackingLevel level = packing_level(isa_);
+  const int64_t n = level.floats(in, out);
+  if (n > 0) {
+    const int64_t bytes = (n * 4 + 63) / 64 * 64;
+    panels_ = static_cast<float*>(aligned_alloc(64, static_cast<size_t>(bytes)));
+    RECA_CHECK(panels_ != nullptr, OutOfMemory, "could not allocate %lld bytes of packed weights",
+               static_cast<long long>(bytes));
+    level.pack(panels_, W, in, out);
+  }
+}
+
+PackedWeight::~PackedWeight() { free(panels_); }
+
+// At another ISA level than the panels were packed for (their layout differs),
+// the plain path, which packs W as usual: the same bits either way.
+void linear_forward(float* y, const float* x, const PackedWeight& W, const float* b, int64_t M) {
+  if (active_isa() != W.isa() || !W.panels())
+    return linear_forward(y, x, W.weight(), b, M, W.in(), W.out());
+  RECA_DISPATCH(linear_forward_packed, y, x, W.weight(), W.panels(), b, M, W.in(), W.out());
+}
+
+void linear_gelu_forward(float* f, float* g, const float* x, const PackedWeight& W,
+                         const float* b, int64_t M) {
+  if (active_isa() != W.isa() || !W.panels())
+    return linear_gelu_forward(f, g, x, W.weight(), b, M, W.in(), W.out());
+  RECA_DISPATCH(linear_gelu_forward_packed, f, g, x, W.weight(), W.panels(), b, M, W.in(), W.out());
 }
 }  // namespace reca::cpu
 #endif

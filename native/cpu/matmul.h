@@ -29,3 +29,51 @@
   /* dxf[M,in] = gelu'(f) ⊙ (dy·W) (overwritten) ; dW += dyᵀ·x ; db += Σ_rows dy   (dW, db may be null) */ \
   PRE void linear_backward_gelu(T* dxf, T* dW, T* db, const T* dy, const T* x, const T* W, const T* f, int64_t M, int64_t in, int64_t out);
 RECA_DECLARE_KERNEL_FAMILY(RECA_MATMUL_FNS)
+
+// A Linear weight packed once for many forward products with it (sampling runs
+// the same weights on a few new rows per step, where packing W costs as much as
+// the product). The panels are those linear_forward packs from W on every call,
+// so the packed products give the same bits as the plain ones. W must stay
+// alive and unchanged while the PackedWeight lives.
+#define RECA_PACKED_LINEAR_FNS                                                                     \
+  /* floats of the panels of W[out,in], and packing them (this ISA level's layout) */             \
+  int64_t packed_weight_floats(int64_t in, int64_t out);                                         \
+  void pack_weight(float* dst, const float* W, int64_t in, int64_t out);                         \
+  /* linear_forward / linear_gelu_forward with W's panels in W_packed (W: small products) */     \
+  void linear_forward_packed(float* y, const float* x, const float* W, const float* W_packed,    \
+                             const float* b, int64_t M, int64_t in, int64_t out);                \
+  void linear_gelu_forward_packed(float* f, float* g, const float* x, const float* W,            \
+                                  const float* W_packed, const float* b, int64_t M, int64_t in,  \
+                                  int64_t out);
+
+namespace reca::cpu {
+namespace isa_scalar { RECA_PACKED_LINEAR_FNS }
+namespace isa_avx2 { RECA_PACKED_LINEAR_FNS }
+namespace isa_avx512 { RECA_PACKED_LINEAR_FNS }
+
+// W[out,in] packed at the ISA level active when constructed. Throws
+// E_OUT_OF_MEMORY when the panels cannot be allocated.
+class PackedWeight {
+ public:
+  PackedWeight(const float* W, int64_t in, int64_t out);
+  ~PackedWeight();
+  PackedWeight(const PackedWeight&) = delete;
+  PackedWeight& operator=(const PackedWeight&) = delete;
+  const float* weight() const { return W_; }
+  const float* panels() const { return panels_; }
+  int64_t in() const { return in_; }
+  int64_t out() const { return out_; }
+  Isa isa() const { return isa_; }
+
+ private:
+  const float* W_;
+  int64_t in_, out_;
+  Isa isa_;
+  float* panels_ = nullptr;
+};
+
+// linear_forward / linear_gelu_forward (same semantics, same bits) with a packed W.
+void linear_forward(float* y, const float* x, const PackedWeight& W, const float* b, int64_t M);
+void linear_gelu_forward(float* f, float* g, const float* x, const PackedWeight& W,
+                         const float* b, int64_t M);
+}  // namespace reca::cpu

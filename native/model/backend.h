@@ -39,6 +39,24 @@ class LinearPrecisionScope {
   MatmulPrecision saved_;
 };
 
+class Backend;
+
+// A Linear weight W[out,in] made ready for many forward products while it stays
+// unchanged (a sampling run): a backend may keep it in a faster layout (a subclass
+// of this, made with owner = that backend). The base keeps only the pointer and
+// runs the plain ops. W must outlive the handle.
+class PreparedLinear {
+ public:
+  PreparedLinear(const float* W, int64_t in, int64_t out, const Backend* owner = nullptr)
+      : W(W), in(in), out(out), owner(owner) {}
+  virtual ~PreparedLinear() = default;
+  PreparedLinear(const PreparedLinear&) = delete;
+  PreparedLinear& operator=(const PreparedLinear&) = delete;
+  const float* const W;
+  const int64_t in, out;
+  const Backend* const owner;  // the backend whose subclass this is, or null
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -77,6 +95,18 @@ class Backend {
   virtual void linear_backward_gelu(float* dxf, float* dW, float* db, const float* dy,
                                     const float* x, const float* W, const float* f, int64_t M,
                                     int64_t in, int64_t out) = 0;
+  // The forward ops above with a prepared weight: the same results, bit for bit.
+  virtual std::unique_ptr<PreparedLinear> prepare_linear(const float* W, int64_t in, int64_t out) {
+    return std::make_unique<PreparedLinear>(W, in, out);
+  }
+  virtual void linear_forward_prepared(float* y, const float* x, const PreparedLinear& W,
+                                       const float* b, int64_t M) {
+    linear_forward(y, x, W.W, b, M, W.in, W.out);
+  }
+  virtual void linear_gelu_forward_prepared(float* f, float* g, const float* x,
+                                            const PreparedLinear& W, const float* b, int64_t M) {
+    linear_gelu_forward(f, g, x, W.W, b, M, W.in, W.out);
+  }
   // LayerNorm, GELU, residual.
   virtual void layernorm_forward(float* y, float* mean, float* rstd, const float* x,
                                  const float* w, const float* b, int64_t rows, int64_t C) = 0;

@@ -346,8 +346,15 @@ StackShape RecaModel::generator_shape(Task task, int64_t B, const uint8_t* pad_d
   return s;
 }
 
+std::unique_ptr<PreparedLinear> RecaModel::prepare_head(bool text_head) {
+  const int64_t V = text_head ? tok::kVocab : cfg_.img_out_dim();
+  return be_.prepare_linear(p(text_head ? "gen.head_txt.weight" : "gen.head_img.weight"),
+                            cfg_.width, V);
+}
+
 float* RecaModel::head_forward(const float* hidden, int64_t B, int64_t Ls, int64_t row0,
-                               int64_t n, bool text_head, HeadSaved* saved, Arena& arena) {
+                               int64_t n, bool text_head, HeadSaved* saved, Arena& arena,
+                               const PreparedLinear* prepared) {
   const int64_t W = cfg_.width, R = B * n;
   const int64_t V = text_head ? tok::kVocab : cfg_.img_out_dim();
   const std::string head = text_head ? "gen.head_txt" : "gen.head_img";
@@ -359,7 +366,8 @@ float* RecaModel::head_forward(const float* hidden, int64_t B, int64_t Ls, int64
   be_.layernorm_forward(sv.normed, sv.mean, sv.rstd, sv.rows, p("gen.ln_f.weight"),
                         p("gen.ln_f.bias"), R, W);
   float* out = arena.floats(R * V);
-  be_.linear_forward(out, sv.normed, p(head + ".weight"), p(head + ".bias"), R, W, V);
+  if (prepared) be_.linear_forward_prepared(out, sv.normed, *prepared, p(head + ".bias"), R);
+  else be_.linear_forward(out, sv.normed, p(head + ".weight"), p(head + ".bias"), R, W, V);
   return out;
 }
 

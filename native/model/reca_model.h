@@ -127,8 +127,12 @@ class RecaModel {
   };
   // gen.ln_f then gen.head_txt (text_head) or gen.head_img over rows
   // [row0, row0 + n) of every sample of hidden [B, Ls, W]: out [B·n, V] (arena).
+  // prepared: that head's weight from prepare_head, or null.
   float* head_forward(const float* hidden, int64_t B, int64_t Ls, int64_t row0, int64_t n,
-                      bool text_head, HeadSaved* saved, Arena& arena);
+                      bool text_head, HeadSaved* saved, Arena& arena,
+                      const PreparedLinear* prepared = nullptr);
+  // The head's weight prepared for many head_forward calls (Backend::prepare_linear).
+  std::unique_ptr<PreparedLinear> prepare_head(bool text_head);
 
  private:
   float* p(const std::string& name) const { return params_ + layout_.at(name).offset; }

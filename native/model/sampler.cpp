@@ -26,12 +26,24 @@ void check_batch(int64_t B, const void* input, const char* what) {
   RECA_CHECK(input != nullptr, InvalidArgument, "%s are missing", what);
 }
 
+}  // namespace
+
+// A generator block's Linear weights prepared once per run: every decoding step
+// multiplies them with a few new rows, where packing them again would cost as
+// much as the product.
+struct PreparedBlock {
+  std::unique_ptr<PreparedLinear> qkv, proj, fc1, fc2;
+};
+
+namespace {
+
 // The generator blocks over rows [row0, row0 + Lq) of each sequence, x [B, Lq, W]:
 // every block appends its q/k/v rows to its cache kv[i] [B, L, 3W] and attends
-// to the cached rows. Same ops as stack_forward but the attention.
+// to the cached rows. Same ops as stack_forward but the attention; the Linears
+// read the prepared weights pw[i].
 const float* cached_stack_forward(Backend& be, Arena& arena, const std::vector<BlockTensors>& w,
-                                  const StackShape& s, float* const* kv, const float* x,
-                                  int64_t row0, int64_t Lq) {
+                                  const std::vector<PreparedBlock>& pw, const StackShape& s,
+                                  float* const* kv, const float* x, int64_t row0, int64_t Lq) {
   const int64_t B = s.B, R = B * Lq, W = s.width, H = s.hidden;
   float* h = arena.floats(R * W);
   float* mean = arena.floats(R);
@@ -46,16 +58,17 @@ const float* cached_stack_forward(Backend& be, Arena& arena, const std::vector<B
   const float* cur = x;
   for (size_t i = 0; i < w.size(); ++i) {
     const BlockTensors& t = w[i];
+    const PreparedBlock& p = pw[i];
     be.layernorm_forward(h, mean, rstd, cur, t.ln1_w, t.ln1_b, R, W);
-    be.linear_forward(qkv, h, t.qkv_w, t.qkv_b, R, W, 3 * W);
+    be.linear_forward_prepared(qkv, h, *p.qkv, t.qkv_b, R);
     be.rows_to_seq(kv[i], qkv, B, s.L, row0, Lq, 3 * W, false);
     be.attention_cached(a, kv[i], s.key_pad, B, s.L, row0, Lq, s.heads, W, s.cond_len,
                         s.target_causal);
-    be.linear_forward(x2, a, t.proj_w, t.proj_b, R, W, W);
+    be.linear_forward_prepared(x2, a, *p.proj, t.proj_b, R);
     be.add(x2, x2, cur, R * W);
     be.layernorm_forward(h, mean, rstd, x2, t.ln2_w, t.ln2_b, R, W);
-    be.linear_gelu_forward(f, g, h, t.fc1_w, t.fc1_b, R, W, H);
-    be.linear_forward(out, g, t.fc2_w, t.fc2_b, R, H, W);
+    be.linear_gelu_forward_prepared(f, g, h, *p.fc1, t.fc1_b, R);
+    be.linear_forward_prepared(out, g, *p.fc2, t.fc2_b, R);
     be.add(out, out, x2, R * W);
     cur = out;
     float* tmp = out;
@@ -81,6 +94,8 @@ struct Sampler::Run {
   const float* cond = nullptr; // [B, N_u, W]
   std::vector<float*> kv;      // per block [B, L, 3W]
   std::vector<BlockTensors> w;
+  std::vector<PreparedBlock> prepared;        // of w, made by the first run_rows
+  std::unique_ptr<PreparedLinear> head_w[2];  // image head, text head: made by head()
   StackShape shape;
 };
 
@@ -132,9 +147,21 @@ const float* Sampler::embed(Run& r, const int32_t* img_ids, const float* zt, con
 
 const float* Sampler::run_rows(Run& r, const float* x, int64_t row0, int64_t Lq) {
   const int64_t W = m_.config().width;
+  if (r.prepared.empty()) {
+    const int64_t H = r.shape.hidden;
+    for (const BlockTensors& t : r.w)
+      r.prepared.push_back({be_.prepare_linear(t.qkv_w, W, 3 * W), be_.prepare_linear(t.proj_w, W, W),
+                            be_.prepare_linear(t.fc1_w, W, H), be_.prepare_linear(t.fc2_w, H, W)});
+  }
   float* rows = step_.floats(r.B * Lq * W);
   be_.rows_from_seq(rows, x, r.B, r.L, row0, Lq, W, false);
-  return cached_stack_forward(be_, step_, r.w, r.shape, r.kv.data(), rows, row0, Lq);
+  return cached_stack_forward(be_, step_, r.w, r.prepared, r.shape, r.kv.data(), rows, row0, Lq);
+}
+
+float* Sampler::head(Run& r, const float* h, int64_t Ls, int64_t row0, int64_t n, bool text_head) {
+  std::unique_ptr<PreparedLinear>& w = r.head_w[text_head ? 1 : 0];
+  if (!w) w = m_.prepare_head(text_head);
+  return m_.head_forward(h, r.B, Ls, row0, n, text_head, nullptr, step_, w.get());
 }
 
 const float* Sampler::full_forward(Run& r, const float* x) {
@@ -176,7 +203,7 @@ void Sampler::sample_image(Task task, const int32_t* text, const float* cond, in
       const float* x = embed(r, img_ids.data(), nullptr, nullptr);
       if (j == 0) run_rows(r, x, 0, Lc);
       const float* h = run_rows(r, x, Lc + j, 1);
-      float* logits = m_.head_forward(h, B, 1, 0, 1, false, nullptr, step_);
+      float* logits = head(r, h, 1, 0, 1, false);
       combine(r, logits, K, o.cfg);
       for (int64_t b = 0; b < Bq; ++b)
         u[b] = philox_uniform(o.seed, sample_stream(kSampleUniform, b), static_cast<uint64_t>(j));
@@ -206,7 +233,7 @@ void Sampler::sample_image(Task task, const int32_t* text, const float* cond, in
       const float* x = embed(r, img_ids.data(), nullptr, nullptr);
       if (s == 0) run_rows(r, x, 0, Lc);
       const float* h = run_rows(r, x, Lc, Lt);
-      float* logits = m_.head_forward(h, B, Lt, 1, N, false, nullptr, step_);
+      float* logits = head(r, h, Lt, 1, N, false);
       combine(r, logits, N * K, o.cfg);
       for (int64_t b = 0; b < Bq; ++b)
         for (int64_t n = 0; n < N; ++n)
@@ -256,7 +283,7 @@ void Sampler::sample_image(Task task, const int32_t* text, const float* cond, in
       const float* x = embed(r, nullptr, zt, t_dev);
       if (s == 0) run_rows(r, x, 0, Lc);
       const float* h = run_rows(r, x, Lc, Lt);
-      float* v = m_.head_forward(h, B, Lt, 1, N, false, nullptr, step_);
+      float* v = head(r, h, Lt, 1, N, false);
       combine(r, v, N * D, o.cfg);
       be_.euler_step(z, v, dt, Bq * N * D);
     }
@@ -314,7 +341,7 @@ void Sampler::caption(const uint8_t* images, int64_t B, int64_t max_len, int32_t
     const float* x = embed(r, nullptr, nullptr, nullptr);
     if (j == 0) run_rows(r, x, 0, r.Lc);
     const float* h = run_rows(r, x, r.Lc + j, 1);
-    const float* lg = m_.head_forward(h, B, 1, 0, 1, true, nullptr, step_);
+    const float* lg = head(r, h, 1, 0, 1, true);
     be_.download(logits.data(), lg, B * tok::kVocab * 4);
     bool all_done = true;
     for (int64_t b = 0; b < B; ++b) {
@@ -354,21 +381,21 @@ void Sampler::image_logits(Task task, const int32_t* text, const uint8_t* images
   const int64_t row0 = c.mode == Mode::Ar ? r.Lc : r.Lc + 1;  // first row that predicts
   if (!kv_cache) {
     const float* h = full_forward(r, x);
-    const float* lg = m_.head_forward(h, B, r.L, row0, N, false, nullptr, step_);
+    const float* lg = head(r, h, r.L, row0, N, false);
     be_.download(logits_out, lg, B * N * K * 4);
     return;
   }
   run_rows(r, x, 0, r.Lc);
   if (c.mode == Mode::Mask) {
     const float* h = run_rows(r, x, r.Lc, r.Lt);
-    const float* lg = m_.head_forward(h, B, r.Lt, 1, N, false, nullptr, step_);
+    const float* lg = head(r, h, r.Lt, 1, N, false);
     be_.download(logits_out, lg, B * N * K * 4);
     return;
   }
   std::vector<float> row(static_cast<size_t>(B * K));
   for (int64_t j = 0; j < N; ++j) {
     const float* h = run_rows(r, x, r.Lc + j, 1);
-    const float* lg = m_.head_forward(h, B, 1, 0, 1, false, nullptr, step_);
+    const float* lg = head(r, h, 1, 0, 1, false);
     be_.download(row.data(), lg, B * K * 4);
     for (int64_t b = 0; b < B; ++b)
       std::memcpy(logits_out + (b * N + j) * K, row.data() + b * K, sizeof(float) * K);
@@ -387,7 +414,7 @@ void Sampler::caption_logits(const uint8_t* images, const int32_t* captions, int
   const float* x = embed(r, nullptr, nullptr, nullptr);
   if (!kv_cache) {
     const float* h = full_forward(r, x);
-    const float* lg = m_.head_forward(h, B, r.L, r.Lc, r.Lt, true, nullptr, step_);
+    const float* lg = head(r, h, r.L, r.Lc, r.Lt, true);
     be_.download(logits_out, lg, B * r.Lt * V * 4);
     return;
   }
@@ -395,7 +422,7 @@ void Sampler::caption_logits(const uint8_t* images, const int32_t* captions, int
   std::vector<float> row(static_cast<size_t>(B * V));
   for (int64_t j = 0; j < r.Lt; ++j) {
     const float* h = run_rows(r, x, r.Lc + j, 1);
-    const float* lg = m_.head_forward(h, B, 1, 0, 1, true, nullptr, step_);
+    const float* lg = head(r, h, 1, 0, 1, true);
     be_.download(row.data(), lg, B * V * 4);
     for (int64_t b = 0; b < B; ++b)
       std::memcpy(logits_out + (b * r.Lt + j) * V, row.data() + b * V, sizeof(float) * V);

@@ -89,6 +89,8 @@ class Sampler {
   const float* embed(Run& r, const int32_t* img_ids, const float* zt, const float* t);
   const float* run_rows(Run& r, const float* x, int64_t row0, int64_t Lq);
   const float* full_forward(Run& r, const float* x);
+  // RecaModel::head_forward over r.B sequences, with the head's weight prepared once per run.
+  float* head(Run& r, const float* h, int64_t Ls, int64_t row0, int64_t n, bool text_head);
   void combine(const Run& r, float* out, int64_t per_sample, double scale);
   void sample_image(Task task, const int32_t* text, const float* cond, int64_t Bq,
                     const SampleOptions& o, float* images_out, int32_t* codes_out);

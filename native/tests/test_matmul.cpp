@@ -242,3 +242,85 @@ RECA_TEST(matmul_deterministic_across_thread_counts) {
   }
   set_num_threads(saved);
 }
+
+// A weight packed once (cpu::PackedWeight) gives the plain linear_forward /
+// linear_gelu_forward bits: odd shapes around the tiles, several K blocks (257: a
+// thinner last one), more than one NC column block, column splits across threads
+// (panels read at a column offset), the direct path, K = 0;
+// every ISA level, 1 to 3 threads; and panels packed at one level used at another.
+RECA_TEST(packed_linear_equals_plain_bit_for_bit) {
+  Rand rng(25);
+  const int saved = num_threads();
+  struct LinearShape {
+    int64_t M, in, out;
+  };
+  const LinearShape shapes[] = {{1, 1, 1},     {1, 130, 390},  {2, 256, 768},   {3, 257, 33},
+                                {7, 600, 129}, {16, 128, 512}, {15, 513, 97},   {29, 40, 300},
+                                {5, 70, 1100}, {57, 300, 161}, {200, 130, 385}, {2, 0, 5},
+                                {4, 9, 7},     {5, 257, 1100}, {200, 257, 385}};
+  auto same = [](const Guarded& got, const Guarded& want, const std::string& what) {
+    expect_true(std::memcmp(got.data(), want.data(), sizeof(float) * got.size()) == 0, what + " bitwise");
+    expect_guards(got, what);
+  };
+  for (const LinearShape& s : shapes) {
+    std::vector<float> x(s.M * s.in), W(s.out * s.in), b(s.out);
+    for (auto* v : {&x, &W, &b}) rng.fill_normal(v->data(), v->size());
+    const std::string shape = "M " + std::to_string(s.M) + " in " + std::to_string(s.in) + " out " +
+                              std::to_string(s.out);
+    const cpu::PackedWeight at_detected(W.data(), s.in, s.out);
+    for (int threads : {1, 2, 3}) {
+      set_num_threads(threads);
+      for_each_isa([&](Isa isa) {
+        const cpu::PackedWeight here(W.data(), s.in, s.out);
+        const std::string tag = shape + " " + isa_name(isa) + " " + std::to_string(threads) + "t";
+        for (const float* bias : {static_cast<const float*>(b.data()), static_cast<const float*>(nullptr)}) {
+          const std::string what = tag + (bias ? "" : " no bias");
+          Guarded want(s.M * s.out, 9.0f), got(s.M * s.out, 9.0f), other(s.M * s.out, 9.0f);
+          cpu::linear_forward(want.data(), x.data(), W.data(), bias, s.M, s.in, s.out);
+          cpu::linear_forward(got.data(), x.data(), here, bias, s.M);
+          cpu::linear_forward(other.data(), x.data(), at_detected, bias, s.M);
+          same(got, want, "packed linear_forward " + what);
+          same(other, want, "linear_forward packed at " + std::string(isa_name(at_detected.isa())) + " " + what);
+          Guarded f0(s.M * s.out, 9.0f), g0(s.M * s.out, 9.0f), f1(s.M * s.out, 9.0f), g1(s.M * s.out, 9.0f);
+          cpu::linear_gelu_forward(f0.data(), g0.data(), x.data(), W.data(), bias, s.M, s.in, s.out);
+          cpu::linear_gelu_forward(f1.data(), g1.data(), x.data(), here, bias, s.M);
+          same(f1, f0, "packed linear_gelu_forward f " + what);
+          same(g1, g0, "packed linear_gelu_forward g " + what);
+        }
+        // The oracle of the plain path itself: the double reference.
+        std::vector<double> xd(x.begin(), x.end()), Wd(W.begin(), W.end()), bd(b.begin(), b.end()),
+            yd(s.M * s.out);
+        cpu::ref::linear_forward(yd.data(), xd.data(), Wd.data(), bd.data(), s.M, s.in, s.out);
+        Guarded y(s.M * s.out);
+        cpu::linear_forward(y.data(), x.data(), here, b.data(), s.M);
+        expect_close("packed linear_forward vs reference " + tag, y.data(), yd.data(), s.M * s.out, kRtol,
+                     matmul_atol(s.in));
+      });
+    }
+  }
+  set_num_threads(saved);
+}
+
+// Below the packing threshold each C element is one float sum over k in order:
+// exactly the float reference's (== , so only the sign of a zero may differ),
+// whichever columns the direct path computes side by side.
+RECA_TEST(matmul_direct_path_equals_sequential_float_sum) {
+  Rand rng(26);
+  const Shape shapes[] = {{1, 1, 1}, {1, 37, 32}, {1, 32, 120}, {3, 19, 33}, {2, 64, 100}, {5, 23, 7}};
+  for (const Shape& s : shapes)
+    for (int mode = 0; mode < 8; ++mode) {
+      const bool ta = mode & 1, tb = mode & 2, acc = mode & 4;
+      std::vector<float> A(s.M * s.K), B(s.K * s.N), bias(s.N), C0(s.M * s.N);
+      for (auto* v : {&A, &B, &bias, &C0}) rng.fill_normal(v->data(), v->size());
+      std::vector<float> want = C0;
+      cpu::ref::matmul(want.data(), A.data(), B.data(), bias.data(), s.M, s.N, s.K, ta, tb, acc);
+      for_each_isa([&](Isa isa) {
+        std::vector<float> got = C0;
+        cpu::matmul(got.data(), A.data(), B.data(), bias.data(), s.M, s.N, s.K, ta, tb, acc);
+        bool equal = true;
+        for (size_t i = 0; i < got.size(); ++i) equal = equal && got[i] == want[i];
+        expect_true(equal, std::string("direct matmul ") + isa_name(isa) + " " + shape_str({s.M, s.N, s.K}) +
+                               (ta ? " ta" : "") + (tb ? " tb" : "") + (acc ? " acc" : ""));
+      });
+    }
+}

@@ -20,7 +20,7 @@ import * as path from 'path';
 import { getThreads, info } from '../engine';
 import { RecaError } from '../errors';
 import { fixed, table, writeJson } from '../format';
-import { Model, type Device, type SampleOptions } from '../model';
+import { Model, type Device, type Mode, type SampleOptions } from '../model';
 import type { EvalReport } from '../shapes/eval';
 import { pairedIntervals, withInterval } from '../shapes/stats';
 import { CATEGORIES } from '../shapes/world';
@@ -53,7 +53,8 @@ export interface AblationSettings {
   lr: number;
   cycle: readonly [number, number];
   samples: number;
-  sampler: SampleOptions;
+  /** The sampler of a mode (the base's mode is known once it is loaded). */
+  samplerFor: (mode: Mode) => SampleOptions;
   out: string;
   json: boolean;
 }
@@ -70,14 +71,14 @@ interface ArmResult {
 
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
 
-async function runArm(arm: AblationArm, baseFile: string, before: EvalReport, s: AblationSettings): Promise<ArmResult> {
+async function runArm(arm: AblationArm, baseFile: string, before: EvalReport, s: AblationSettings, sampler: SampleOptions): Promise<ArmResult> {
   using model = await Model.load(baseFile, { device: s.device });
   const progress = trainingProgress(`${arm.name}`, s.steps);
   const t0 = Date.now();
   await posttrain(model, { steps: s.steps, batch: s.batch, lr: s.lr, seed: 0, cycle: s.cycle, onStep: progress.hook, ...arm.train });
   progress.bar.done({ loss: fixed(progress.last(), 4) });
   const trainSeconds = (Date.now() - t0) / 1000;
-  const after = await evalWithProgress(model, `ShapesEval after (${arm.name})`, s.samples, s.sampler);
+  const after = await evalWithProgress(model, `ShapesEval after (${arm.name})`, s.samples, sampler);
   return { arm: arm.name, what: arm.what, base: baseFile, before, after: after.report, paired: pairedIntervals(before.samples, after.report.samples, INTERVALS), trainSeconds };
 }
 
@@ -100,20 +101,19 @@ export async function runAblation(s: AblationSettings): Promise<void> {
   const t0 = Date.now();
   const fullRes = s.fullResBase ? await checkFullResBase(s.fullResBase) : undefined;
   const arms: ArmResult[] = [];
-  {
-    using base = await Model.load(s.base, { device: s.device });
-    log(`reca demo --ablation: base ${s.base} (${base.config.mode}), ${getThreads()} threads, isa ${info().cpu.isa}`);
-    const before = (await evalWithProgress(base, 'ShapesEval before', s.samples, s.sampler)).report;
-    for (const arm of ABLATION_ARMS) arms.push(await runArm(arm, s.base, before, s));
-  }
+  // The base is scored once, then freed: every arm loads its own copy.
+  const scoreBase = async (file: string, label: string): Promise<{ before: EvalReport; sampler: SampleOptions }> => {
+    using base = await Model.load(file, { device: s.device });
+    const sampler = s.samplerFor(base.config.mode);
+    return { before: (await evalWithProgress(base, label, s.samples, sampler)).report, sampler };
+  };
+  log(`reca demo --ablation: base ${s.base}, ${getThreads()} threads, isa ${info().cpu.isa}`);
+  const { before, sampler } = await scoreBase(s.base, 'ShapesEval before');
+  for (const arm of ABLATION_ARMS) arms.push(await runArm(arm, s.base, before, s, sampler));
   if (s.fullResBase && fullRes !== undefined) {
-    let before: EvalReport;
-    {
-      using wide = await Model.load(s.fullResBase, { device: s.device });
-      before = (await evalWithProgress(wide, 'ShapesEval before (full-resolution base)', s.samples, s.sampler)).report;
-    }
+    const wide = await scoreBase(s.fullResBase, 'ShapesEval before (full-resolution base)');
     const arm = { name: 'weaker bottleneck', what: `RecA from a base whose understanding encoder sees the full ${fullRes}px image`, train: {} };
-    arms.push(await runArm(arm, s.fullResBase, before, s));
+    arms.push(await runArm(arm, s.fullResBase, wide.before, s, wide.sampler));
   }
   const seconds = (Date.now() - t0) / 1000;
 
@@ -133,7 +133,7 @@ export async function runAblation(s: AblationSettings): Promise<void> {
     lr: s.lr,
     cycle: s.cycle,
     samples_per_prompt: s.samples,
-    sampler: s.sampler,
+    sampler,
     seconds,
     machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, threads: getThreads(), isa: info().cpu.isa, node: process.version },
     date: new Date().toISOString(),

@@ -97,10 +97,9 @@ export async function cmdDemo(args: string[]): Promise<void> {
   if (values['full-res-base'] !== undefined && values.ablation !== true) throw new UsageError('--full-res-base goes with --ablation');
   if (values.ablation === true) {
     if (recipe !== 'reca') throw new UsageError("--ablation compares conditions of recipe 'reca': leave out --recipe");
-    using probe = await Model.load(base);
     return runAblation({
       base, fullResBase: str(values, 'full-res-base'), device: deviceOf(values), steps, batch, lr,
-      cycle: cycle ?? POSTTRAIN_DEFAULTS.cycle, samples, sampler: samplerFrom(values, probe.config.mode), out, json: values.json === true,
+      cycle: cycle ?? POSTTRAIN_DEFAULTS.cycle, samples, samplerFor: (m) => samplerFrom(values, m), out, json: values.json === true,
     });
   }
   using model = await Model.load(base, { device: deviceOf(values) });

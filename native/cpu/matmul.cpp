@@ -1,14 +1,9 @@
-// SGEMM in the BLIS/GotoBLAS structure:
-//   jc over N in NC columns   -> pack op(B)[KC, NC] into NR-wide micro-panels (L2/L3)
-//   pc over K in KC steps     (each C element sums its K blocks in order)
-//   ic over M in MC rows      -> pack op(A)[MC, KC] into MR-tall micro-panels (L2)
-//   jr over NR, ir over MR    -> microkernel: an MR x NR tile of C held in registers
+// SGEMM: the fp32 kernel of the blocked driver in cpu/gemm_driver.h (packing,
+// microkernel, blocking), plus plain loops for products too small to pack.
 // Packing absorbs the transposes and zero-pads the edges, so the microkernel
 // never branches; only the final store is masked. Bias and accumulate are fused
 // into that store; the MLP's GELU (forward, or its derivative in the backward)
-// runs on each finished MC x NC block of C while it is still in L2. Threads own disjoint rectangles of C and run the full K loop
-// there, so every element is computed by one task in a fixed order whatever the
-// thread count.
+// runs on each finished block of C while it is still in L2.
 #include "cpu/matmul.h"
 
 #include <stdlib.h>
@@ -17,6 +12,7 @@
 #include "core/error.h"
 #include "core/threadpool.h"
 #include "cpu/gelu_vec.h"
+#include "cpu/gemm_driver.h"
 
 namespace reca::cpu::RECA_ISA_NS {
 namespace {
@@ -53,23 +49,6 @@ constexpr int64_t kMC = kMR * 24;
 constexpr int64_t kNC = kNR * 32;
 // Below this many multiply-adds the packing does not pay: plain loops.
 constexpr int64_t kDirectFlops = 32768;
-
-// Per-thread packing scratch, 64-byte aligned, kept between calls.
-struct Scratch {
-  float* p = nullptr;
-  int64_t cap = 0;
-  ~Scratch() { free(p); }
-  float* get(int64_t n) {
-    if (n > cap) {
-      free(p);
-      const int64_t bytes = (n * 4 + 63) / 64 * 64;
-      p = static_cast<float*>(aligned_alloc(64, static_cast<size_t>(bytes)));
-      cap = p ? n : 0;
-    }
-    return p;
-  }
-};
-thread_local Scratch t_pack_a, t_pack_b;
 
 // Transposing copy of one block: rows i < rows of src (stride ld), kn <= W
 // floats each, become dst[k * stride + i] for k < kn; lanes i in [rows, lanes)
@@ -145,23 +124,6 @@ void pack_b(float* dst, const float* B, int64_t ldb, bool trans, int64_t p0, int
   }
 }
 
-// What the matmul does to each finished block of C beyond C = sum (+ bias).
-enum class Epi { None, Gelu, GeluGrad };
-
-// The epilogue's other matrix (same shape as C): Gelu writes gelu(C) to out;
-// GeluGrad stores gelu'(f) ⊙ C to C.
-struct Epilogue {
-  Epi kind = Epi::None;
-  float* out = nullptr;
-  const float* f = nullptr;
-};
-
-inline Vec apply_epi(Vec sum, const Epilogue& e, int64_t at, int n) {
-  if (e.kind == Epi::Gelu) gelu_vec(sum).store_tail(e.out + at, n);
-  if (e.kind == Epi::GeluGrad) return sum * gelu_grad_vec(Vec::load_tail(e.f + at, n));
-  return sum;
-}
-
 // C[mr, nr] tile (row stride ldc) = (add ? C : 0) + Ap[kc][MR] · Bp[kc][NR] (+ bias[nr]).
 // Ap, Bp are packed panels; mr <= MR, nr <= NR.
 void microkernel(int64_t kc, const float* __restrict Ap, const float* __restrict Bp,
@@ -217,18 +179,6 @@ void microkernel(int64_t kc, const float* __restrict Ap, const float* __restrict
   }
 }
 
-struct Problem {
-  float* C;
-  const float* A;
-  const float* B;
-  const float* bias;
-  int64_t M, N, K;
-  bool trans_a, trans_b, accumulate;
-  Epilogue epi;  // whole-matrix pointers (row stride N)
-  // op(B) already packed by pack_whole_b (a prepacked weight), or null: pack per block.
-  const float* B_packed = nullptr;
-};
-
 // Depth of each K block: blocks of equal depth (1056 = 5 x ~212, not 4 x 256 + 32),
 // since a thin last block would pay the C tile load/store for little work.
 int64_t k_block_depth(int64_t K) {
@@ -236,73 +186,33 @@ int64_t k_block_depth(int64_t K) {
   return (K + k_blocks - 1) / k_blocks;
 }
 
-// Columns of op(B) rounded up to whole NR-wide micro-panels.
-int64_t padded_cols(int64_t N) { return (N + kNR - 1) / kNR * kNR; }
-
-// All of op(B) [K,N] packed as gemm_region packs it, block by block: K block pc
-// (depth kc) starts at pc * padded_cols(N) and holds the NR-wide panels of every
-// column, column group jc's panel at jc * kc. gemm_region's column ranges start
-// on NR boundaries, so each reads exactly the panels it would have packed.
-void pack_whole_b(float* dst, const float* B, int64_t ldb, bool trans, int64_t K, int64_t N) {
-  if (K <= 0 || N <= 0) return;
-  const int64_t kc_max = k_block_depth(K);
-  for (int64_t pc = 0; pc < K; pc += kc_max)
-    pack_b(dst + pc * padded_cols(N), B, ldb, trans, pc, imin(kc_max, K - pc), 0, N);
-}
-
-// The epilogue over rows [i0, i0+mc) x columns [j0, j0+nc) of C, just finished
-// and still in L2. Run per block rather than in the microkernel's store: that
-// kept the tile loop lean and measured the same or better (fwd 0.93-1.00 vs
-// 0.89-0.99, bwd 1.21-1.38 vs 1.10-1.22 of the separate passes, Zen 4 under load).
-void epilogue_block(const Problem& p, int64_t i0, int64_t mc, int64_t j0, int64_t nc) {
-  for (int64_t i = i0; i < i0 + mc; ++i)
-    for (int64_t j = j0; j < j0 + nc; j += kW) {
-      const int n = static_cast<int>(imin(kW, j0 + nc - j));
-      const int64_t at = i * p.N + j;
-      apply_epi(Vec::load_tail(p.C + at, n), p.epi, at, n).store_tail(p.C + at, n);
-    }
-}
-
-// The blocked product over the rectangle rows [m0, m1) x columns [n0, n1) of C.
-void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  if (m0 >= m1 || n0 >= n1) return;
-  const int64_t lda = p.trans_a ? p.M : p.K, ldb = p.trans_b ? p.K : p.N, ldc = p.N;
-  const int64_t kc_max = k_block_depth(p.K);
-  const int64_t nc_max = (imin(kNC, n1 - n0) + kNR - 1) / kNR * kNR;
-  const int64_t mc_max = (imin(kMC, m1 - m0) + kMR - 1) / kMR * kMR;
-  float* Bp_own = p.B_packed ? nullptr : t_pack_b.get(kc_max * nc_max);
-  float* Ap = t_pack_a.get(kc_max * mc_max);
-  for (int64_t jc = n0; jc < n1; jc += kNC) {
-    const int64_t nc = imin(kNC, n1 - jc);
-    for (int64_t pc = 0; pc < p.K; pc += kc_max) {
-      const int64_t kc = imin(kc_max, p.K - pc);
-      const bool add = p.accumulate || pc > 0;
-      const bool last = pc + kc == p.K;
-      const float* Bp = p.B_packed ? p.B_packed + pc * padded_cols(p.N) + jc * kc : Bp_own;
-      if (!p.B_packed) pack_b(Bp_own, p.B, ldb, p.trans_b, pc, kc, jc, nc);
-      for (int64_t ic = m0; ic < m1; ic += kMC) {
-        const int64_t mc = imin(kMC, m1 - ic);
-        pack_a(Ap, p.A, lda, p.trans_a, ic, mc, pc, kc);
-        for (int64_t jr = 0; jr < nc; jr += kNR) {
-          const int nr = static_cast<int>(imin(kNR, nc - jr));
-          const float* bias = last && p.bias ? p.bias + jc + jr : nullptr;
-          for (int64_t ir = 0; ir < mc; ir += kMR) {
-            const int mr = static_cast<int>(imin(kMR, mc - ir));
-            const int64_t at = (ic + ir) * ldc + jc + jr;
-            microkernel(kc, Ap + ir * kc, Bp + jr * kc, p.C + at, ldc, mr, nr, add, bias);
-          }
-        }
-        if (last && p.epi.kind != Epi::None) epilogue_block(p, ic, mc, jc, nc);
-      }
-    }
+// The fp32 kernel for cpu/gemm_driver.h.
+struct Fp32Kernel {
+  using Packed = float;
+  static constexpr int MR = kMR, NR = kNR;
+  static constexpr int64_t MC = kMC, NC = kNC;
+  static int64_t k_block_depth(int64_t K) { return reca::cpu::RECA_ISA_NS::k_block_depth(K); }
+  static int64_t packed_depth(int64_t kc) { return kc; }
+  static void pack_a(float* dst, const float* A, int64_t lda, bool trans, int64_t i0, int64_t mc,
+                     int64_t p0, int64_t kc) {
+    reca::cpu::RECA_ISA_NS::pack_a(dst, A, lda, trans, i0, mc, p0, kc);
   }
-}
+  static void pack_b(float* dst, const float* B, int64_t ldb, bool trans, int64_t p0, int64_t kc,
+                     int64_t j0, int64_t nc) {
+    reca::cpu::RECA_ISA_NS::pack_b(dst, B, ldb, trans, p0, kc, j0, nc);
+  }
+  static void microkernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr,
+                          int nr, bool add, const float* bias) {
+    reca::cpu::RECA_ISA_NS::microkernel(kc, Ap, Bp, C, ldc, mr, nr, add, bias);
+  }
+};
+using Fp32Problem = Problem<Fp32Kernel>;
 
 // Small problems: C[i][j] summed over k in order, no packing. Several columns at
 // once (a vector of them where op(B)'s rows are contiguous, else four scalar
 // sums): independent sums side by side, each the same multiply-then-add
 // roundings in the same order as one at a time, so the bits do not change.
-void gemm_direct(const Problem& p) {
+void gemm_direct(const Fp32Problem& p) {
   const int64_t M = p.M, N = p.N, K = p.K;
   auto a_at = [&](int64_t i, int64_t k) { return p.trans_a ? p.A[k * M + i] : p.A[i * K + k]; };
   auto b_at = [&](int64_t k, int64_t j) { return p.trans_b ? p.B[j * K + k] : p.B[k * N + j]; };
@@ -340,40 +250,10 @@ void gemm_direct(const Problem& p) {
   if (p.epi.kind != Epi::None) epilogue_block(p, 0, p.M, 0, p.N);
 }
 
-void run(const Problem& p) {
-  const int64_t M = p.M, N = p.N, K = p.K;
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0 || M * N * K < kDirectFlops) {
-    gemm_direct(p);
-    return;
-  }
-  // Split C into a tm x tn grid of rectangles, one per thread. Every thread packs
-  // the A rows and B columns of its own rectangle, so the grid packs A tn times
-  // and B tm times: take the grid with the least packing (columns first on a tie).
-  const int threads = num_threads();
-  const int64_t col_tiles = (N + kNR - 1) / kNR, row_tiles = (M + kMR - 1) / kMR;
-  int64_t tn = 1, tm = 1, best = -1;
-  for (int64_t n_split = threads; n_split >= 1; --n_split) {
-    if (threads % n_split) continue;
-    const int64_t m_split = threads / n_split;
-    // At least two tiles per rectangle in the split direction (a thinner split idles lanes).
-    if ((n_split > 1 && col_tiles / n_split < 2) || (m_split > 1 && row_tiles / m_split < 2)) continue;
-    const int64_t packed = n_split * M * K + m_split * K * N;
-    if (best < 0 || packed < best) {
-      best = packed;
-      tn = n_split;
-      tm = m_split;
-    }
-  }
-  if (M * N * K < (int64_t(1) << 21)) tn = tm = 1;  // not worth waking the pool
-  parallel_for(tn * tm, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t ti = t / tn, tj = t % tn;
-      const int64_t m0 = row_tiles * ti / tm * kMR, m1 = imin(M, row_tiles * (ti + 1) / tm * kMR);
-      const int64_t n0 = col_tiles * tj / tn * kNR, n1 = imin(N, col_tiles * (tj + 1) / tn * kNR);
-      gemm_region(p, m0, m1, n0, n1);
-    }
-  });
+void run(const Fp32Problem& p) {
+  if (p.M <= 0 || p.N <= 0) return;
+  if (p.K <= 0 || p.M * p.N * p.K < kDirectFlops) return gemm_direct(p);
+  gemm_blocked(p);
 }
 
 }  // namespace
@@ -423,15 +303,15 @@ void linear_gelu_forward(float* f, float* g, const float* x, const float* W, con
 
 // Prepacked weights: the panels of op(B) = Wᵀ that every linear_forward packs
 // again, packed once. Same panels, same blocking, same microkernel: the same bits.
-int64_t packed_weight_floats(int64_t in, int64_t out) { return in * padded_cols(out); }
+int64_t packed_weight_floats(int64_t in, int64_t out) { return in * padded_cols<Fp32Kernel>(out); }
 
 void pack_weight(float* dst, const float* W, int64_t in, int64_t out) {
-  pack_whole_b(dst, W, in, true, in, out);
+  pack_whole_b<Fp32Kernel>(dst, W, in, true, in, out);
 }
 
 void linear_forward_packed(float* y, const float* x, const float* W, const float* W_packed,
                            const float* b, int64_t M, int64_t in, int64_t out) {
-  Problem p{y, x, W, b, M, out, in, false, true, false, {}};
+  Fp32Problem p{y, x, W, b, M, out, in, false, true, false, {}};
   p.B_packed = W_packed;
   run(p);
 }
@@ -439,7 +319,7 @@ void linear_forward_packed(float* y, const float* x, const float* W, const float
 void linear_gelu_forward_packed(float* f, float* g, const float* x, const float* W,
                                 const float* W_packed, const float* b, int64_t M, int64_t in,
                                 int64_t out) {
-  Problem p{f, x, W, b, M, out, in, false, true, false, {Epi::Gelu, g, nullptr}};
+  Fp32Problem p{f, x, W, b, M, out, in, false, true, false, {Epi::Gelu, g, nullptr}};
   p.B_packed = W_packed;
   run(p);
 }

@@ -1,7 +1,7 @@
-// bf16 GEMM in the blocking of cpu/matmul.cpp (jc over N, pc over K, ic over M,
-// MR x NR register tiles; threads own disjoint rectangles of C and run the full K
-// loop, so every element is one task's fixed-order sum whatever the thread count).
-// What differs is the packed format: vdpbf16ps multiplies bf16 *pairs* and adds
+// bf16 GEMM: a kernel for the blocked driver of cpu/gemm_driver.h, which the fp32
+// kernel (cpu/matmul.cpp) shares (same loops, thread split and epilogues; every
+// element one task's fixed-order sum whatever the thread count). What differs
+// is the packed format: vdpbf16ps multiplies bf16 *pairs* and adds
 // both products into one fp32 lane, so the packs hold k in pairs:
 //   A panel [kc/2][MR] dwords, each (a[r][k], a[r][k+1])  -> one broadcast per row
 //   B panel [kc/2][NR] dwords, each (b[k][j], b[k+1][j])  -> NR/16 vectors per pair
@@ -15,7 +15,6 @@
 #include <stdlib.h>
 
 #include "core/threadpool.h"
-#include "cpu/gelu_vec.h"
 #include "cpu/matmul.h"
 #include "cpu/simd.h"
 
@@ -28,6 +27,8 @@
 #pragma GCC target("avx512bf16")
 #endif
 
+#include "cpu/gemm_driver.h"  // compiled here for this file's target (see there)
+
 namespace reca::cpu::isa_avx512 {
 namespace {
 
@@ -39,22 +40,6 @@ constexpr int kNR = kNV * kW;
 constexpr int64_t kKC = 512;
 constexpr int64_t kMC = kMR * 24;
 constexpr int64_t kNC = kNR * 32;
-
-struct Scratch {
-  uint32_t* p = nullptr;
-  int64_t cap = 0;
-  ~Scratch() { free(p); }
-  uint32_t* get(int64_t n) {
-    if (n > cap) {
-      free(p);
-      const int64_t bytes = (n * 4 + 63) / 64 * 64;
-      p = static_cast<uint32_t*>(aligned_alloc(64, static_cast<size_t>(bytes)));
-      cap = p ? n : 0;
-    }
-    return p;
-  }
-};
-thread_local Scratch t_pack_a, t_pack_b;
 
 inline __m512 load_tail(const float* p, int n) {
   return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), p);
@@ -159,13 +144,6 @@ void pack_b(uint32_t* dst, const float* B, int64_t ldb, bool trans, int64_t p0, 
   }
 }
 
-enum class Epi { None, Gelu, GeluGrad };
-struct Epilogue {
-  Epi kind = Epi::None;
-  float* out = nullptr;
-  const float* f = nullptr;
-};
-
 // C[mr, nr] tile (row stride ldc) = (add ? C : 0) + Ap[kp][MR] · Bp[kp][NR] (+ bias[nr]).
 void microkernel(int64_t kp, const uint32_t* __restrict Ap, const uint32_t* __restrict Bp, float* C,
                  int64_t ldc, int mr, int nr, bool add, const float* bias) {
@@ -210,67 +188,34 @@ void microkernel(int64_t kp, const uint32_t* __restrict Ap, const uint32_t* __re
   }
 }
 
-struct Problem {
-  float* C;
-  const float* A;
-  const float* B;
-  const float* bias;
-  int64_t M, N, K;
-  bool trans_a, trans_b, accumulate;
-  Epilogue epi;  // whole-matrix pointers (row stride N)
-};
-
-// The GELU epilogue over a finished block of C (as in cpu/matmul.cpp).
-void epilogue_block(const Problem& p, int64_t i0, int64_t mc, int64_t j0, int64_t nc) {
-  for (int64_t i = i0; i < i0 + mc; ++i)
-    for (int64_t j = j0; j < j0 + nc; j += kW) {
-      const int n = static_cast<int>(imin(kW, j0 + nc - j));
-      const int64_t at = i * p.N + j;
-      const Vec sum = Vec::load_tail(p.C + at, n);
-      if (p.epi.kind == Epi::Gelu) gelu_vec(sum).store_tail(p.epi.out + at, n);
-      if (p.epi.kind == Epi::GeluGrad)
-        (sum * gelu_grad_vec(Vec::load_tail(p.epi.f + at, n))).store_tail(p.C + at, n);
-    }
-}
-
-// The blocked product over rows [m0, m1) x columns [n0, n1) of C.
-void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  if (m0 >= m1 || n0 >= n1) return;
-  const int64_t lda = p.trans_a ? p.M : p.K, ldb = p.trans_b ? p.K : p.N, ldc = p.N;
+// The bf16 kernel for cpu/gemm_driver.h: panels of k pairs.
+struct Bf16Kernel {
+  using Packed = uint32_t;
+  static constexpr int MR = kMR, NR = kNR;
+  static constexpr int64_t MC = kMC, NC = kNC;
   // Equal K blocks of an even depth (pairs never straddle two blocks).
-  const int64_t k_blocks = (p.K + kKC - 1) / kKC;
-  const int64_t kc_max = ((p.K + k_blocks - 1) / k_blocks + 1) / 2 * 2;
-  const int64_t nc_max = (imin(kNC, n1 - n0) + kNR - 1) / kNR * kNR;
-  const int64_t mc_max = (imin(kMC, m1 - m0) + kMR - 1) / kMR * kMR;
-  uint32_t* Bp = t_pack_b.get(kc_max / 2 * nc_max);
-  uint32_t* Ap = t_pack_a.get(kc_max / 2 * mc_max);
-  for (int64_t jc = n0; jc < n1; jc += kNC) {
-    const int64_t nc = imin(kNC, n1 - jc);
-    for (int64_t pc = 0; pc < p.K; pc += kc_max) {
-      const int64_t kc = imin(kc_max, p.K - pc), kp = (kc + 1) / 2;
-      const bool add = p.accumulate || pc > 0;
-      const bool last = pc + kc == p.K;
-      pack_b(Bp, p.B, ldb, p.trans_b, pc, kc, jc, nc);
-      for (int64_t ic = m0; ic < m1; ic += kMC) {
-        const int64_t mc = imin(kMC, m1 - ic);
-        pack_a(Ap, p.A, lda, p.trans_a, ic, mc, pc, kc);
-        for (int64_t jr = 0; jr < nc; jr += kNR) {
-          const int nr = static_cast<int>(imin(kNR, nc - jr));
-          const float* bias = last && p.bias ? p.bias + jc + jr : nullptr;
-          for (int64_t ir = 0; ir < mc; ir += kMR) {
-            const int mr = static_cast<int>(imin(kMR, mc - ir));
-            microkernel(kp, Ap + ir * kp, Bp + jr * kp, p.C + (ic + ir) * ldc + jc + jr, ldc, mr, nr,
-                        add, bias);
-          }
-        }
-        if (last && p.epi.kind != Epi::None) epilogue_block(p, ic, mc, jc, nc);
-      }
-    }
+  static int64_t k_block_depth(int64_t K) {
+    const int64_t k_blocks = (K + kKC - 1) / kKC;
+    return ((K + k_blocks - 1) / k_blocks + 1) / 2 * 2;
   }
-}
+  static int64_t packed_depth(int64_t kc) { return (kc + 1) / 2; }
+  static void pack_a(uint32_t* dst, const float* A, int64_t lda, bool trans, int64_t i0, int64_t mc,
+                     int64_t p0, int64_t kc) {
+    isa_avx512::pack_a(dst, A, lda, trans, i0, mc, p0, kc);
+  }
+  static void pack_b(uint32_t* dst, const float* B, int64_t ldb, bool trans, int64_t p0, int64_t kc,
+                     int64_t j0, int64_t nc) {
+    isa_avx512::pack_b(dst, B, ldb, trans, p0, kc, j0, nc);
+  }
+  static void microkernel(int64_t kp, const uint32_t* Ap, const uint32_t* Bp, float* C, int64_t ldc,
+                          int mr, int nr, bool add, const float* bias) {
+    isa_avx512::microkernel(kp, Ap, Bp, C, ldc, mr, nr, add, bias);
+  }
+};
+using Bf16Problem = Problem<Bf16Kernel>;
 
 // C = (accumulate ? C : 0) + bias, then the epilogue: the K = 0 case.
-void gemm_empty_k(const Problem& p) {
+void gemm_empty_k(const Bf16Problem& p) {
   for (int64_t i = 0; i < p.M; ++i)
     for (int64_t j = 0; j < p.N; ++j) {
       float& c = p.C[i * p.N + j];
@@ -279,34 +224,10 @@ void gemm_empty_k(const Problem& p) {
   if (p.epi.kind != Epi::None) epilogue_block(p, 0, p.M, 0, p.N);
 }
 
-void run(const Problem& p) {
-  const int64_t M = p.M, N = p.N, K = p.K;
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0) return gemm_empty_k(p);
-  // The thread grid of cpu/matmul.cpp: the tm x tn split with the least packing.
-  const int threads = num_threads();
-  const int64_t col_tiles = (N + kNR - 1) / kNR, row_tiles = (M + kMR - 1) / kMR;
-  int64_t tn = 1, tm = 1, best = -1;
-  for (int64_t n_split = threads; n_split >= 1; --n_split) {
-    if (threads % n_split) continue;
-    const int64_t m_split = threads / n_split;
-    if ((n_split > 1 && col_tiles / n_split < 2) || (m_split > 1 && row_tiles / m_split < 2)) continue;
-    const int64_t packed = n_split * M * K + m_split * K * N;
-    if (best < 0 || packed < best) {
-      best = packed;
-      tn = n_split;
-      tm = m_split;
-    }
-  }
-  if (M * N * K < (int64_t(1) << 21)) tn = tm = 1;
-  parallel_for(tn * tm, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t ti = t / tn, tj = t % tn;
-      const int64_t m0 = row_tiles * ti / tm * kMR, m1 = imin(M, row_tiles * (ti + 1) / tm * kMR);
-      const int64_t n0 = col_tiles * tj / tn * kNR, n1 = imin(N, col_tiles * (tj + 1) / tn * kNR);
-      gemm_region(p, m0, m1, n0, n1);
-    }
-  });
+void run(const Bf16Problem& p) {
+  if (p.M <= 0 || p.N <= 0) return;
+  if (p.K <= 0) return gemm_empty_k(p);
+  gemm_blocked(p);
 }
 
 }  // namespace

@@ -79,6 +79,8 @@ export class Progress {
   private readonly now: () => number;
   private readonly start: number;
   private count = 0;
+  // Where this process started counting (resumeFrom): not part of the mean rate.
+  private startCount = 0;
   private fields: Record<string, string | number> = {};
   // Exponentially weighted sums of ticks and of elapsed milliseconds (see the file comment).
   private weightedCount = 0;
@@ -109,6 +111,18 @@ export class Progress {
       throw new RecaError('E_INVALID_ARGUMENT', `progress tick needs a non-negative count, got ${String(n)}`);
     }
     this.advance(this.count + n, fields);
+  }
+
+  /**
+   * Continues a loop that an earlier process had taken to `done` (a resumed run): the
+   * position starts there, and those steps count toward neither the rate nor the ETA.
+   */
+  resumeFrom(done: number): void {
+    if (!Number.isInteger(done) || done < 0) {
+      throw new RecaError('E_INVALID_ARGUMENT', `progress resumeFrom needs a non-negative integer, got ${String(done)}`);
+    }
+    this.count = done;
+    this.startCount = done;
   }
 
   /**
@@ -148,7 +162,7 @@ export class Progress {
     this.finished = true;
     if (fields) this.fields = fields;
     const seconds = Math.max(0, this.now() - this.start) / 1000;
-    const mean = seconds > 0 ? formatRate(this.count / seconds, this.unit) : '';
+    const mean = seconds > 0 ? formatRate((this.count - this.startCount) / seconds, this.unit) : '';
     const elapsed = `in ${formatDuration(seconds)}`;
     if (this.stream.isTTY) this.stream.write(`\r${this.ttyLine(mean, elapsed)}${CLEAR_TO_END}\n`);
     else this.stream.write(`${this.plainLine(mean, elapsed)}\n`);

@@ -142,6 +142,27 @@ describe('Progress, plain lines', () => {
     expect(stream.writes).toEqual(['load 10/40 (25%) 10.0 img/s ETA 0:03\n', 'load 30/50 (60%) 15.1 img/s ETA 0:01\n']);
   });
 
+  test('resumeFrom(done): a resumed loop continues its position; the earlier steps count toward neither rate nor ETA', () => {
+    const stream = fakeStream();
+    const clock = fakeClock();
+    const p = new Progress({ total: 1500, label: 'pretrain', unit: 'step', stream, intervalMs: 0, now: clock.now });
+    p.resumeFrom(750);
+    clock.t = 2000;
+    p.tick();
+    // 1 step in 2 s -> 2.0 s/step (not 751 steps in 2 s); 749 left -> 1498 s -> 24:58.
+    clock.t = 4000;
+    p.tick();
+    // 2 steps in 4 s, steady -> 2.0 s/step; 748 left -> 24:56.
+    p.done();
+    // The mean rate is this process's: 2 steps in 4 s.
+    expect(stream.writes).toEqual([
+      'pretrain 751/1500 (50%) 2.0 s/step ETA 24:58\n',
+      'pretrain 752/1500 (50%) 2.0 s/step ETA 24:56\n',
+      'pretrain 752/1500 (50%) 2.0 s/step in 0:04\n',
+    ]);
+    expect(() => new Progress({ total: 3, stream: fakeStream() }).resumeFrom(-1)).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
+  });
+
   test('invalid totals and counts are RecaError E_INVALID_ARGUMENT', () => {
     for (const total of [-1, 1.5, NaN]) {
       expect(() => new Progress({ total, stream: fakeStream() })).toThrow(RecaError);

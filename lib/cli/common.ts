@@ -110,7 +110,11 @@ export function trainingProgress(label: string, total: number): { hook: StepHook
   const stream = launchedRank() === 0 ? process.stderr : { write: () => true };
   const bar = new Progress({ total, label, unit: 'step', stream });
   const recent: number[] = [];
-  const hook: StepHook = (_stage, _step, _total, r: StepResult) => {
+  let first = true;
+  const hook: StepHook = (_stage, step, _total, r: StepResult) => {
+    // A resumed run's first step is the saved run's step + 1: the bar continues from there.
+    if (first && step > 1) bar.resumeFrom(step - 1);
+    first = false;
     recent.push(r.loss);
     if (recent.length > 20) recent.shift();
     bar.tick(1, { loss: fixed(mean(recent), 4), lr: r.lr.toExponential(1) });

@@ -265,12 +265,14 @@ describe('jobs on a tiny model', () => {
     expect(made.code).toBe(0);
     using wideModel = await Model.load(wide);
     expect(wideModel.config.und_image_size).toBe(wideModel.config.image_size);
-    const [demo, ablation] = await Promise.all([
+    const [demo, ablation, weakerOnly] = await Promise.all([
       reca('demo', ...common, '--out', path.join(dir, 'abl-demo')),
       reca('demo', ...common, '--ablation', '--full-res-base', wide, '--out', path.join(dir, 'ablation')),
+      reca('demo', ...common, '--ablation', '--full-res-base', wide, '--arms', 'weaker', '--out', path.join(dir, 'abl-weaker')),
     ]);
     expect(demo.code).toBe(0);
     expect(ablation.code).toBe(0);
+    expect(weakerOnly.code).toBe(0);
     const report = JSON.parse(fs.readFileSync(path.join(dir, 'abl-demo', 'report.json'), 'utf8'));
     const abl = JSON.parse(fs.readFileSync(path.join(dir, 'ablation', 'ablation.json'), 'utf8'));
     expect(abl.arms.map((a: { arm: string }) => a.arm)).toEqual(['reca', 'tokenizer condition', 't2i', 'weaker bottleneck']);
@@ -283,6 +285,16 @@ describe('jobs on a tiny model', () => {
     expect(abl.arms[0].after).toEqual(report.after);
     expect(abl.not_run).toEqual([]);
     expect(fs.readFileSync(path.join(dir, 'ablation', 'ablation.md'), 'utf8')).toMatch(/^\| tokenizer condition \| /m);
+    // --arms runs a subset: the same arm alone gives the same bits, and the rest are listed as not run.
+    const weaker = JSON.parse(fs.readFileSync(path.join(dir, 'abl-weaker', 'ablation.json'), 'utf8'));
+    expect(weaker.arms.map((a: { arm: string }) => a.arm)).toEqual(['weaker bottleneck']);
+    expect(weaker.arms[0].before).toEqual(abl.arms[3].before);
+    expect(weaker.arms[0].after).toEqual(abl.arms[3].after);
+    expect(weaker.not_run).toEqual(['reca: left out by --arms', 'tokenizer condition: left out by --arms', 't2i: left out by --arms']);
+    expectUserError(await reca('demo', ...common, '--ablation', '--arms', 'reca,vae', '--out', path.join(dir, 'abl4')), 2, /unknown arm 'vae'/);
+    expectUserError(await reca('demo', ...common, '--ablation', '--arms', 'weaker', '--out', path.join(dir, 'abl5')), 2, /needs --full-res-base/);
+    expectUserError(await reca('demo', ...common, '--ablation', '--arms', 'reca', '--full-res-base', wide, '--out', path.join(dir, 'abl6')), 2, /add weaker to --arms/);
+    expectUserError(await reca('demo', ...common, '--arms', 'reca', '--out', path.join(dir, 'abl7')), 2, /--arms goes with --ablation/);
     // The weaker-bottleneck arm takes only a base whose understanding input is the full image.
     expectUserError(await reca('demo', ...common, '--ablation', '--full-res-base', tinyModel, '--out', path.join(dir, 'abl2')), 1, /und_image_size = image_size/);
     expectUserError(await reca('demo', ...common, '--full-res-base', tinyModel, '--out', path.join(dir, 'abl3')), 2, /--full-res-base goes with --ablation/);

@@ -28,6 +28,8 @@ import { posttrain, type PosttrainOptions } from '../workflows';
 import { evalWithProgress, INTERVAL_NOTE, INTERVALS, trainingProgress, type Paired } from './common';
 
 export interface AblationArm {
+  /** What --arms calls it. */
+  id: string;
   name: string;
   /** What changes against the RecA arm. */
   what: string;
@@ -35,18 +37,24 @@ export interface AblationArm {
 }
 
 export const ABLATION_ARMS: readonly AblationArm[] = [
-  { name: 'reca', what: "RecA: the model's own understanding embeddings plus a template", train: {} },
+  { id: 'reca', name: 'reca', what: "RecA: the model's own understanding embeddings plus a template", train: {} },
   {
+    id: 'tokenizer',
     name: 'tokenizer condition',
     what: "the generator's own embeddings of the image's tokens (pooled to the same grid) in place of the understanding embeddings",
     train: { trainer: { condition: 'tokenizer' } },
   },
-  { name: 't2i', what: 'text-to-image steps on captioned images in place of the reca steps', train: { stepTask: 't2i' } },
+  { id: 't2i', name: 't2i', what: 'text-to-image steps on captioned images in place of the reca steps', train: { stepTask: 't2i' } },
 ];
+/** The arm from --full-res-base. */
+export const WEAKER_ARM_ID = 'weaker';
+export const ABLATION_ARM_IDS: readonly string[] = [...ABLATION_ARMS.map((a) => a.id), WEAKER_ARM_ID];
 
 export interface AblationSettings {
   base: string;
   fullResBase?: string;
+  /** Which arms to run (ids of ABLATION_ARM_IDS); default every one the bases allow. */
+  arms?: readonly string[];
   device: Device;
   steps: number;
   batch: number;
@@ -67,6 +75,7 @@ interface ArmResult {
   after: EvalReport;
   paired: Paired;
   trainSeconds: number;
+  sampler: SampleOptions;
 }
 
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
@@ -79,7 +88,7 @@ async function runArm(arm: AblationArm, baseFile: string, before: EvalReport, s:
   progress.bar.done({ loss: fixed(progress.last(), 4) });
   const trainSeconds = (Date.now() - t0) / 1000;
   const after = await evalWithProgress(model, `ShapesEval after (${arm.name})`, s.samples, sampler);
-  return { arm: arm.name, what: arm.what, base: baseFile, before, after: after.report, paired: pairedIntervals(before.samples, after.report.samples, INTERVALS), trainSeconds };
+  return { arm: arm.name, what: arm.what, base: baseFile, before, after: after.report, paired: pairedIntervals(before.samples, after.report.samples, INTERVALS), trainSeconds, sampler };
 }
 
 /** The full-resolution base's image size, refused before any work unless its understanding input is the whole image. */
@@ -108,11 +117,15 @@ export async function runAblation(s: AblationSettings): Promise<void> {
     return { before: (await evalWithProgress(base, label, s.samples, sampler)).report, sampler };
   };
   log(`reca demo --ablation: base ${s.base}, ${getThreads()} threads, isa ${info().cpu.isa}`);
-  const { before, sampler } = await scoreBase(s.base, 'ShapesEval before');
-  for (const arm of ABLATION_ARMS) arms.push(await runArm(arm, s.base, before, s, sampler));
-  if (s.fullResBase && fullRes !== undefined) {
+  const selected = s.arms ?? ABLATION_ARM_IDS.filter((id) => id !== WEAKER_ARM_ID || s.fullResBase);
+  const baseArms = ABLATION_ARMS.filter((a) => selected.includes(a.id));
+  if (baseArms.length > 0) {
+    const { before, sampler } = await scoreBase(s.base, 'ShapesEval before');
+    for (const arm of baseArms) arms.push(await runArm(arm, s.base, before, s, sampler));
+  }
+  if (s.fullResBase && fullRes !== undefined && selected.includes(WEAKER_ARM_ID)) {
     const wide = await scoreBase(s.fullResBase, 'ShapesEval before (full-resolution base)');
-    const arm = { name: 'weaker bottleneck', what: `RecA from a base whose understanding encoder sees the full ${fullRes}px image`, train: {} };
+    const arm = { id: WEAKER_ARM_ID, name: 'weaker bottleneck', what: `RecA from a base whose understanding encoder sees the full ${fullRes}px image`, train: {} };
     arms.push(await runArm(arm, s.fullResBase, wide.before, s, wide.sampler));
   }
   const seconds = (Date.now() - t0) / 1000;
@@ -133,7 +146,7 @@ export async function runAblation(s: AblationSettings): Promise<void> {
     lr: s.lr,
     cycle: s.cycle,
     samples_per_prompt: s.samples,
-    sampler,
+    sampler: arms[0]?.sampler ?? null,
     seconds,
     machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, threads: getThreads(), isa: info().cpu.isa, node: process.version },
     date: new Date().toISOString(),
@@ -146,7 +159,12 @@ export async function runAblation(s: AblationSettings): Promise<void> {
       after: { overall: a.after.overall, categories: a.after.categories },
       change: a.paired.change,
     })),
-    not_run: s.fullResBase ? [] : ['weaker bottleneck: needs --full-res-base, a base pretrained with und_image_size = image_size'],
+    not_run: [
+      ...ABLATION_ARMS.filter((a) => !selected.includes(a.id)).map((a) => `${a.name}: left out by --arms`),
+      ...(!s.fullResBase
+        ? ['weaker bottleneck: needs --full-res-base, a base pretrained with und_image_size = image_size']
+        : selected.includes(WEAKER_ARM_ID) ? [] : ['weaker bottleneck: left out by --arms']),
+    ],
   };
   writeJson(path.join(s.out, 'ablation.json'), report);
   const md = [

@@ -30,7 +30,7 @@ import {
   singleObjectLine,
   trainingProgress,
 } from './common';
-import { runAblation } from './ablation';
+import { ABLATION_ARM_IDS, runAblation, WEAKER_ARM_ID } from './ablation';
 import { CYCLE, cycleOf, DEVICE, JSON_FLAG, MODE_NAMES, num, parseCommand, renderHelp, SAMPLER_OPTIONS, str, THREADS, UsageError, type CommandSpec } from './options';
 
 export const DEMO: CommandSpec = {
@@ -60,12 +60,26 @@ report.json, report.md, before.png, after.png, reconstructions.png.`,
     { name: 'samples', kind: 'int', value: 'N', min: 1, default: '2; --quick 1', help: 'samples per ShapesEval prompt' },
     { name: 'ablation', kind: 'flag', help: 'the same post-training with the condition changed (tokenizer codes, t2i steps), each scored against the base: writes ablation.json/md' },
     { name: 'full-res-base', kind: 'string', value: 'FILE', help: "--ablation: also the weaker-bottleneck arm, from this base (pretrained with --und-image-size equal to the image size)" },
+    { name: 'arms', kind: 'string', value: 'A,B', help: `--ablation: only these arms (${ABLATION_ARM_IDS.join(', ')}; default all that the bases allow)` },
     DEVICE,
     THREADS,
     { ...JSON_FLAG, help: 'print report.json instead of the table' },
     ...SAMPLER_OPTIONS,
   ],
 };
+
+/** --arms: known ids, at least one, the weaker arm only with its base. */
+function armsOf(list: string | undefined, fullResBase: boolean): string[] | undefined {
+  if (list === undefined) return undefined;
+  const arms = list.split(',').map((a) => a.trim()).filter((a) => a !== '');
+  if (arms.length === 0) throw new UsageError(`--arms needs at least one of ${ABLATION_ARM_IDS.join(', ')}`);
+  for (const a of arms) {
+    if (!ABLATION_ARM_IDS.includes(a)) throw new UsageError(`--arms: unknown arm '${a}'; the arms are ${ABLATION_ARM_IDS.join(', ')}`);
+  }
+  if (arms.includes(WEAKER_ARM_ID) && !fullResBase) throw new UsageError(`--arms ${WEAKER_ARM_ID} needs --full-res-base FILE (a base pretrained with --und-image-size equal to the image size)`);
+  if (fullResBase && !arms.includes(WEAKER_ARM_ID)) throw new UsageError(`--full-res-base is the ${WEAKER_ARM_ID} arm's base: add ${WEAKER_ARM_ID} to --arms or leave out --full-res-base`);
+  return arms;
+}
 
 export async function cmdDemo(args: string[]): Promise<void> {
   const { values, help } = parseCommand(DEMO, args);
@@ -95,10 +109,12 @@ export async function cmdDemo(args: string[]): Promise<void> {
   }
   if (!fs.existsSync(base)) throw new RecaError('E_IO', `checkpoint ${base} does not exist`);
   if (values['full-res-base'] !== undefined && values.ablation !== true) throw new UsageError('--full-res-base goes with --ablation');
+  if (values.arms !== undefined && values.ablation !== true) throw new UsageError('--arms goes with --ablation');
   if (values.ablation === true) {
     if (recipe !== 'reca') throw new UsageError("--ablation compares conditions of recipe 'reca': leave out --recipe");
+    const arms = armsOf(str(values, 'arms'), values['full-res-base'] !== undefined);
     return runAblation({
-      base, fullResBase: str(values, 'full-res-base'), device: deviceOf(values), steps, batch, lr,
+      base, fullResBase: str(values, 'full-res-base'), arms, device: deviceOf(values), steps, batch, lr,
       cycle: cycle ?? POSTTRAIN_DEFAULTS.cycle, samples, samplerFor: (m) => samplerFrom(values, m), out, json: values.json === true,
     });
   }

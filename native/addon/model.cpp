@@ -420,6 +420,22 @@ Napi::Value ModelWrap::Reconstruct(const Napi::CallbackInfo& info) {
   });
 }
 
+namespace {
+// The arguments of generate and generateRaw: (prompts, {steps, cfg, temperature, topK, seed}).
+struct GenerateRequest {
+  std::shared_ptr<std::vector<int32_t>> prompts;  // [B, max_text_len] token ids
+  int64_t B = 0;
+  model::SampleOptions options;
+};
+GenerateRequest read_generate_request(const Napi::CallbackInfo& info, const ModelConfig& c) {
+  GenerateRequest rq;
+  rq.prompts = std::make_shared<std::vector<int32_t>>();
+  read_texts(info[0], -1, c.max_text_len, rq.prompts.get(), "prompts", &rq.B);
+  rq.options = sample_options(info[1], "generate options");
+  return rq;
+}
+}  // namespace
+
 // generate(prompts, {steps, cfg, temperature, topK, seed})
 Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
@@ -427,13 +443,10 @@ Napi::Value ModelWrap::Generate(const Napi::CallbackInfo& info) {
     auto lease = std::make_unique<ModelLease>(Live(), ModelLease::Read, "model.generate");
     ModelState* st = &lease->state();
     const ModelConfig& c = lease->model().config();
-    auto prompts = std::make_shared<std::vector<int32_t>>();
-    int64_t B = 0;
-    read_texts(info[0], -1, c.max_text_len, prompts.get(), "prompts", &B);
-    const model::SampleOptions so = sample_options(info[1], "generate options");
-    return submit_images(env, info, std::move(lease), B, [st, prompts, B, so](float* img) {
+    const GenerateRequest rq = read_generate_request(info, c);
+    return submit_images(env, info, std::move(lease), rq.B, [st, rq](float* img) {
       model::Sampler sampler(*st->model);
-      sampler.generate(prompts->data(), B, so, img);
+      sampler.generate(rq.prompts->data(), rq.B, rq.options, img);
       st->sampler_bytes.store(sampler.activation_bytes());
     });
   });
@@ -448,21 +461,18 @@ Napi::Value ModelWrap::GenerateRaw(const Napi::CallbackInfo& info) {
     auto lease = std::make_unique<ModelLease>(Live(), ModelLease::Read, "model.generateRaw");
     ModelState* st = &lease->state();
     const ModelConfig& c = lease->model().config();
-    auto prompts = std::make_shared<std::vector<int32_t>>();
-    int64_t B = 0;
-    read_texts(info[0], -1, c.max_text_len, prompts.get(), "prompts", &B);
-    const model::SampleOptions so = sample_options(info[1], "generate options");
+    const GenerateRequest rq = read_generate_request(info, c);
     const int64_t S = c.image_size, N = c.num_image_tokens();
     const bool discrete = c.discrete();
     auto images = std::make_shared<std::unique_ptr<HostTensor>>();
     auto codes = std::make_shared<std::unique_ptr<HostTensor>>();
     return submit(
         env, info, std::move(lease),
-        [st, prompts, B, so, S, N, discrete, images, codes] {
-          *images = std::make_unique<HostTensor>(DType::Float32, std::vector<int64_t>{B, S, S, 3});
-          if (discrete) *codes = std::make_unique<HostTensor>(DType::Int32, std::vector<int64_t>{B, N});
+        [st, rq, S, N, discrete, images, codes] {
+          *images = std::make_unique<HostTensor>(DType::Float32, std::vector<int64_t>{rq.B, S, S, 3});
+          if (discrete) *codes = std::make_unique<HostTensor>(DType::Int32, std::vector<int64_t>{rq.B, N});
           model::Sampler sampler(*st->model);
-          sampler.generate(prompts->data(), B, so, static_cast<float*>((*images)->data()),
+          sampler.generate(rq.prompts->data(), rq.B, rq.options, static_cast<float*>((*images)->data()),
                            discrete ? static_cast<int32_t*>((*codes)->data()) : nullptr);
           st->sampler_bytes.store(sampler.activation_bytes());
         },

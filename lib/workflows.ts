@@ -242,6 +242,27 @@ export function pretrainStateOf(file: string): { stage: 'tokenizer' | 't2i+i2t';
 }
 
 /**
+ * A resumed pretraining stage must run the schedule it was saved with, or the run
+ * would silently differ from a straight one: the learning rate, its warm-up and
+ * cosine span, and the seed, as stored in the checkpoint's trainer options.
+ */
+function checkSameSchedule(file: string, options: TrainerOptions): void {
+  const saved = JSON.parse(readSafetensorsMetadata(file)['reca.trainer']) as Record<string, unknown>;
+  const wanted: Record<string, unknown> = {
+    lr: options.optimizer?.lr, warmup: options.schedule?.warmup, totalSteps: options.schedule?.totalSteps,
+    minLr: options.schedule?.minLr, seed: options.seed === undefined ? undefined : String(options.seed),
+  };
+  const differ = Object.entries(wanted).filter(([k, v]) => v !== undefined && saved[k] !== undefined && String(saved[k]) !== String(v));
+  if (differ.length > 0) {
+    throw new RecaError(
+      'E_INVALID_ARGUMENT',
+      `${file} was saved by a run with ${differ.map(([k]) => `${k} ${String(saved[k])}`).join(', ')}, but this run has ` +
+        `${differ.map(([k, v]) => `${k} ${String(v)}`).join(', ')}: resume with the options it was started with (--steps, --tokenizer-steps, --lr, --seed)`,
+    );
+  }
+}
+
+/**
  * A base model from scratch: the VQ tokenizer alone (discrete modes), then
  * text-to-image and image-to-text together (the understanding side learns
  * from captions, so its embeddings carry what the captions say). With `save`
@@ -306,6 +327,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
       }
       using trainer = new Trainer(model, stage.trainer);
       if (skipping) {
+        checkSameSchedule(o.resume!, stage.trainer);
         await trainer.load(o.resume!);
         data.skip(trainer.steps, stage.batch);
         done += trainer.steps;

@@ -201,6 +201,11 @@ describe('jobs on a tiny model', () => {
     const resumeCommon = ['--tokenizer-steps', '4', '--steps', '6', '--batch', '3', '--seed', '2'];
     expect((await reca('pretrain', ...resumeCommon, '--resume', state, '--save', state, '--stop-at', '7', '--out', split)).code).toBe(0);
     expect(readSafetensorsMetadata(state)['reca.step']).toBe('3');  // the t2i+i2t trainer's own step
+    // Another schedule than the saved run's would not continue it: refused, naming what differs, the state untouched.
+    const before = fs.readFileSync(state);
+    expectUserError(await reca('pretrain', ...resumeCommon.slice(0, 2), '--steps', '8', '--batch', '3', '--seed', '2', '--resume', state, '--save', state, '--out', split), 1, /totalSteps 6.*this run has totalSteps 8/);
+    expectUserError(await reca('pretrain', ...resumeCommon, '--lr', '0.5', '--resume', state, '--save', state, '--out', split), 1, /lr 0\.001.*this run has lr 0\.5/);
+    expect(fs.readFileSync(state).equals(before)).toBe(true);
     const last = await reca('pretrain', ...resumeCommon, '--resume', state, '--save', state, '--curve', curve, '--eval-every', '2', '--out', split);
     expect(last.code).toBe(0);
     expect(fs.readFileSync(split).equals(fs.readFileSync(straight))).toBe(true);

@@ -380,8 +380,12 @@ export interface PosttrainOptions {
    * the shapes world's train split when `data` is the default too; null: none.
    */
   captionData?: DataSource | null;
-  /** Recipe 'reca' with caption data: reca steps, then i2t steps, per cycle (default [2, 2]). */
-  cycle?: readonly [number, number];
+  /**
+   * Recipe 'reca' with caption data: reca steps, then i2t steps, per cycle (default
+   * [2, 2]); a third count adds that many text-to-image steps on the caption data
+   * (replay of the base's own task) at the end of each cycle.
+   */
+  cycle?: PosttrainCycle;
   /**
    * The task of each cycle's first steps: 'reca' (default), or 't2i' on
    * captioned `data` (default: the shapes world's train split), the reference
@@ -408,11 +412,20 @@ export const POSTTRAIN_DEFAULTS = {
   ema: 0.999,
 } as const;
 
-/** How many of the first `steps` steps of a [reca, i2t] cycle are reca steps. */
-export function recaStepsOf(steps: number, cycle: readonly [number, number]): number {
-  const [r, i] = cycle;
-  const period = r + i;
+/** Steps per cycle: reca, then image-to-text, then (optionally) text-to-image replay. */
+export type PosttrainCycle = readonly [number, number] | readonly [number, number, number];
+
+/** How many of the first `steps` steps of a cycle are reca steps (the rest read the caption data). */
+export function recaStepsOf(steps: number, cycle: PosttrainCycle): number {
+  const r = cycle[0];
+  const period = cycle.reduce((a, n) => a + n, 0);
   return Math.floor(steps / period) * r + Math.min(steps % period, r);
+}
+
+/** The task of step `done` (0-based) of a cycle. */
+function cycleTask(done: number, cycle: PosttrainCycle): 'reca' | 'i2t' | 't2i' {
+  const at = done % cycle.reduce((a, n) => a + n, 0);
+  return at < cycle[0] ? 'reca' : at < cycle[0] + cycle[1] ? 'i2t' : 't2i';
 }
 
 /**
@@ -443,8 +456,8 @@ export async function posttrain(model: Model, options: PosttrainOptions = {}): P
   if (captionData && !captionData.captioned) throw new RecaError('E_INVALID_ARGUMENT', 'captionData must carry captions (its steps train image-to-text)');
   if (captionData && captionData.imageSize !== S) throw new RecaError('E_SHAPE', `captionData images are ${captionData.imageSize}px but the model's are ${S}px`);
   const cycle = captionData ? (options.cycle ?? POSTTRAIN_DEFAULTS.cycle) : ([1, 0] as const);
-  if (!(Number.isInteger(cycle[0]) && Number.isInteger(cycle[1]) && cycle[0] >= 1 && cycle[1] >= 0)) {
-    throw new RecaError('E_INVALID_ARGUMENT', `cycle must be [reca steps ≥ 1, i2t steps ≥ 0], got [${cycle.join(', ')}]`);
+  if (!((cycle.length === 2 || cycle.length === 3) && cycle.every((n) => Number.isInteger(n) && n >= 0) && cycle[0] >= 1)) {
+    throw new RecaError('E_INVALID_ARGUMENT', `cycle must be [reca steps ≥ 1, i2t steps ≥ 0] or [reca ≥ 1, i2t ≥ 0, t2i ≥ 0], got [${cycle.join(', ')}]`);
   }
   using trainer = new Trainer(model, {
     recipe,
@@ -468,12 +481,13 @@ export async function posttrain(model: Model, options: PosttrainOptions = {}): P
   const end = Math.min(steps, options.stopAt ?? steps);
   while (trainer.steps < end) {
     const done = trainer.steps;
-    const reca = done % (cycle[0] + cycle[1]) < cycle[0];  // the cycle's first cycle[0] steps
+    const task = cycleTask(done, cycle);
+    const reca = task === 'reca';
     const b = nextBatch(trainer, reca ? data : captionData!, batch);
     const r = await trainer.step({
       images: { data: b.images, shape: b.shape },
       captions: b.captions,
-      tasks: reca ? (stepTask === 't2i' ? { t2i: 1 } : cycle[1] === 0 ? undefined : { reca: 1 }) : { i2t: 1 },
+      tasks: reca ? (stepTask === 't2i' ? { t2i: 1 } : cycle.length === 2 && cycle[1] === 0 ? undefined : { reca: 1 }) : task === 'i2t' ? { i2t: 1 } : { t2i: 1 },
     });
     results.push(r);
     options.onStep?.(recipe, done + 1, steps, r);

@@ -5,6 +5,7 @@ import * as path from 'path';
 
 import { info } from '../lib';
 import { main } from '../lib/cli';
+import { cycleOf } from '../lib/cli/options';
 import { cliPath, root } from './helpers';
 
 interface Run {
@@ -123,7 +124,8 @@ describe('cli', () => {
   });
 
   test('unknown flags and bad values exit 2 with one line', async () => {
-    const cases = [['info', '--nope'], ['bench', '--suite', 'nope'], ['bench', '--threads', 'x'], ['--nope'], ['bench', '--json']];
+    const cases = [['info', '--nope'], ['bench', '--suite', 'nope'], ['bench', '--threads', 'x'], ['--nope'], ['bench', '--json'],
+      ['train', '--cycle', '2,1,1,1'], ['train', '--cycle', '0,2'], ['demo', '--cycle', '2,x']];
     const runs = [];
     for (const args of cases) runs.push(await recaInProcess(...args));
     for (const [i, r] of runs.entries()) {
@@ -131,6 +133,13 @@ describe('cli', () => {
       expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
       expect(r.stderr).toMatch(/^reca: /);
     }
+  });
+
+  test('--cycle takes R,I or R,I,T', () => {
+    expect(cycleOf({ cycle: '2,2' })).toEqual([2, 2]);
+    expect(cycleOf({ cycle: '2,1,1' })).toEqual([2, 1, 1]);
+    expect(cycleOf({})).toBeUndefined();
+    for (const bad of ['2', '2,1,1,1', '0,2', '2,-1', 'a,b']) expect(() => cycleOf({ cycle: bad })).toThrow(/--cycle takes R,I or R,I,T/);
   });
 
   test('--help for each command', async () => {

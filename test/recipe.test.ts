@@ -1,14 +1,19 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
 import { Model, resolveTrainerOptions, Trainer } from '../lib/model';
 import { ShapesWorld } from '../lib/shapes/world';
 import { posttrain, recaStepsOf, shapesData, shapesImages } from '../lib/workflows';
 
 describe('the RecA recipe', () => {
   test('recaStepsOf counts the reca steps of a cycle (brute force)', () => {
-    for (const cycle of [[2, 2], [1, 0], [3, 1], [1, 4]] as const) {
+    for (const cycle of [[2, 2], [1, 0], [3, 1], [1, 4], [2, 1, 1], [1, 0, 2], [3, 2, 0]] as const) {
+      const period = cycle.reduce<number>((a, n) => a + n, 0);
       let count = 0;
       for (let s = 0; s <= 30; s++) {
         expect(recaStepsOf(s, cycle)).toBe(count);
-        if (s % (cycle[0] + cycle[1]) < cycle[0]) count++;
+        if (s % period < cycle[0]) count++;
       }
     }
   });
@@ -73,6 +78,26 @@ describe('the RecA recipe', () => {
     expect(Number.isFinite(tok.reca)).toBe(true);
     using model = await Model.create({ preset: 'tiny', mode: 'mask', seed: 4 });
     expect(() => new Trainer(model, { condition: 'pixels' as never })).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
+  });
+
+  test('a third cycle count adds text-to-image steps on the caption data; a run stopped and resumed equals a straight one', async () => {
+    using model = await Model.create({ preset: 'tiny', mode: 'mask', seed: 2 });
+    const results = await posttrain(model, { steps: 9, batch: 2, cycle: [2, 1, 2] });
+    expect(results.map((r) => Object.keys(r.losses).join('+'))).toEqual(['reca', 'reca', 'i2t', 't2i', 't2i', 'reca', 'reca', 'i2t', 't2i']);
+    // The i2t and t2i steps read one caption stream in order: stopped after a t2i step and resumed, the same bits.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-cycle-'));
+    try {
+      const file = path.join(dir, 'run.safetensors');
+      using split = await Model.create({ preset: 'tiny', mode: 'mask', seed: 2 });
+      const first = await posttrain(split, { steps: 9, batch: 2, cycle: [2, 1, 2], save: file, stopAt: 4 });
+      using resumed = await Model.load(file);
+      const rest = await posttrain(resumed, { steps: 9, batch: 2, cycle: [2, 1, 2], resume: file });
+      expect([...first, ...rest].map((r) => r.loss)).toEqual(results.map((r) => r.loss));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    await expect(posttrain(model, { steps: 1, batch: 2, cycle: [2, 1, -1] as never })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
+    await expect(posttrain(model, { steps: 1, batch: 2, cycle: [2, 1, 1, 1] as never })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
   });
 
   test("stepTask 't2i' trains text-to-image in the cycle's first steps, on captioned data only", async () => {

@@ -24,7 +24,7 @@ import { Model, type Device, type Mode, type SampleOptions } from '../model';
 import type { EvalReport } from '../shapes/eval';
 import { pairedIntervals, withInterval } from '../shapes/stats';
 import { CATEGORIES } from '../shapes/world';
-import { posttrain, type PosttrainOptions } from '../workflows';
+import { posttrain, type PosttrainCycle, type PosttrainOptions } from '../workflows';
 import { evalWithProgress, INTERVAL_NOTE, INTERVALS, trainingProgress, type Paired } from './common';
 
 export interface AblationArm {
@@ -59,7 +59,7 @@ export interface AblationSettings {
   steps: number;
   batch: number;
   lr: number;
-  cycle: readonly [number, number];
+  cycle: PosttrainCycle;
   samples: number;
   /** The sampler of a mode (the base's mode is known once it is loaded). */
   samplerFor: (mode: Mode) => SampleOptions;

@@ -203,7 +203,7 @@ export async function cmdDemo(args: string[]): Promise<void> {
   const md = [
     `# RecA demo: ${presetName} preset, ${cfg.mode} mode, recipe ${recipe}`,
     '',
-    `${steps} post-training steps (batch ${batch}, lr ${lr}${cycle ? `, per cycle ${cycle[0]} reca steps on uncaptioned shapes-world images then ${cycle[1]} image-to-text steps on captioned ones` : ''}); ShapesEval with ` +
+    `${steps} post-training steps (batch ${batch}, lr ${lr}${cycle ? `, per cycle ${cycle[0]} reca steps on uncaptioned shapes-world images then ${cycle[1]} image-to-text steps on captioned ones${cycle[2] ? ` then ${cycle[2]} text-to-image steps on captioned ones` : ''}` : ''}); ShapesEval with ` +
       `${before.items.length} images (${samples} per prompt), sampler ${JSON.stringify(sampler)}. ` +
       `Total ${seconds.toFixed(0)} s on ${getThreads()} threads (${report.machine.cpu}).`,
     '',

@@ -188,20 +188,20 @@ export const SAMPLER_OPTIONS: readonly OptionSpec[] = [
   { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the draws' },
 ];
 
-/** RecA's step cycle: reca steps, then image-to-text steps (recipe reca with caption data). */
+/** RecA's step cycle: reca steps, then image-to-text steps, then optionally text-to-image replay (recipe reca with caption data). */
 export const CYCLE: OptionSpec = {
   name: 'cycle',
   kind: 'string',
-  value: 'R,I',
+  value: 'R,I[,T]',
   default: '2,2 (1,0 without caption data)',
-  help: 'recipe reca: reca steps then image-to-text steps per cycle',
+  help: 'recipe reca: reca steps, then image-to-text steps, then T text-to-image steps on captioned images, per cycle',
 };
 
-/** --cycle R,I as a pair (undefined when absent). */
-export function cycleOf(values: Values): [number, number] | undefined {
+/** --cycle R,I or R,I,T (undefined when absent). */
+export function cycleOf(values: Values): [number, number] | [number, number, number] | undefined {
   const v = str(values, 'cycle');
   if (v === undefined) return undefined;
-  const m = /^(\d+),(\d+)$/.exec(v);
-  if (!m || Number(m[1]) < 1) throw new UsageError(`--cycle takes R,I (reca steps ≥ 1, then image-to-text steps), got '${v}'`);
-  return [Number(m[1]), Number(m[2])];
+  const m = /^(\d+),(\d+)(?:,(\d+))?$/.exec(v);
+  if (!m || Number(m[1]) < 1) throw new UsageError(`--cycle takes R,I or R,I,T (reca steps ≥ 1, then image-to-text, then text-to-image steps), got '${v}'`);
+  return m[3] === undefined ? [Number(m[1]), Number(m[2])] : [Number(m[1]), Number(m[2]), Number(m[3])];
 }

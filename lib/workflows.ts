@@ -381,9 +381,9 @@ export interface PosttrainOptions {
    */
   captionData?: DataSource | null;
   /**
-   * Recipe 'reca' with caption data: reca steps, then i2t steps, per cycle (default
-   * [2, 2]); a third count adds that many text-to-image steps on the caption data
-   * (replay of the base's own task) at the end of each cycle.
+   * Recipe 'reca' with caption data: reca steps, then i2t steps, per cycle; a third
+   * count adds that many text-to-image steps on the caption data (replay of the
+   * base's own task) at the end of each cycle. Default [4, 1, 1].
    */
   cycle?: PosttrainCycle;
   /**
@@ -408,7 +408,7 @@ export const POSTTRAIN_DEFAULTS = {
   steps: 300,
   batch: 16,
   lr: 2e-5,
-  cycle: [2, 2] as const,
+  cycle: [4, 1, 1] as const,
   ema: 0.999,
 } as const;
 

@@ -18,10 +18,10 @@ describe('the RecA recipe', () => {
     }
   });
 
-  test('a default post-training alternates 2 reca steps on uncaptioned images with 2 image-to-text steps', async () => {
+  test('a default post-training cycles 4 reca steps on uncaptioned images, 1 image-to-text and 1 text-to-image step', async () => {
     using model = await Model.create({ preset: 'tiny', mode: 'mask', seed: 2 });
-    const results = await posttrain(model, { steps: 6, batch: 2 });
-    expect(results.map((r) => Object.keys(r.losses).join('+'))).toEqual(['reca', 'reca', 'i2t', 'i2t', 'reca', 'reca']);
+    const results = await posttrain(model, { steps: 8, batch: 2 });
+    expect(results.map((r) => Object.keys(r.losses).join('+'))).toEqual(['reca', 'reca', 'reca', 'reca', 'i2t', 't2i', 'reca', 'reca']);
     // No caption data: reca alone.
     using other = await Model.create({ preset: 'tiny', mode: 'mask', seed: 2 });
     const only = await posttrain(other, { steps: 3, batch: 2, captionData: null });
@@ -102,7 +102,7 @@ describe('the RecA recipe', () => {
 
   test("stepTask 't2i' trains text-to-image in the cycle's first steps, on captioned data only", async () => {
     using model = await Model.create({ preset: 'tiny', mode: 'mask', seed: 2 });
-    const results = await posttrain(model, { steps: 4, batch: 2, stepTask: 't2i' });
+    const results = await posttrain(model, { steps: 4, batch: 2, stepTask: 't2i', cycle: [2, 2] });
     expect(results.map((r) => Object.keys(r.losses).join('+'))).toEqual(['t2i', 't2i', 'i2t', 'i2t']);
     await expect(posttrain(model, { steps: 1, batch: 2, stepTask: 't2i', data: shapesImages(16) })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
     await expect(posttrain(model, { steps: 1, batch: 2, stepTask: 't2i', recipe: 'reca+i2t' })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });

@@ -42,8 +42,9 @@ the built-in shapes world with text-to-image and image-to-text), scores it with
 ShapesEval (does each image show what its prompt asks: objects, counts, colors,
 positions), post-trains it with RecA on uncaptioned images (the generator
 regenerates each image from the model's own understanding embeddings plus a
-paraphrase of "describe the image"; per cycle, 2 such steps then 2
-image-to-text steps on captioned images, the understanding side frozen),
+paraphrase of "describe the image"; per cycle, 4 such steps, then 1
+image-to-text and 1 text-to-image step on captioned images, the understanding
+side frozen),
 scores it again and writes to --out:
 report.json, report.md, before.png, after.png, reconstructions.png.`,
   options: [

@@ -193,7 +193,7 @@ export const CYCLE: OptionSpec = {
   name: 'cycle',
   kind: 'string',
   value: 'R,I[,T]',
-  default: '2,2 (1,0 without caption data)',
+  default: '4,1,1 (1,0 without caption data)',
   help: 'recipe reca: reca steps, then image-to-text steps, then T text-to-image steps on captioned images, per cycle',
 };
 

@@ -226,19 +226,19 @@ export const PRETRAIN_DEFAULTS = {
 } as const;
 
 /** Which stage and step a checkpoint written by pretrain's `save` stopped at. */
-export function pretrainStateOf(file: string): { stage: 'tokenizer' | 't2i+i2t'; step: number } {
+export function pretrainStateOf(file: string): { stage: 'tokenizer' | 't2i+i2t'; step: number; trainer: Record<string, unknown> } {
   const meta = readSafetensorsMetadata(file);
   const trainer = meta['reca.trainer'];
   if (trainer === undefined || meta['reca.step'] === undefined) {
     throw new RecaError('E_CHECKPOINT', `${file} holds no trainer state: resume takes a checkpoint written by pretrain's save (--save)`);
   }
-  let tokenizer: unknown;
+  let options: Record<string, unknown>;
   try {
-    tokenizer = (JSON.parse(trainer) as { tokenizer?: unknown }).tokenizer;
+    options = JSON.parse(trainer) as Record<string, unknown>;
   } catch {
     throw new RecaError('E_CHECKPOINT', `${file}: reca.trainer is not JSON`);
   }
-  return { stage: tokenizer === true ? 'tokenizer' : 't2i+i2t', step: Number(meta['reca.step']) };
+  return { stage: options.tokenizer === true ? 'tokenizer' : 't2i+i2t', step: Number(meta['reca.step']), trainer: options };
 }
 
 /**
@@ -246,8 +246,7 @@ export function pretrainStateOf(file: string): { stage: 'tokenizer' | 't2i+i2t';
  * would silently differ from a straight one: the learning rate, its warm-up and
  * cosine span, and the seed, as stored in the checkpoint's trainer options.
  */
-function checkSameSchedule(file: string, options: TrainerOptions): void {
-  const saved = JSON.parse(readSafetensorsMetadata(file)['reca.trainer']) as Record<string, unknown>;
+function checkSameSchedule(file: string, saved: Record<string, unknown>, options: TrainerOptions): void {
   const wanted: Record<string, unknown> = {
     lr: options.optimizer?.lr, warmup: options.schedule?.warmup, totalSteps: options.schedule?.totalSteps,
     minLr: options.schedule?.minLr, seed: options.seed === undefined ? undefined : String(options.seed),
@@ -327,7 +326,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
       }
       using trainer = new Trainer(model, stage.trainer);
       if (skipping) {
-        checkSameSchedule(o.resume!, stage.trainer);
+        checkSameSchedule(o.resume!, resumed!.trainer, stage.trainer);
         await trainer.load(o.resume!);
         data.skip(trainer.steps, stage.batch);
         done += trainer.steps;
@@ -479,6 +478,8 @@ export async function posttrain(model: Model, options: PosttrainOptions = {}): P
   const results: StepResult[] = [];
   const every = options.saveEvery ?? steps;
   const end = Math.min(steps, options.stopAt ?? steps);
+  // A cycle of reca steps only leaves each step's tasks to the trainer's recipe.
+  const recaOnly = cycle.slice(1).every((n) => n === 0);
   while (trainer.steps < end) {
     const done = trainer.steps;
     const task = cycleTask(done, cycle);
@@ -487,7 +488,7 @@ export async function posttrain(model: Model, options: PosttrainOptions = {}): P
     const r = await trainer.step({
       images: { data: b.images, shape: b.shape },
       captions: b.captions,
-      tasks: reca ? (stepTask === 't2i' ? { t2i: 1 } : cycle.length === 2 && cycle[1] === 0 ? undefined : { reca: 1 }) : task === 'i2t' ? { i2t: 1 } : { t2i: 1 },
+      tasks: reca ? (stepTask === 't2i' ? { t2i: 1 } : recaOnly ? undefined : { reca: 1 }) : task === 'i2t' ? { i2t: 1 } : { t2i: 1 },
     });
     results.push(r);
     options.onStep?.(recipe, done + 1, steps, r);

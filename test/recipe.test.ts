@@ -96,6 +96,15 @@ describe('the RecA recipe', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+    // A cycle of reca steps only is the same run written either way.
+    const recaOnly = async (cycle: [number, number] | [number, number, number]) => {
+      using m = await Model.create({ preset: 'tiny', mode: 'mask', seed: 3 });
+      const opts = { steps: 3, batch: 2, cycle, data: shapesData(16, 1), captionData: shapesData(16, 2), trainer: { tasks: { reca: 1, t2i: 1 } } };
+      return (await posttrain(m, opts)).map((r) => [Object.keys(r.losses).join('+'), r.loss]);
+    };
+    const pair = await recaOnly([2, 0]);
+    expect(pair.map(([t]) => t)).toEqual(['reca+t2i', 'reca+t2i', 'reca+t2i']);
+    expect(await recaOnly([2, 0, 0])).toEqual(pair);
     await expect(posttrain(model, { steps: 1, batch: 2, cycle: [2, 1, -1] as never })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
     await expect(posttrain(model, { steps: 1, batch: 2, cycle: [2, 1, 1, 1] as never })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT' });
   });

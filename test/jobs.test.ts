@@ -152,6 +152,39 @@ describe('jobs on a tiny model', () => {
     expect(fs.existsSync(recon)).toBe(true);
   });
 
+  test('eval --baseline pairs two models: its scores are the separate evals, its change their difference', async () => {
+    // Two shipped tiny bases of different modes: they score differently on the same prompts.
+    const mask = path.join(root, 'models', 'tiny-mask.safetensors');
+    const ar = path.join(root, 'models', 'tiny-ar.safetensors');
+    const alone = await Promise.all([mask, ar].map((m) => reca('eval', '--model', m, '--samples', '1', '--threads', '1', '--json')));
+    for (const r of alone) expect(r.code).toBe(0);
+    const [maskAlone, arAlone] = alone.map((r) => JSON.parse(r.stdout));
+    const out = path.join(dir, 'paired-eval');
+    const [pairedRun, selfRun] = await Promise.all([
+      reca('eval', '--model', ar, '--baseline', mask, '--samples', '1', '--threads', '1', '--json', '--out', out),
+      reca('eval', '--model', mask, '--baseline', mask, '--samples', '1', '--threads', '1', '--json'),
+    ]);
+    expect(pairedRun.code).toBe(0);
+    const p = JSON.parse(pairedRun.stdout);
+    expect(p.baseline.overall).toBe(maskAlone.overall);
+    expect(p.baseline.categories).toEqual(maskAlone.categories);
+    expect(p.overall).toBe(arAlone.overall);
+    const change = p.paired.change.overall;
+    expect(change.estimate).toBeCloseTo(arAlone.overall - maskAlone.overall, 12);
+    expect(change.lo).toBeLessThanOrEqual(change.estimate);
+    expect(change.hi).toBeGreaterThanOrEqual(change.estimate);
+    for (const c of CATEGORIES) expect(p.paired.change.categories[c].estimate).toBeCloseTo(arAlone.categories[c] - maskAlone.categories[c], 12);
+    // --out keeps the per-sample outcomes of both, and the markdown shows the paired table.
+    const saved = JSON.parse(fs.readFileSync(path.join(out, 'eval.json'), 'utf8'));
+    expect(saved.baseline_samples).toHaveLength(saved.samples.length);
+    expect(fs.readFileSync(path.join(out, 'eval.md'), 'utf8')).toMatch(/\| \*\*overall\*\* \|.*\|.*\|.*\|/);
+    // A model against itself: the same samples, so every change is exactly zero.
+    expect(selfRun.code).toBe(0);
+    const self = JSON.parse(selfRun.stdout).paired.change.overall;
+    expect([self.estimate, self.lo, self.hi]).toEqual([0, 0, 0]);
+    expectUserError(await reca('eval', '--model', mask, '--baseline', path.join(dir, 'absent.safetensors')), 1, /E_IO: checkpoint .*absent.* does not exist/);
+   }, 240000);
+
   test('pretrain then train (resumable) produce loadable checkpoints', async () => {
     const base = path.join(dir, 'pre.safetensors');
     const r = await reca('pretrain', '--preset', 'tiny', '--tokenizer-steps', '3', '--steps', '3', '--batch', '4', '--out', base, '--json');

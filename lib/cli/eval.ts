@@ -3,19 +3,25 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { writeJson } from '../format';
-import { reportMarkdown } from '../shapes/eval';
+import type { SampleOptions } from '../model';
+import { reportMarkdown, type EvalReport } from '../shapes/eval';
 import { conditionProbe } from '../shapes/probe';
-import { BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, scoreIntervals } from '../shapes/stats';
-import { applyThreads, categoryTable, evalGrid, evalWithProgress, mkdir, modelFrom, samplerFrom } from './common';
+import { BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, pairedIntervals, scoreIntervals } from '../shapes/stats';
+import type { Evaluation } from '../workflows';
+import { applyThreads, beforeAfterMarkdown, categoryTable, evalGrid, evalWithProgress, INTERVALS, mkdir, modelFrom, samplerFrom, singleObjectLine } from './common';
 import { JSON_FLAG, MODEL_OPTIONS, num, parseCommand, renderHelp, SAMPLER_OPTIONS, str, THREADS, type CommandSpec } from './options';
 
 export const EVAL: CommandSpec = {
   name: 'eval',
   usage: '[--model FILE] [options]',
   summary: 'score a model with ShapesEval',
-  description: 'Scores a model with ShapesEval and prints the per-category table.',
+  description: `Scores a model with ShapesEval and prints the per-category table. With
+--baseline, scores that checkpoint too with the same prompts and seeds and
+prints the paired change (model minus baseline) with its interval, as the demo
+does for a run of \`reca train\`.`,
   options: [
     ...MODEL_OPTIONS,
+    { name: 'baseline', kind: 'string', value: 'FILE', help: 'also score this checkpoint and report the paired change from it' },
     { name: 'samples', kind: 'int', value: 'N', min: 1, default: 2, help: 'samples per prompt' },
     { name: 'out', kind: 'string', value: 'DIR', help: 'also write eval.json, eval.md and samples.png there' },
     THREADS,
@@ -30,19 +36,41 @@ export async function cmdEval(args: string[]): Promise<void> {
   const samples = num(values, 'samples') ?? 2;
   const out = str(values, 'out');
   applyThreads(values);
+  // The baseline first, as in the demo ("before"), so both progress bars read in order.
+  let base: { ev: Evaluation; sampler: SampleOptions; file: string } | undefined;
+  const baselineFile = str(values, 'baseline');
+  if (baselineFile !== undefined) {
+    using baseline = await modelFrom(values, 'baseline');
+    const sampler = samplerFrom(values, baseline.config.mode);
+    base = { ev: await evalWithProgress(baseline, 'ShapesEval baseline', samples, sampler), sampler, file: baselineFile };
+  }
   using model = await modelFrom(values);
   const sampler = samplerFrom(values, model.config.mode);
   const ev = await evalWithProgress(model, 'ShapesEval', samples, sampler);
   const intervals = { method: 'percentile bootstrap over prompts, stratified by category', level: 0.95, resamples: BOOTSTRAP_RESAMPLES, seed: BOOTSTRAP_SEED, ...scoreIntervals(ev.report.samples) };
+  // Paired: evaluate() gives both models the same items and seeds; pairedIntervals checks it.
+  const paired = base ? pairedIntervals(base.ev.report.samples, ev.report.samples, INTERVALS) : undefined;
+  const summary = (r: EvalReport) => ({ overall: r.overall, categories: r.categories });
+  const comparison = base && paired
+    ? {
+        baseline: { file: base.file, ...summary(base.ev.report), sampler: base.sampler, seconds: base.ev.seconds },
+        paired: { method: 'percentile bootstrap over prompts, stratified by category, paired (the same resampled prompts in both)', level: 0.95, resamples: BOOTSTRAP_RESAMPLES, seed: BOOTSTRAP_SEED, ...paired },
+      }
+    : {};
   if (out) {
     mkdir(out);
-    writeJson(path.join(out, 'eval.json'), { ...ev.report, intervals, sampler, seconds: ev.seconds });
-    fs.writeFileSync(path.join(out, 'eval.md'), reportMarkdown(ev.report, 'ShapesEval') + '\n');
+    writeJson(path.join(out, 'eval.json'), { ...ev.report, intervals, sampler, seconds: ev.seconds, ...comparison, ...(base ? { baseline_samples: base.ev.report.samples } : {}) });
+    const md = base ? `${beforeAfterMarkdown(base.ev.report, ev.report, paired)}\n\n${reportMarkdown(ev.report, 'ShapesEval')}` : reportMarkdown(ev.report, 'ShapesEval');
+    fs.writeFileSync(path.join(out, 'eval.md'), md + '\n');
     await evalGrid(path.join(out, 'samples.png'), ev, model.config.image_size, `ShapesEval overall ${ev.report.overall.toFixed(3)}`);
   }
   if (values.json) {
     const { samples: _omit, ...brief } = ev.report;
-    console.log(JSON.stringify({ ...brief, intervals, sampler, seconds: ev.seconds }, null, 2));
+    console.log(JSON.stringify({ ...brief, intervals, sampler, seconds: ev.seconds, ...comparison }, null, 2));
+  } else if (base && paired) {
+    console.log(`before: baseline ${base.file}; after: the model\n`);
+    console.log(categoryTable(base.ev.report, ev.report, paired));
+    console.log(`\n${singleObjectLine(paired)}`);
   } else {
     console.log(categoryTable(ev.report));
   }

@@ -16,9 +16,9 @@ export const EVAL: CommandSpec = {
   usage: '[--model FILE] [options]',
   summary: 'score a model with ShapesEval',
   description: `Scores a model with ShapesEval and prints the per-category table. With
---baseline, scores that checkpoint too with the same prompts and seeds and
-prints the paired change (model minus baseline) with its interval, as the demo
-does for a run of \`reca train\`.`,
+--baseline, also scores that checkpoint on the same prompts and seeds and prints
+the paired change (model minus baseline) with its 95% interval: how to judge a
+\`reca train\` run against its base, as the demo does.`,
   options: [
     ...MODEL_OPTIONS,
     { name: 'baseline', kind: 'string', value: 'FILE', help: 'also score this checkpoint and report the paired change from it' },

@@ -36,15 +36,16 @@ export async function cmdEval(args: string[]): Promise<void> {
   const samples = num(values, 'samples') ?? 2;
   const out = str(values, 'out');
   applyThreads(values);
-  // The baseline first, as in the demo ("before"), so both progress bars read in order.
-  let base: { ev: Evaluation; sampler: SampleOptions; file: string } | undefined;
+  // Both checkpoints load before any sampling, so a bad file fails at once.
+  using model = await modelFrom(values);
   const baselineFile = str(values, 'baseline');
-  if (baselineFile !== undefined) {
-    using baseline = await modelFrom(values, 'baseline');
+  using baseline = baselineFile !== undefined ? await modelFrom(values, 'baseline') : undefined;
+  // The baseline is scored first, as the demo's "before".
+  let base: { ev: Evaluation; sampler: SampleOptions; file: string } | undefined;
+  if (baseline && baselineFile !== undefined) {
     const sampler = samplerFrom(values, baseline.config.mode);
     base = { ev: await evalWithProgress(baseline, 'ShapesEval baseline', samples, sampler), sampler, file: baselineFile };
   }
-  using model = await modelFrom(values);
   const sampler = samplerFrom(values, model.config.mode);
   const ev = await evalWithProgress(model, 'ShapesEval', samples, sampler);
   const intervals = { method: 'percentile bootstrap over prompts, stratified by category', level: 0.95, resamples: BOOTSTRAP_RESAMPLES, seed: BOOTSTRAP_SEED, ...scoreIntervals(ev.report.samples) };

@@ -183,7 +183,7 @@ describe('jobs on a tiny model', () => {
     const self = JSON.parse(selfRun.stdout).paired.change.overall;
     expect([self.estimate, self.lo, self.hi]).toEqual([0, 0, 0]);
     expectUserError(await reca('eval', '--model', mask, '--baseline', path.join(dir, 'absent.safetensors')), 1, /E_IO: checkpoint .*absent.* does not exist/);
-   }, 240000);
+  }, 240000);
 
   test('pretrain then train (resumable) produce loadable checkpoints', async () => {
     const base = path.join(dir, 'pre.safetensors');

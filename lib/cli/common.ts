@@ -10,7 +10,7 @@ import { loadImageFolder, writeGrid } from '../images';
 import { Model, type Config, type Device, type Mode, type Preset, type SampleOptions, type StepResult } from '../model';
 import { Progress } from '../progress';
 import type { EvalReport } from '../shapes/eval';
-import { BOOTSTRAP_RESAMPLES, pairedIntervals, scoreIntervals, SINGLE_OBJECT, withInterval, type Interval, type SampleSizeAdvice } from '../shapes/stats';
+import { BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, pairedIntervals, scoreIntervals, SINGLE_OBJECT, withInterval, type Interval, type SampleSizeAdvice } from '../shapes/stats';
 import { CATEGORIES, ShapesWorld } from '../shapes/world';
 import { defaultSampler, evaluate, folderData, gridSelection, pathwayScores, shapesData, shippedBase, type DataSource, type Evaluation, type StepHook } from '../workflows';
 import { num, str, type Values } from './options';
@@ -123,6 +123,22 @@ export function trainingProgress(label: string, total: number): { hook: StepHook
 }
 
 export type Paired = ReturnType<typeof pairedIntervals>;
+
+/** A report's scores without its per-sample outcomes, as report.json and eval.json write them. */
+export function scoresOf(r: EvalReport): { overall: number; categories: EvalReport['categories'] } {
+  return { overall: r.overall, categories: r.categories };
+}
+
+/** Paired intervals as report.json and eval.json write them: how they were made, then the numbers. */
+export function pairedJson(p: Paired): Paired & { method: string; level: number; resamples: number; seed: number } {
+  return {
+    method: 'percentile bootstrap over prompts, stratified by category, paired (the same resampled prompts before and after)',
+    level: 0.95,
+    resamples: BOOTSTRAP_RESAMPLES,
+    seed: BOOTSTRAP_SEED,
+    ...p,
+  };
+}
 
 /** Bootstrap settings of every interval the CLI reports: the defaults, plus the single-object group. */
 export const INTERVALS = { groups: { single_object: SINGLE_OBJECT } } as const;

@@ -9,8 +9,8 @@ import { fixed, mean, writeJson } from '../format';
 import { writeGrid } from '../images';
 import { Model, type Mode, type Preset } from '../model';
 import { SCHEMA } from '../generated/schema';
-import { renderEvalImages, reportMarkdown, type EvalReport } from '../shapes/eval';
-import { BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, pairedIntervals, samplesForHalfWidth } from '../shapes/stats';
+import { renderEvalImages, reportMarkdown } from '../shapes/eval';
+import { pairedIntervals, samplesForHalfWidth } from '../shapes/stats';
 import { gridSelection, pathwayScores, posttrain, POSTTRAIN_DEFAULTS, shippedBase } from '../workflows';
 import {
   applyThreads,
@@ -22,11 +22,13 @@ import {
   INTERVALS,
   interleave,
   mkdir,
+  pairedJson,
   pathwayLines,
   presetOf,
   SAMPLE_TARGET,
   sampleSizeLine,
   samplerFrom,
+  scoresOf,
   singleObjectLine,
   trainingProgress,
 } from './common';
@@ -159,7 +161,6 @@ export async function cmdDemo(args: string[]): Promise<void> {
   const advice = samplesForHalfWidth(before.report.samples, after.report.samples, SAMPLE_TARGET);
 
   const seconds = (Date.now() - t0) / 1000;
-  const summary = (r: EvalReport) => ({ overall: r.overall, categories: r.categories });
   const report = {
     preset: presetName,
     mode: cfg.mode,
@@ -167,10 +168,10 @@ export async function cmdDemo(args: string[]): Promise<void> {
     steps,
     cycle: cycle ?? null,
     seconds,
-    before: summary(before.report),
-    after: summary(after.report),
-    reconstruction: { before: summary(pathBefore.reconstruction), after: summary(pathAfter.reconstruction) },
-    tokenizer_ceiling: pathBefore.tokenizer ? summary(pathBefore.tokenizer) : null,
+    before: scoresOf(before.report),
+    after: scoresOf(after.report),
+    reconstruction: { before: scoresOf(pathBefore.reconstruction), after: scoresOf(pathAfter.reconstruction) },
+    tokenizer_ceiling: pathBefore.tokenizer ? scoresOf(pathBefore.tokenizer) : null,
     batch,
     lr,
     base,
@@ -184,13 +185,7 @@ export async function cmdDemo(args: string[]): Promise<void> {
     date: new Date().toISOString(),
     outputs: ['report.json', 'report.md', 'before.png', 'after.png', 'reconstructions.png', 'model.safetensors'],
     samples: { before: before.report.samples, after: after.report.samples },
-    intervals: {
-      method: 'percentile bootstrap over prompts, stratified by category, paired (the same resampled prompts before and after)',
-      level: 0.95,
-      resamples: BOOTSTRAP_RESAMPLES,
-      seed: BOOTSTRAP_SEED,
-      ...paired,
-    },
+    intervals: pairedJson(paired),
     sample_size: {
       target_half_width: SAMPLE_TARGET,
       samples_per_prompt: advice.samples,

@@ -4,11 +4,11 @@ import * as path from 'path';
 
 import { writeJson } from '../format';
 import type { SampleOptions } from '../model';
-import { reportMarkdown, type EvalReport } from '../shapes/eval';
+import { reportMarkdown } from '../shapes/eval';
 import { conditionProbe } from '../shapes/probe';
 import { BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, pairedIntervals, scoreIntervals } from '../shapes/stats';
 import type { Evaluation } from '../workflows';
-import { applyThreads, beforeAfterMarkdown, categoryTable, evalGrid, evalWithProgress, INTERVALS, mkdir, modelFrom, samplerFrom, singleObjectLine } from './common';
+import { applyThreads, beforeAfterMarkdown, categoryTable, evalGrid, evalWithProgress, INTERVALS, mkdir, modelFrom, pairedJson, samplerFrom, scoresOf, singleObjectLine } from './common';
 import { JSON_FLAG, MODEL_OPTIONS, num, parseCommand, renderHelp, SAMPLER_OPTIONS, str, THREADS, type CommandSpec } from './options';
 
 export const EVAL: CommandSpec = {
@@ -41,37 +41,33 @@ export async function cmdEval(args: string[]): Promise<void> {
   const baselineFile = str(values, 'baseline');
   using baseline = baselineFile !== undefined ? await modelFrom(values, 'baseline') : undefined;
   // The baseline is scored first, as the demo's "before".
-  let base: { ev: Evaluation; sampler: SampleOptions; file: string } | undefined;
-  if (baseline && baselineFile !== undefined) {
-    const sampler = samplerFrom(values, baseline.config.mode);
-    base = { ev: await evalWithProgress(baseline, 'ShapesEval baseline', samples, sampler), sampler, file: baselineFile };
+  let base: { ev: Evaluation; sampler: SampleOptions } | undefined;
+  if (baseline) {
+    const s = samplerFrom(values, baseline.config.mode);
+    base = { ev: await evalWithProgress(baseline, 'ShapesEval baseline', samples, s), sampler: s };
   }
   const sampler = samplerFrom(values, model.config.mode);
   const ev = await evalWithProgress(model, 'ShapesEval', samples, sampler);
   const intervals = { method: 'percentile bootstrap over prompts, stratified by category', level: 0.95, resamples: BOOTSTRAP_RESAMPLES, seed: BOOTSTRAP_SEED, ...scoreIntervals(ev.report.samples) };
   // Paired: evaluate() gives both models the same items and seeds; pairedIntervals checks it.
-  const paired = base ? pairedIntervals(base.ev.report.samples, ev.report.samples, INTERVALS) : undefined;
-  const summary = (r: EvalReport) => ({ overall: r.overall, categories: r.categories });
-  const comparison = base && paired
-    ? {
-        baseline: { file: base.file, ...summary(base.ev.report), sampler: base.sampler, seconds: base.ev.seconds },
-        paired: { method: 'percentile bootstrap over prompts, stratified by category, paired (the same resampled prompts in both)', level: 0.95, resamples: BOOTSTRAP_RESAMPLES, seed: BOOTSTRAP_SEED, ...paired },
-      }
+  const cmp = base && { ...base, paired: pairedIntervals(base.ev.report.samples, ev.report.samples, INTERVALS) };
+  const comparison = cmp
+    ? { baseline: { file: baselineFile, ...scoresOf(cmp.ev.report), sampler: cmp.sampler, seconds: cmp.ev.seconds }, paired: pairedJson(cmp.paired) }
     : {};
   if (out) {
     mkdir(out);
-    writeJson(path.join(out, 'eval.json'), { ...ev.report, intervals, sampler, seconds: ev.seconds, ...comparison, ...(base ? { baseline_samples: base.ev.report.samples } : {}) });
-    const md = base ? `${beforeAfterMarkdown(base.ev.report, ev.report, paired)}\n\n${reportMarkdown(ev.report, 'ShapesEval')}` : reportMarkdown(ev.report, 'ShapesEval');
+    writeJson(path.join(out, 'eval.json'), { ...ev.report, intervals, sampler, seconds: ev.seconds, ...comparison, ...(cmp ? { baseline_samples: cmp.ev.report.samples } : {}) });
+    const md = cmp ? `${beforeAfterMarkdown(cmp.ev.report, ev.report, cmp.paired)}\n\n${reportMarkdown(ev.report, 'ShapesEval')}` : reportMarkdown(ev.report, 'ShapesEval');
     fs.writeFileSync(path.join(out, 'eval.md'), md + '\n');
     await evalGrid(path.join(out, 'samples.png'), ev, model.config.image_size, `ShapesEval overall ${ev.report.overall.toFixed(3)}`);
   }
   if (values.json) {
     const { samples: _omit, ...brief } = ev.report;
     console.log(JSON.stringify({ ...brief, intervals, sampler, seconds: ev.seconds, ...comparison }, null, 2));
-  } else if (base && paired) {
-    console.log(`before: baseline ${base.file}; after: the model\n`);
-    console.log(categoryTable(base.ev.report, ev.report, paired));
-    console.log(`\n${singleObjectLine(paired)}`);
+  } else if (cmp) {
+    console.log(`before: baseline ${baselineFile}; after: the model\n`);
+    console.log(categoryTable(cmp.ev.report, ev.report, cmp.paired));
+    console.log(`\n${singleObjectLine(cmp.paired)}`);
   } else {
     console.log(categoryTable(ev.report));
   }

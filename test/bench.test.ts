@@ -7,6 +7,7 @@ import { debugStep, type Config } from '../lib';
 import { main } from '../lib/cli';
 import { stepFlops } from '../lib/bench/flops';
 import { linePlotSvg } from '../lib/bench/plot';
+import { chainCurves, curvePlots, parseCurve } from '../lib/bench/curves';
 import { readSafetensors } from '../lib/safetensors';
 import type { SuiteDocument } from '../lib/bench/suite';
 import { loadTf, readStepDump, TfjsRecaMini, tfjsLossOfDump } from '../lib/bench/tfjs_step';
@@ -107,6 +108,37 @@ try {
   console.warn(`SKIPPING the TF.js loss oracle: @tensorflow/tfjs cannot be loaded (${tfjsMissing})`);
 }
 const itTf = tfjsMissing ? it.skip : it;
+
+describe('pretraining curves across runs', () => {
+  const line = (step: number, overall: number, loss: number) =>
+    JSON.stringify({ step, images: step * 24, loss, overall, categories: {}, evalSeconds: 1 });
+  const run1 = parseCurve(`${line(750, 0.075, 0.64)}\n\n${line(1500, 0.165, 0.49)}\n`);
+  const run2 = parseCurve(`${line(1000, 0.229, 0.48)}\n`);
+
+  it('puts each run after the images seen before it', () => {
+    const pts = chainCurves([{ points: run1, imagesBefore: 24000 }, { points: run2, imagesBefore: 60000 }]);
+    expect(pts).toEqual([
+      { images: 24000 + 18000, overall: 0.075, loss: 0.64 },
+      { images: 24000 + 36000, overall: 0.165, loss: 0.49 },
+      { images: 60000 + 24000, overall: 0.229, loss: 0.48 },
+    ]);
+  });
+
+  it('refuses runs that overlap and lines that are not curve points', () => {
+    expect(() => chainCurves([{ points: run1, imagesBefore: 24000 }, { points: run2, imagesBefore: 50000 }])).toThrow(/overlaps/);
+    expect(() => chainCurves([{ points: run1, imagesBefore: -1 }])).toThrow(/imagesBefore/);
+    expect(() => parseCurve('{"step":1}')).toThrow(/curve line 1/);
+    expect(() => parseCurve('not json')).toThrow();
+  });
+
+  it('plots one series per base at the chained coordinates', () => {
+    const { shapesEval, loss } = curvePlots({ 'small-ar': chainCurves([{ points: run1, imagesBefore: 24000 }]) });
+    for (const svg of [shapesEval, loss]) {
+      expect(svg.match(/<g class="series" data-name="small-ar">/g)).toHaveLength(1);
+      expect(svg.match(/class="point"/g)).toHaveLength(2);
+    }
+  });
+});
 
 describe('TF.js peer against our step dump', () => {
   let dir: string;

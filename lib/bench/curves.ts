@@ -20,7 +20,7 @@ export interface ChainedPoint {
   loss: number;
 }
 
-/** The runs of one base in order, on one axis; each run must start where the previous one ended or later. */
+/** The runs of one base in order, on one axis; a run may not start before the previous run's last point. */
 export function chainCurves(segments: CurveSegment[]): ChainedPoint[] {
   const out: ChainedPoint[] = [];
   let last = -Infinity;

@@ -129,14 +129,16 @@ export function scoresOf(r: EvalReport): { overall: number; categories: EvalRepo
   return { overall: r.overall, categories: r.categories };
 }
 
-/** Paired intervals as report.json and eval.json write them: how they were made, then the numbers. */
-export function pairedJson(p: Paired): Paired & { method: string; level: number; resamples: number; seed: number } {
+/** Bootstrap intervals as report.json and eval.json write them: how they were made, then the numbers. */
+export function intervalsJson<T extends object>(values: T, paired: boolean): T & { method: string; level: number; resamples: number; seed: number } {
   return {
-    method: 'percentile bootstrap over prompts, stratified by category, paired (the same resampled prompts before and after)',
+    method: paired
+      ? 'percentile bootstrap over prompts, stratified by category, paired (the same resampled prompts before and after)'
+      : 'percentile bootstrap over prompts, stratified by category',
     level: 0.95,
     resamples: BOOTSTRAP_RESAMPLES,
     seed: BOOTSTRAP_SEED,
-    ...p,
+    ...values,
   };
 }
 

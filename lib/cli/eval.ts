@@ -6,9 +6,9 @@ import { writeJson } from '../format';
 import type { SampleOptions } from '../model';
 import { reportMarkdown } from '../shapes/eval';
 import { conditionProbe } from '../shapes/probe';
-import { BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, pairedIntervals, scoreIntervals } from '../shapes/stats';
+import { pairedIntervals, scoreIntervals } from '../shapes/stats';
 import type { Evaluation } from '../workflows';
-import { applyThreads, beforeAfterMarkdown, categoryTable, evalGrid, evalWithProgress, INTERVALS, mkdir, modelFrom, pairedJson, samplerFrom, scoresOf, singleObjectLine } from './common';
+import { applyThreads, beforeAfterMarkdown, categoryTable, evalGrid, evalWithProgress, INTERVALS, intervalsJson, mkdir, modelFrom, samplerFrom, scoresOf, singleObjectLine } from './common';
 import { JSON_FLAG, MODEL_OPTIONS, num, parseCommand, renderHelp, SAMPLER_OPTIONS, str, THREADS, type CommandSpec } from './options';
 
 export const EVAL: CommandSpec = {
@@ -48,11 +48,11 @@ export async function cmdEval(args: string[]): Promise<void> {
   }
   const sampler = samplerFrom(values, model.config.mode);
   const ev = await evalWithProgress(model, 'ShapesEval', samples, sampler);
-  const intervals = { method: 'percentile bootstrap over prompts, stratified by category', level: 0.95, resamples: BOOTSTRAP_RESAMPLES, seed: BOOTSTRAP_SEED, ...scoreIntervals(ev.report.samples) };
+  const intervals = intervalsJson(scoreIntervals(ev.report.samples), false);
   // Paired: evaluate() gives both models the same items and seeds; pairedIntervals checks it.
   const cmp = base && { ...base, paired: pairedIntervals(base.ev.report.samples, ev.report.samples, INTERVALS) };
   const comparison = cmp
-    ? { baseline: { file: baselineFile, ...scoresOf(cmp.ev.report), sampler: cmp.sampler, seconds: cmp.ev.seconds }, paired: pairedJson(cmp.paired) }
+    ? { baseline: { file: baselineFile, ...scoresOf(cmp.ev.report), sampler: cmp.sampler, seconds: cmp.ev.seconds }, paired: intervalsJson(cmp.paired, true) }
     : {};
   if (out) {
     mkdir(out);

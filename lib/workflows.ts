@@ -190,6 +190,12 @@ export interface PretrainOptions {
   distributed?: 'auto' | 'mpi' | 'off';
   /** Gradient shards of each global batch (Trainer option `shards`; default: one per rank). */
   shards?: number;
+  /**
+   * Trainer option matmulPrecision of both stages. Not part of the schedule: a run
+   * saved at one precision may resume at the other (the step's arithmetic changes,
+   * not its draws or learning rates).
+   */
+  matmulPrecision?: 'fp32' | 'bf16';
   /** Write a resumable checkpoint (float32, with the stage's trainer) here every `saveEvery` steps and at each stage's end. */
   save?: string;
   saveEvery?: number;
@@ -293,6 +299,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
           seed: o.seed ?? 0,
           distributed: o.distributed,
           shards: o.shards,
+          matmulPrecision: o.matmulPrecision,
         },
       });
     }
@@ -308,6 +315,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
           seed: (o.seed ?? 0) + 1,
           distributed: o.distributed,
           shards: o.shards,
+          matmulPrecision: o.matmulPrecision,
         },
       });
     }

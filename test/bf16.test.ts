@@ -5,11 +5,14 @@
  * is E_DEVICE saying what runs. The error is checked everywhere (by lowering the
  * ISA as RECA_CPU_ISA=avx2 would); the bf16 steps only where they can run.
  */
-import { execFileSync } from 'child_process';
+import { execFileSync, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 
 import { getIsa, info, Model, setIsa, Tensor, Trainer } from '../lib';
-import { expectRecaError, rng, root } from './helpers';
+import { readSafetensors, readSafetensorsMetadata } from '../lib/safetensors';
+import { cliPath, expectRecaError, rng, root } from './helpers';
 
 function imageTensor(B: number, S: number, seed: number): Tensor<'uint8'> {
   const r = rng(seed);
@@ -79,5 +82,73 @@ describe('matmulPrecision', () => {
     }
     // bf16 really ran: the first loss is not fp32's to the bit.
     expect(b[0]).not.toBe(a[0]);
+  });
+
+  describe('--matmul-precision of pretrain and train', () => {
+    let dir: string;
+    beforeAll(() => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-bf16-'));
+    });
+    afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const reca = (args: string[], env: NodeJS.ProcessEnv = process.env) =>
+      spawnSync(process.execPath, [cliPath, ...args], { cwd: root, encoding: 'utf8', env, timeout: 120000 });
+    const pretrainArgs = ['pretrain', '--preset', 'tiny', '--mode', 'mask', '--tokenizer-steps', '2', '--steps', '3', '--batch', '3', '--threads', '1'];
+
+    test('bf16 at the avx2 ISA: E_DEVICE on one line, nothing written', () => {
+      const out = path.join(dir, 'refused.safetensors');
+      const r = reca([...pretrainArgs, '--matmul-precision', 'bf16', '--out', out], { ...process.env, RECA_CPU_ISA: 'avx2' });
+      expect(r.status).toBe(1);
+      expect(r.stderr.trim().split('\n').pop()).toMatch(/^reca: E_DEVICE: matmulPrecision 'bf16' cannot run here/);
+      expect(fs.existsSync(out)).toBe(false);
+      const t = reca(['train', '--preset', 'tiny', '--steps', '1', '--batch', '2', '--matmul-precision', 'bf16', '--out', out], { ...process.env, RECA_CPU_ISA: 'avx2' });
+      expect(t.status).toBe(1);
+      expect(t.stderr).toMatch(/E_DEVICE/);
+      expect(fs.existsSync(out)).toBe(false);
+      const bad = reca([...pretrainArgs, '--matmul-precision', 'fp16', '--out', out]);
+      expect(bad.status).toBe(2);
+      expect(bad.stderr).toMatch(/--matmul-precision must be one of fp32, bf16/);
+    });
+
+    (bf16 ? test : test.skip)('pretrain and train run their steps in bf16: the saved trainer says so, the weights track fp32 and are not its bits', () => {
+      const weights = (file: string) => readSafetensors(file).tensors;
+      const run = (precision: string) => {
+        const state = path.join(dir, `state-${precision}.safetensors`);
+        const out = path.join(dir, `base-${precision}.safetensors`);
+        const r = reca([...pretrainArgs, '--matmul-precision', precision, '--save', state, '--out', out]);
+        expect(r.status).toBe(0);
+        expect(JSON.parse(readSafetensorsMetadata(state)['reca.trainer']).matmulPrecision).toBe(precision);
+        return { state, out };
+      };
+      const a = run('fp32');
+      const b = run('bf16');
+      // Where training started: the same run stopped after its tokenizer stage (the generator untouched).
+      const start = path.join(dir, 'start.safetensors');
+      expect(reca([...pretrainArgs, '--save', start, '--stop-at', '2', '--out', path.join(dir, 'unused.safetensors')]).status).toBe(0);
+      // bf16 operands perturb each gradient by about 1% (RESULTS, "bf16 matmuls"), so the two
+      // runs part by a small fraction of what their 3 steps moved the generator (measured 0.047;
+      // a product computed wrong would part them by about as much as they moved).
+      let apart = 0, moved = 0;
+      const w0 = weights(start), wa = weights(a.state), wb = weights(b.state);
+      for (const [name, t] of wa) {
+        if (!name.startsWith('gen.')) continue;
+        const x0 = w0.get(name)!.data, xa = t.data, xb = wb.get(name)!.data;
+        for (let i = 0; i < xa.length; i++) {
+          apart += (xa[i] - xb[i]) ** 2;
+          moved += (xa[i] - x0[i]) ** 2;
+        }
+      }
+      expect(moved).toBeGreaterThan(0);
+      expect(apart).toBeGreaterThan(0);
+      expect(Math.sqrt(apart / moved)).toBeLessThan(0.1);
+      // A run saved at one precision resumes at the other (the schedule is the same).
+      const post = path.join(dir, 'post.safetensors');
+      const t = reca(['train', '--model', b.out, '--steps', '2', '--batch', '2', '--stop-at', '1', '--matmul-precision', 'bf16', '--out', post]);
+      expect(t.status).toBe(0);
+      expect(JSON.parse(readSafetensorsMetadata(post)['reca.trainer']).matmulPrecision).toBe('bf16');
+      const t2 = reca(['train', '--resume', post, '--steps', '2', '--batch', '2', '--out', post]);
+      expect(t2.status).toBe(0);
+      expect(readSafetensorsMetadata(post)['reca.step']).toBe('2');
+      expect(JSON.parse(readSafetensorsMetadata(post)['reca.trainer']).matmulPrecision).toBe('fp32');
+    }, 120000);
   });
 });

@@ -25,6 +25,7 @@ import {
   type CommandSpec,
   CYCLE,
   cycleOf,
+  MATMUL_PRECISION,
 } from './options';
 
 export const PRETRAIN: CommandSpec = {
@@ -55,6 +56,7 @@ shapes world's train prompts). The shipped base models were made with
     { name: 'eval-every', kind: 'int', value: 'N', min: 1, help: 'ShapesEval (1 sample per prompt) every N t2i+i2t steps, into --curve' },
     DEVICE,
     THREADS,
+    MATMUL_PRECISION,
     ...DISTRIBUTED_OPTIONS,
     { ...JSON_FLAG, help: 'print a JSON summary' },
   ],
@@ -119,6 +121,7 @@ export async function cmdPretrain(args: string[]): Promise<void> {
     evalEvery, evalOptions: { samplesPerPrompt: 1 },
     onEval: curve && launchedRank() === 0 ? (point) => fs.appendFileSync(curve, `${JSON.stringify({ ...point, seconds: (Date.now() - t0) / 1000, date: new Date().toISOString() })}\n`) : undefined,
     distributed: str(values, 'distributed') as 'auto' | 'mpi' | 'off' | undefined, shards: num(values, 'shards'),
+    matmulPrecision: str(values, 'matmul-precision') as 'fp32' | 'bf16' | undefined,
     onStep: (stage, step, total, r) => {
       const p = bars.get(stage);
       p?.hook(stage, step, total, r);
@@ -168,6 +171,7 @@ and batches as one run straight through (same --steps, --batch, --seed, --data).
     { name: 'stop-at', kind: 'int', value: 'N', min: 1, help: 'stop and save after step N (resume later with --resume)' },
     { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the draws and the data' },
     THREADS,
+    MATMUL_PRECISION,
     ...DISTRIBUTED_OPTIONS,
     { ...JSON_FLAG, help: 'print a JSON summary' },
   ],
@@ -197,7 +201,11 @@ export async function cmdTrain(args: string[]): Promise<void> {
   if (captionData && !captionData.captioned) throw new UsageError(`--caption-data ${captionSpec} has no captions (captions.jsonl): the image-to-text steps need them`);
   const progress = trainingProgress(`train ${recipe}`, steps);
   const t0 = Date.now();
-  const trainer = { distributed: str(values, 'distributed') as 'auto' | 'mpi' | 'off' | undefined, shards: num(values, 'shards') };
+  const trainer = {
+    distributed: str(values, 'distributed') as 'auto' | 'mpi' | 'off' | undefined,
+    shards: num(values, 'shards'),
+    matmulPrecision: str(values, 'matmul-precision') as 'fp32' | 'bf16' | undefined,
+  };
   const results = await posttrain(model, { recipe, steps, batch, lr, seed, data, captionData, cycle: cycleOf(values), resume, save: out, saveEvery: num(values, 'save-every'), stopAt: num(values, 'stop-at'), onStep: progress.hook, trainer });
   progress.bar.done({ loss: fixed(progress.last(), 4) });
   const done = results.length ? results[results.length - 1].step : steps;

@@ -34,8 +34,9 @@ export const PRETRAIN: CommandSpec = {
   summary: 'train a base model from scratch (tokenizer, then text-to-image + image-to-text)',
   description: `Trains a base model from scratch: the VQ tokenizer (discrete modes), then
 text-to-image and image-to-text together on captioned images (default: the
-shapes world's train prompts). The shipped base models were made with
-  reca pretrain --preset small --mode mask --out models/small-mask.safetensors`,
+shapes world's train prompts). The shipped base models began as
+  reca pretrain --preset small --mode mask --out models/small-mask.safetensors
+and were continued with --init (every command: benchmarks/RESULTS.md, "Base models").`,
   options: [
     { name: 'out', kind: 'string', value: 'FILE', help: 'checkpoint to write (float16 parameters)' },
     { name: 'init', kind: 'string', value: 'FILE', help: 'continue from this checkpoint (its preset and mode) instead of a fresh model' },

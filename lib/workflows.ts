@@ -289,6 +289,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
       throw new RecaError('E_SHAPE', `data images are ${data.imageSize}px but the model generates ${model.config.image_size}px`);
     }
     const stages: { name: 'tokenizer' | 't2i+i2t'; steps: number; batch: number; trainer: TrainerOptions }[] = [];
+    const bothStages = { distributed: o.distributed, shards: o.shards, matmulPrecision: o.matmulPrecision };
     if (model.config.mode !== 'flow' && o.tokenizerSteps > 0) {
       stages.push({
         name: 'tokenizer', steps: o.tokenizerSteps, batch: o.tokenizerBatch,
@@ -297,9 +298,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
           optimizer: { lr: o.tokenizerLr, weightDecay: 0 },
           schedule: { warmup: Math.min(100, Math.floor(o.tokenizerSteps / 5)), kind: 'cosine', totalSteps: o.tokenizerSteps, minLr: o.tokenizerLr / 10 },
           seed: o.seed ?? 0,
-          distributed: o.distributed,
-          shards: o.shards,
-          matmulPrecision: o.matmulPrecision,
+          ...bothStages,
         },
       });
     }
@@ -313,9 +312,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
           optimizer: { lr: o.lr },
           schedule: { warmup: Math.min(200, Math.floor(o.steps / 5)), kind: 'cosine', totalSteps: o.steps, minLr: o.lr / 10 },
           seed: (o.seed ?? 0) + 1,
-          distributed: o.distributed,
-          shards: o.shards,
-          matmulPrecision: o.matmulPrecision,
+          ...bothStages,
         },
       });
     }

@@ -121,9 +121,11 @@ describe('matmulPrecision', () => {
       };
       const a = run('fp32');
       const b = run('bf16');
-      // Where training started: the same run stopped after its tokenizer stage (the generator untouched).
+      // Where training started: the same run stopped after its tokenizer stage (the generator
+      // untouched), whose trainer ran at the precision given too.
       const start = path.join(dir, 'start.safetensors');
-      expect(reca([...pretrainArgs, '--save', start, '--stop-at', '2', '--out', path.join(dir, 'unused.safetensors')]).status).toBe(0);
+      expect(reca([...pretrainArgs, '--matmul-precision', 'bf16', '--save', start, '--stop-at', '2', '--out', path.join(dir, 'unused.safetensors')]).status).toBe(0);
+      expect(JSON.parse(readSafetensorsMetadata(start)['reca.trainer'])).toMatchObject({ tokenizer: true, matmulPrecision: 'bf16' });
       // bf16 operands perturb each gradient by about 1% (RESULTS, "bf16 matmuls"), so the two
       // runs part by a small fraction of what their 3 steps moved the generator (measured 0.047;
       // a product computed wrong would part them by about as much as they moved).

@@ -170,6 +170,14 @@ export const MATMUL_PRECISION: OptionSpec = {
   name: 'matmul-precision', kind: 'choice', value: 'P', choices: ['fp32', 'bf16'], default: 'fp32',
   help: "the Linear layers' products: bf16 operands summed in fp32 (about 1.5x the steps per second where `reca info` says bf16 matmuls available)",
 };
+/** The trainer options of DISTRIBUTED_OPTIONS and MATMUL_PRECISION, as given (absent ones undefined). */
+export function trainerFlagsOf(values: Values): { distributed?: 'auto' | 'mpi' | 'off'; shards?: number; matmulPrecision?: 'fp32' | 'bf16' } {
+  return {
+    distributed: str(values, 'distributed') as 'auto' | 'mpi' | 'off' | undefined,
+    shards: num(values, 'shards'),
+    matmulPrecision: str(values, 'matmul-precision') as 'fp32' | 'bf16' | undefined,
+  };
+}
 export const JSON_FLAG: OptionSpec = { name: 'json', kind: 'flag', help: 'print JSON instead of text' };
 
 /** --model, --preset, --mode: the model a command works on. */

@@ -26,6 +26,7 @@ import {
   CYCLE,
   cycleOf,
   MATMUL_PRECISION,
+  trainerFlagsOf,
 } from './options';
 
 export const PRETRAIN: CommandSpec = {
@@ -121,8 +122,7 @@ export async function cmdPretrain(args: string[]): Promise<void> {
     save, saveEvery: num(values, 'save-every'), resume, stopAt,
     evalEvery, evalOptions: { samplesPerPrompt: 1 },
     onEval: curve && launchedRank() === 0 ? (point) => fs.appendFileSync(curve, `${JSON.stringify({ ...point, seconds: (Date.now() - t0) / 1000, date: new Date().toISOString() })}\n`) : undefined,
-    distributed: str(values, 'distributed') as 'auto' | 'mpi' | 'off' | undefined, shards: num(values, 'shards'),
-    matmulPrecision: str(values, 'matmul-precision') as 'fp32' | 'bf16' | undefined,
+    ...trainerFlagsOf(values),
     onStep: (stage, step, total, r) => {
       const p = bars.get(stage);
       p?.hook(stage, step, total, r);
@@ -202,12 +202,7 @@ export async function cmdTrain(args: string[]): Promise<void> {
   if (captionData && !captionData.captioned) throw new UsageError(`--caption-data ${captionSpec} has no captions (captions.jsonl): the image-to-text steps need them`);
   const progress = trainingProgress(`train ${recipe}`, steps);
   const t0 = Date.now();
-  const trainer = {
-    distributed: str(values, 'distributed') as 'auto' | 'mpi' | 'off' | undefined,
-    shards: num(values, 'shards'),
-    matmulPrecision: str(values, 'matmul-precision') as 'fp32' | 'bf16' | undefined,
-  };
-  const results = await posttrain(model, { recipe, steps, batch, lr, seed, data, captionData, cycle: cycleOf(values), resume, save: out, saveEvery: num(values, 'save-every'), stopAt: num(values, 'stop-at'), onStep: progress.hook, trainer });
+  const results = await posttrain(model, { recipe, steps, batch, lr, seed, data, captionData, cycle: cycleOf(values), resume, save: out, saveEvery: num(values, 'save-every'), stopAt: num(values, 'stop-at'), onStep: progress.hook, trainer: trainerFlagsOf(values) });
   progress.bar.done({ loss: fixed(progress.last(), 4) });
   const done = results.length ? results[results.length - 1].step : steps;
   const summary = { out, recipe, steps: done, of: steps, batch, lr, data: data?.description ?? 'shapes world images (every category, no captions)', captionData: captionData?.description ?? null, loss: progress.last(), seconds: (Date.now() - t0) / 1000 };

@@ -14,6 +14,8 @@ import { Model } from '../lib';
 import { loadImageFolder, readPng } from '../lib/images';
 import { readSafetensors, readSafetensorsMetadata } from '../lib/safetensors';
 import { CATEGORIES } from '../lib/shapes/world';
+import { RECON_PER_CATEGORY } from '../lib/cli/demo';
+import { EVAL_STEPS } from '../lib/workflows';
 import { cliPath, root } from './helpers';
 
 interface Run {
@@ -218,6 +220,20 @@ describe('jobs on a tiny model', () => {
     expect(fs.readFileSync(split).equals(fs.readFileSync(straight))).toBe(true);
   }, 90000);
 
+  test('pretrain --gen-patch sets the generator patch of a new model, and only of a new one', async () => {
+    const out = path.join(dir, 'p8.safetensors');
+    const r = await reca('pretrain', '--preset', 'tiny', '--mode', 'flow', '--gen-patch', '8', '--steps', '2', '--batch', '2', '--out', out);
+    expect(r.code).toBe(0);
+    using model = await Model.load(out);
+    expect(model.config.gen_patch).toBe(8);
+    // 16 px / 8 px: 4 tokens, each a 3·8² velocity.
+    const bytes = fs.readFileSync(out);
+    const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8'));
+    expect(header['gen.head_img.weight'].shape).toEqual([3 * 8 * 8, model.config.width]);
+    expectUserError(await reca('pretrain', '--preset', 'tiny', '--gen-patch', '5', '--steps', '1', '--out', path.join(dir, 'p5.safetensors')), 1, /E_INVALID_ARGUMENT: .*image_size \(16\) must be a multiple of gen_patch \(5\)/);
+    expectUserError(await reca('pretrain', '--init', out, '--gen-patch', '4', '--out', path.join(dir, 'p4.safetensors')), 2, /--gen-patch shapes a new model/);
+  }, 60000);
+
   test('pretrain stopped in each stage and resumed equals a straight run; the curve file gets a line per eval point', async () => {
     const common = ['--preset', 'tiny', '--mode', 'mask', '--tokenizer-steps', '4', '--steps', '6', '--batch', '3', '--seed', '2'];
     const straight = path.join(dir, 'pre-straight.safetensors');
@@ -294,6 +310,10 @@ describe('jobs on a tiny model', () => {
     expect(report.intervals.change.overall.estimate).toBeCloseTo(report.after.overall - report.before.overall, 12);
     expect(report.intervals.resamples).toBe(2000);
     expect(report.sample_size.target_half_width).toBe(0.02);
+    // ShapesEval's sampler, and the reconstruction scored on RECON_PER_CATEGORY renders of each category.
+    expect(report.sampler.steps).toBe(EVAL_STEPS);
+    expect(report.reconstruction_images).toBe(RECON_PER_CATEGORY * CATEGORIES.length);
+    expect(Object.keys(report.reconstruction.after.categories).sort()).toEqual([...CATEGORIES].sort());
   }, 60000);
 
   test('demo --ablation: every arm from the same base and before; its reca arm is the demo itself', async () => {

@@ -10,6 +10,7 @@ import { info, Model, Trainer } from '../lib';
 import { renderHelp } from '../lib/cli/options';
 import { EVAL } from '../lib/cli/eval';
 import { SCHEMA } from '../lib/generated/schema';
+import { EVAL_STEPS } from '../lib/workflows';
 import { root } from './helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -54,13 +55,16 @@ test('a range from the table is enforced by the addon with the table name in the
 test('a default changed in the table changes the TypeScript types and the CLI help together', () => {
   const doc = clone();
   (field(doc.sampler, 'steps') as { default: unknown }).default = 7;
+  (field(doc.sampler, 'temperature') as { default: unknown }).default = 0.7;
   (field(doc.trainer, 'lr') as { default: unknown }).default = 0.0123;
   const ts = renderSchemaTs(doc);
   expect(ts).toMatch(/mask: MaskGIT steps; flow: Euler steps; ar: unused \(default 7;/);
   expect(ts).toMatch(/peak learning rate \(default 0\.0123;/);
-  expect(renderHelp(EVAL, doc)).toMatch(/--sample-steps N\s+mask: MaskGIT steps; flow: Euler steps; ar: unused \(default 7\)/);
+  expect(renderHelp(EVAL, doc)).toMatch(/--temperature X\s+discrete modes \(0 = greedy\) \(default 0\.7\)/);
+  // The evaluation sampler's steps are ShapesEval's own (EVAL_STEPS), not the table's generate() default.
+  expect(renderHelp(EVAL, doc)).toMatch(new RegExp(`--sample-steps N\\s+mask: MaskGIT steps; flow: Euler steps; ar: unused \\(default ${EVAL_STEPS}\\)`));
   // ... and with the engine's own table, the help shows the engine's default.
-  expect(renderHelp(EVAL)).toContain(`(default ${String(field(info().schema.sampler, 'steps').default)})`);
+  expect(renderHelp(EVAL)).toContain(`(default ${String(field(info().schema.sampler, 'temperature').default)})`);
 });
 
 test('the special token ids come from the table', () => {

@@ -204,7 +204,7 @@ export type Pathways = Awaited<ReturnType<typeof pathwayScores>>;
 /** The image pathway's own ShapesEval scores, on the world's renders of the eval prompts. */
 export function pathwayLines(before: Pathways, after: Pathways): string {
   const lines = [
-    `RecA reconstruction of the eval renders (the task RecA trains): ${fixed(before.reconstruction.overall, 3)} -> ` +
+    `RecA reconstruction of ${before.reconstruction.samples.length} eval renders (the task RecA trains): ${fixed(before.reconstruction.overall, 3)} -> ` +
       `${fixed(after.reconstruction.overall, 3)}`,
   ];
   if (before.tokenizer) {

@@ -35,6 +35,12 @@ import {
 import { ABLATION_ARM_IDS, runAblation, WEAKER_ARM_ID } from './ablation';
 import { CYCLE, cycleOf, DEVICE, JSON_FLAG, MODE_NAMES, num, parseCommand, renderHelp, SAMPLER_OPTIONS, str, THREADS, UsageError, type CommandSpec } from './options';
 
+/**
+ * Renders per category for the reconstruction and tokenizer scores (96 of the 232): they
+ * are levels, not the paired headline, and the full set cost a quarter of the demo's time.
+ */
+export const RECON_PER_CATEGORY = 16;
+
 export const DEMO: CommandSpec = {
   name: 'demo',
   usage: '[options]',
@@ -131,7 +137,7 @@ export async function cmdDemo(args: string[]): Promise<void> {
     `${getThreads()} threads, isa ${info().cpu.isa}`);
 
   const before = await evalWithProgress(model, 'ShapesEval before', samples, sampler);
-  const pathBefore = await pathwayScores(model, { sampler });
+  const pathBefore = await pathwayScores(model, { sampler, perCategory: RECON_PER_CATEGORY });
   await evalGrid(path.join(out, 'before.png'), before, S, `before RecA: overall ${before.report.overall.toFixed(3)}`);
 
   const progress = trainingProgress(`RecA (${recipe})`, steps);
@@ -142,7 +148,7 @@ export async function cmdDemo(args: string[]): Promise<void> {
 
   const after = await evalWithProgress(model, 'ShapesEval after', samples, sampler);
   // Both RecA recipes keep vq frozen: the tokenizer ceiling cannot move, so only the reconstruction is rescored.
-  const pathAfter = await pathwayScores(model, { sampler, tokenizer: false });
+  const pathAfter = await pathwayScores(model, { sampler, tokenizer: false, perCategory: RECON_PER_CATEGORY });
   await evalGrid(path.join(out, 'after.png'), after, S, `after ${steps} RecA steps: overall ${after.report.overall.toFixed(3)}`);
 
   // Reconstructions: reference renders of some eval prompts beside what the model regenerates from their embeddings.
@@ -172,6 +178,7 @@ export async function cmdDemo(args: string[]): Promise<void> {
     after: scoresOf(after.report),
     reconstruction: { before: scoresOf(pathBefore.reconstruction), after: scoresOf(pathAfter.reconstruction) },
     tokenizer_ceiling: pathBefore.tokenizer ? scoresOf(pathBefore.tokenizer) : null,
+    reconstruction_images: pathBefore.reconstruction.samples.length,
     batch,
     lr,
     base,

@@ -8,7 +8,7 @@
 import * as util from 'util';
 
 import { fieldDefault, SCHEMA, type SchemaDocument } from '../generated/schema';
-import { EVAL_CFG } from '../workflows';
+import { EVAL_CFG, EVAL_STEPS } from '../workflows';
 
 /** A user error on the command line: exit code 2, one line, no stack trace. */
 export class UsageError extends Error {}
@@ -190,10 +190,10 @@ export const MODEL_OPTIONS: readonly OptionSpec[] = [
 
 /**
  * Sampler flags. The evaluation sampler (ShapesEval, the demo) guides with
- * EVAL_CFG; the other defaults are the sampler table's.
+ * EVAL_CFG at EVAL_STEPS steps; the other defaults are the sampler table's.
  */
 export const SAMPLER_OPTIONS: readonly OptionSpec[] = [
-  { name: 'sample-steps', kind: 'int', value: 'N', min: 1, default: (s) => schemaDefault(s.sampler, 'steps'), help: 'mask: MaskGIT steps; flow: Euler steps; ar: unused' },
+  { name: 'sample-steps', kind: 'int', value: 'N', min: 1, default: EVAL_STEPS, help: 'mask: MaskGIT steps; flow: Euler steps; ar: unused' },
   { name: 'cfg', kind: 'number', value: 'X', default: EVAL_CFG, help: 'classifier-free guidance scale (1 = off)' },
   { name: 'temperature', kind: 'number', value: 'X', min: 0, default: (s) => schemaDefault(s.sampler, 'temperature'), help: 'discrete modes (0 = greedy)' },
   { name: 'top-k', kind: 'int', value: 'K', min: 0, default: (s) => schemaDefault(s.sampler, 'topK'), help: 'discrete modes (0 = every code)' },

@@ -49,6 +49,7 @@ and were continued with --init (every command: benchmarks/RESULTS.md, "Base mode
     { name: 'batch', kind: 'int', value: 'B', min: 1, default: PRETRAIN_DEFAULTS.batch, help: 'images per step (all ranks together)' },
     { name: 'lr', kind: 'number', value: 'X', default: PRETRAIN_DEFAULTS.lr, help: 'peak learning rate' },
     { name: 'und-image-size', kind: 'int', value: 'N', min: 1, help: "understanding input side in pixels (default: the preset's; the image size itself gives the weaker-bottleneck base of `reca demo --ablation --full-res-base`)" },
+    { name: 'gen-patch', kind: 'int', value: 'P', min: 1, help: "generator patch side in pixels (default: the preset's; flow: each token is a P×P pixel patch; must divide the image size)" },
     { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the weights and the data' },
     { name: 'save', kind: 'string', value: 'FILE', help: 'also keep a resumable checkpoint (float32 + optimizer state) here' },
     { name: 'save-every', kind: 'int', value: 'N', min: 1, help: 'write --save every N steps of a stage (and at its end)' },
@@ -107,9 +108,15 @@ export async function cmdPretrain(args: string[]): Promise<void> {
   // Shapes captions run to 48 bytes; the tiny preset's 32 would cut position prompts.
   const undImageSize = num(values, 'und-image-size');
   if (undImageSize !== undefined && configFrom) throw new UsageError('--und-image-size shapes a new model: leave out --init and --resume');
+  const genPatch = num(values, 'gen-patch');
+  if (genPatch !== undefined && configFrom) throw new UsageError('--gen-patch shapes a new model: leave out --init and --resume');
   const config: Partial<Config> | undefined =
-    preset === 'tiny' || undImageSize !== undefined
-      ? { ...(preset === 'tiny' ? { max_text_len: 48 } : {}), ...(undImageSize !== undefined ? { und_image_size: undImageSize } : {}) }
+    preset === 'tiny' || undImageSize !== undefined || genPatch !== undefined
+      ? {
+          ...(preset === 'tiny' ? { max_text_len: 48 } : {}),
+          ...(undImageSize !== undefined ? { und_image_size: undImageSize } : {}),
+          ...(genPatch !== undefined ? { gen_patch: genPatch } : {}),
+        }
       : undefined;
   const imageSize = initConfig?.image_size ?? (SCHEMA.presets[preset] as { image_size: number }).image_size;
   const data = await dataFrom(str(values, 'data') ?? 'shapes', imageSize, seed, 'loading images');

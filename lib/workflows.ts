@@ -219,6 +219,8 @@ export interface CurvePoint {
   overall: number;
   categories: Record<string, number>;
   evalSeconds: number;
+  /** The sampler of this point's ShapesEval (curves written before EVAL_STEPS sampled at 32 steps and have none). */
+  sampler: SampleOptions;
 }
 
 /** Defaults of `reca pretrain` (the shipped base models were made with these). */
@@ -357,6 +359,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
             overall: ev.report.overall,
             categories: Object.fromEntries(Object.entries(ev.report.categories).map(([k, v]) => [k, v])),
             evalSeconds: ev.seconds,
+            sampler: ev.sampler,
           });
           losses = [];
         }
@@ -538,6 +541,8 @@ export interface Evaluation {
   /** The generated images, NHWC, one per item. */
   images: Uint8Array;
   seconds: number;
+  /** The sampler settings used (the mode's defaults with the caller's overrides). */
+  sampler: SampleOptions;
 }
 
 /** Generates every ShapesEval item with the model and scores it. */
@@ -558,7 +563,7 @@ export async function evaluate(model: Model, options: EvaluateOptions = {}): Pro
     options.onProgress?.(Math.min(at + chunk, items.length), items.length);
   }
   const report = scoreImages(items, images, S);
-  return { report, items, images, seconds: (Date.now() - t0) / 1000 };
+  return { report, items, images, seconds: (Date.now() - t0) / 1000, sampler };
 }
 
 /**

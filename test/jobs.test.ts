@@ -264,6 +264,7 @@ describe('jobs on a tiny model', () => {
       expect(p.images).toBe(p.step * 3);
       expect(p.overall).toBeGreaterThanOrEqual(0);
       expect(Object.keys(p.categories).sort()).toEqual([...CATEGORIES].sort());
+      expect(p.sampler).toMatchObject({ steps: EVAL_STEPS, cfg: 3 });
     }
     // A file without a run, and options that contradict it, are refused before any work.
     expectUserError(await reca('pretrain', ...resumeCommon, '--resume', straight, '--out', split), 1, /holds no trainer state/);

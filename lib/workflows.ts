@@ -523,7 +523,7 @@ export const EVAL_CFG = 3;
  * MaskGIT / Euler steps of ShapesEval and the demo. MaskGIT at 12 steps left objects in
  * pieces (0.03 on an early small base, 0.09 at 32); on the shipped mask base 24 steps
  * score as 32 do (0.181 against 0.178) and the demo's paired gain holds (benchmarks/
- * RESULTS.md, "The demo's time"), at three quarters of the sampling time.
+ * RESULTS.md, "The demo's time, cut to fit"), at about four fifths of the sampling time.
  */
 export const EVAL_STEPS = 24;
 

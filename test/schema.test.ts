@@ -64,7 +64,7 @@ test('a default changed in the table changes the TypeScript types and the CLI he
   // The evaluation sampler's steps are ShapesEval's own (EVAL_STEPS), not the table's generate() default.
   expect(renderHelp(EVAL, doc)).toMatch(new RegExp(`--sample-steps N\\s+mask: MaskGIT steps; flow: Euler steps; ar: unused \\(default ${EVAL_STEPS}\\)`));
   // ... and with the engine's own table, the help shows the engine's default.
-  expect(renderHelp(EVAL)).toContain(`(default ${String(field(info().schema.sampler, 'temperature').default)})`);
+  expect(renderHelp(EVAL)).toMatch(new RegExp(`--temperature X\\s+discrete modes \\(0 = greedy\\) \\(default ${String(field(info().schema.sampler, 'temperature').default)}\\)`));
 });
 
 test('the special token ids come from the table', () => {

@@ -5,13 +5,14 @@
  * Trainer calls), so these functions keep the event loop free.
  */
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 
 import { RecaError } from './errors';
 import { fieldDefault, SCHEMA } from './generated/schema';
 import type { ImageFolder } from './images';
 import { Model, Trainer, type Config, type Device, type Mode, type Preset, type Recipe, type SampleOptions, type StepResult, type TrainerOptions } from './model';
-import { readSafetensorsMetadata } from './safetensors';
+import { readSafetensors, readSafetensorsMetadata, writeSafetensors } from './safetensors';
 import { evalSet, renderEvalImages, scoreImages, type EvalItem, type EvalReport } from './shapes/eval';
 import { CATEGORIES, renderScene, Rng, ShapesWorld, type Category } from './shapes/world';
 
@@ -172,6 +173,12 @@ export interface PretrainOptions {
   device?: Device;
   /** Continue from this checkpoint's parameters (preset, mode and config come from it). */
   init?: string;
+  /**
+   * Give the model conn.norm (config `cond_norm`, SPEC §3). With `init` from a checkpoint
+   * without it, the loaded model gains a fresh conn.norm (gain 0.02, bias 0) and keeps
+   * every other parameter.
+   */
+  condNorm?: boolean;
   preset?: Preset;
   mode?: Mode;
   config?: Partial<Config>;
@@ -269,6 +276,41 @@ function checkSameSchedule(file: string, saved: Record<string, unknown>, options
   }
 }
 
+/** Conn.norm's starting gain (SPEC §8; the engine's kCondNormInitGain). */
+export const COND_NORM_INIT_GAIN = 0.02;
+
+/**
+ * `init`'s model, given conn.norm when `condNorm` asks for it and the checkpoint has
+ * none: every stored parameter kept, conn.norm at its initial value (gain 0.02, bias 0).
+ */
+async function loadInit(init: string, condNorm: boolean, device: Device | undefined): Promise<Model> {
+  const model = await Model.load(init, { device });
+  if (!condNorm || model.config.cond_norm) return model;
+  const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-cond-norm-'));
+  try {
+    const plain = path.join(tmpDir, 'plain.safetensors');
+    await model.save(plain, { dtype: 'float32' });
+    model.dispose();
+    const { metadata, tensors } = readSafetensors(plain);
+    const width = model.config.width;
+    const out: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+    for (const [name, t] of tensors) {
+      out[name] = t as { dtype: 'F32'; shape: number[]; data: Float32Array };
+      if (name === 'conn.fc2.bias') {  // layout order: conn.norm follows conn.fc2
+        out['conn.norm.weight'] = { dtype: 'F32', shape: [width], data: new Float32Array(width).fill(COND_NORM_INIT_GAIN) };
+        out['conn.norm.bias'] = { dtype: 'F32', shape: [width], data: new Float32Array(width) };
+      }
+    }
+    const config = { ...(JSON.parse(metadata['reca.config']) as Record<string, unknown>), cond_norm: true };
+    const normed = path.join(tmpDir, 'cond-norm.safetensors');
+    await writeSafetensors(normed, out, { ...metadata, 'reca.config': JSON.stringify(config) });
+    return await Model.load(normed, { device });
+  } finally {
+    if (!model.disposed) model.dispose();
+    fs.rmSync(tmpDir, { recursive: true, force: true });
+  }
+}
+
 /**
  * A base model from scratch: the VQ tokenizer alone (discrete modes), then
  * text-to-image and image-to-text together (the understanding side learns
@@ -282,8 +324,11 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
   const model = o.resume
     ? await Model.load(o.resume, { device: o.device })
     : o.init
-      ? await Model.load(o.init, { device: o.device })
-      : await Model.create({ preset: o.preset ?? 'small', mode: o.mode ?? 'mask', config: o.config, seed: o.seed ?? 0, device: o.device });
+      ? await loadInit(o.init, o.condNorm === true, o.device)
+      : await Model.create({
+          preset: o.preset ?? 'small', mode: o.mode ?? 'mask', seed: o.seed ?? 0, device: o.device,
+          config: o.condNorm ? { ...o.config, cond_norm: true } : o.config,
+        });
   try {
     const data = o.data ?? shapesData(model.config.image_size, o.seed ?? 0);
     if (!data.captioned) throw new RecaError('E_INVALID_ARGUMENT', 'pretraining needs captions (t2i + i2t): use the shapes world or a captioned image folder');

@@ -15,7 +15,7 @@ import { loadImageFolder, readPng } from '../lib/images';
 import { readSafetensors, readSafetensorsMetadata } from '../lib/safetensors';
 import { CATEGORIES } from '../lib/shapes/world';
 import { RECON_PER_CATEGORY } from '../lib/cli/demo';
-import { EVAL_STEPS } from '../lib/workflows';
+import { COND_NORM_INIT_GAIN, EVAL_STEPS, pretrain } from '../lib/workflows';
 import { cliPath, root } from './helpers';
 
 interface Run {
@@ -232,6 +232,50 @@ describe('jobs on a tiny model', () => {
     expect(header['gen.head_img.weight'].shape).toEqual([3 * 8 * 8, model.config.width]);
     expectUserError(await reca('pretrain', '--preset', 'tiny', '--gen-patch', '5', '--steps', '1', '--out', path.join(dir, 'p5.safetensors')), 1, /E_INVALID_ARGUMENT: .*image_size \(16\) must be a multiple of gen_patch \(5\)/);
     expectUserError(await reca('pretrain', '--init', out, '--gen-patch', '4', '--out', path.join(dir, 'p4.safetensors')), 2, /--gen-patch shapes a new model/);
+  }, 60000);
+
+  test('pretrain --cond-norm: a model from --init gains conn.norm and keeps every other parameter; c becomes 0.02·LN(c)', async () => {
+    const base = path.join(root, 'models', 'tiny-mask.safetensors');
+    using old = await Model.load(base);
+    using normed = await pretrain({ init: base, condNorm: true, tokenizerSteps: 0, steps: 0 });
+    expect(old.config.cond_norm).toBe(false);
+    expect(normed.config.cond_norm).toBe(true);
+    expect(normed.parameterNames()).toEqual([...old.parameterNames().slice(0, old.parameterNames().indexOf('conn.fc2.bias') + 1), 'conn.norm.weight', 'conn.norm.bias',
+      ...old.parameterNames().slice(old.parameterNames().indexOf('conn.fc2.bias') + 1)]);
+    for (const name of old.parameterNames()) {
+      using a = await old.parameter(name);
+      using b = await normed.parameter(name);
+      expect(Buffer.from(b.toArray().buffer).equals(Buffer.from(a.toArray().buffer))).toBe(true);
+    }
+    using gain = await normed.parameter('conn.norm.weight');
+    expect([...gain.toArray()].every((v) => v === Math.fround(COND_NORM_INIT_GAIN))).toBe(true);
+    // The oracle: the old connector's output through a LayerNorm (eps 1e-5) with gain 0.02, bias 0, in float64.
+    const S = old.config.image_size;
+    const img = { data: Uint8Array.from({ length: 2 * S * S * 3 }, (_, i) => (i * 37 + 11) % 256), shape: [2, S, S, 3] };
+    using before = await old.embed(img);
+    using after = await normed.embed(img);
+    const W = old.config.width, x = before.toArray(), y = after.toArray();
+    let worst = 0;
+    for (let r = 0; r < x.length / W; r++) {
+      const row = x.subarray(r * W, (r + 1) * W);
+      const mean = row.reduce((a, v) => a + v, 0) / W;
+      const variance = row.reduce((a, v) => a + (v - mean) ** 2, 0) / W;
+      for (let j = 0; j < W; j++) worst = Math.max(worst, Math.abs(y[r * W + j] - COND_NORM_INIT_GAIN * (row[j] - mean) / Math.sqrt(variance + 1e-5)));
+    }
+    expect(worst).toBeLessThan(1e-6);
+    // From the CLI: a fresh model with it, a continued one with it, and a resumed run may not change it.
+    const fresh = path.join(dir, 'cn-fresh.safetensors');
+    expect((await reca('pretrain', '--preset', 'tiny', '--cond-norm', '--tokenizer-steps', '1', '--steps', '1', '--batch', '2', '--out', fresh)).code).toBe(0);
+    expect(JSON.parse(readSafetensorsMetadata(fresh)['reca.config']).cond_norm).toBe(true);
+    const continued = path.join(dir, 'cn-init.safetensors');
+    const r = await reca('pretrain', '--init', base, '--cond-norm', '--steps', '1', '--batch', '2', '--json', '--out', continued);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).condNorm).toBe(true);
+    const bytes = fs.readFileSync(continued);
+    const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8'));
+    expect(header['conn.norm.weight'].shape).toEqual([old.config.width]);
+    expect(header['conn.norm.bias'].shape).toEqual([old.config.width]);
+    expectUserError(await reca('pretrain', '--resume', continued, '--cond-norm', '--out', path.join(dir, 'cn-x.safetensors')), 2, /leave out --cond-norm/);
   }, 60000);
 
   test('pretrain stopped in each stage and resumed equals a straight run; the curve file gets a line per eval point', async () => {

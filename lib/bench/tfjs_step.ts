@@ -224,7 +224,8 @@ export class TfjsRecaMini {
       let h = tf.add(this.#linear('und.patch_embed', this.#patchify(pooled, cfg.und_patch)), this.#p('und.pos_embed'));
       const k = cfg.und_depth + 1 + cfg.und_select_layer;
       for (let l = 0; l < k; l++) h = this.#block(`und.blocks.${l}`, h, cfg.und_heads, null);
-      const c = this.#linear('conn.fc2', this.#gelu(this.#linear('conn.fc1', this.#layerNorm('conn.ln', h))));
+      const f2 = this.#linear('conn.fc2', this.#gelu(this.#linear('conn.fc1', this.#layerNorm('conn.ln', h))));
+      const c = cfg.cond_norm ? this.#layerNorm('conn.norm', f2) : f2;
       xc = tf.concat([xc.slice([0, 0, 0], [B, 2, -1]), c, xc.slice([0, 2 + Nu, 0], [B, -1, -1])], 1);
     }
     xc = tf.add(xc, this.#p('gen.pos_cond').slice([0, 0], [Lc, -1]));

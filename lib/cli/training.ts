@@ -50,6 +50,7 @@ and were continued with --init (every command: benchmarks/RESULTS.md, "Base mode
     { name: 'lr', kind: 'number', value: 'X', default: PRETRAIN_DEFAULTS.lr, help: 'peak learning rate' },
     { name: 'und-image-size', kind: 'int', value: 'N', min: 1, help: "understanding input side in pixels (default: the preset's; the image size itself gives the weaker-bottleneck base of `reca demo --ablation --full-res-base`)" },
     { name: 'gen-patch', kind: 'int', value: 'P', min: 1, help: "generator patch side in pixels (default: the preset's; flow: each token is a P×P pixel patch; must divide the image size)" },
+    { name: 'cond-norm', kind: 'flag', help: "a LayerNorm at the connector's output (config cond_norm: the condition starts at its position rows' scale); with --init from a model without it, a fresh one is added" },
     { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the weights and the data' },
     { name: 'save', kind: 'string', value: 'FILE', help: 'also keep a resumable checkpoint (float32 + optimizer state) here' },
     { name: 'save-every', kind: 'int', value: 'N', min: 1, help: 'write --save every N steps of a stage (and at its end)' },
@@ -78,6 +79,8 @@ export async function cmdPretrain(args: string[]): Promise<void> {
   if ((curve === undefined) !== (evalEvery === undefined)) throw new UsageError('--curve and --eval-every go together');
   const init = str(values, 'init');
   if (resume && init) throw new UsageError('--resume continues a saved run: leave out --init (the run keeps the options it was started with)');
+  const condNorm = values['cond-norm'] === true;
+  if (condNorm && resume) throw new UsageError('--resume continues the model it saved, conn.norm or not: leave out --cond-norm');
   if (resume) {
     if (!fs.existsSync(resume)) throw new RecaError('E_IO', `checkpoint ${resume} does not exist`);
     pretrainStateOf(resume);  // a typed error now, before any work, when it holds no run
@@ -125,7 +128,7 @@ export async function cmdPretrain(args: string[]): Promise<void> {
   const bars = new Map(stages.map(([name, n]) => [name as string, trainingProgress(`pretrain ${name}`, n as number)]));
   if (curve) mkdirFor(curve);
   const model = await pretrain({
-    device: deviceOf(values), init, preset, mode, config, seed, tokenizerSteps, steps, batch, lr, data,
+    device: deviceOf(values), init, condNorm, preset, mode, config, seed, tokenizerSteps, steps, batch, lr, data,
     save, saveEvery: num(values, 'save-every'), resume, stopAt,
     evalEvery, evalOptions: { samplesPerPrompt: 1 },
     onEval: curve && launchedRank() === 0 ? (point) => fs.appendFileSync(curve, `${JSON.stringify({ ...point, seconds: (Date.now() - t0) / 1000, date: new Date().toISOString() })}\n`) : undefined,
@@ -147,7 +150,7 @@ export async function cmdPretrain(args: string[]): Promise<void> {
     if (launchedRank() !== 0) return;
     await model.save(out, { dtype: 'float16' });
     const summary = {
-      out, init: init ?? null, preset, mode, seed, tokenizerSteps: mode === 'flow' ? 0 : tokenizerSteps, steps, batch, lr,
+      out, init: init ?? null, condNorm: model.config.cond_norm, preset, mode, seed, tokenizerSteps: mode === 'flow' ? 0 : tokenizerSteps, steps, batch, lr,
       data: data.description, parameters: model.parameterCount, seconds: (Date.now() - t0) / 1000,
       command: `reca pretrain ${args.join(' ')}`,
     };

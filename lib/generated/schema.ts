@@ -164,6 +164,12 @@ export const SCHEMA = {
       "minOpen": false,
       "maxOpen": false,
       "doc": "text bytes T per caption or prompt"
+    },
+    {
+      "name": "cond_norm",
+      "kind": "boolean",
+      "default": false,
+      "doc": "LayerNorm at the connector's output (conn.norm, gain starting at 0.02): the condition starts at its position rows' scale"
     }
   ],
   "trainer": [
@@ -515,7 +521,8 @@ export const SCHEMA = {
       "mlp_ratio": 4,
       "codebook_size": 64,
       "code_dim": 8,
-      "max_text_len": 32
+      "max_text_len": 32,
+      "cond_norm": false
     },
     "small": {
       "mode": "mask",
@@ -533,7 +540,8 @@ export const SCHEMA = {
       "mlp_ratio": 4,
       "codebook_size": 512,
       "code_dim": 16,
-      "max_text_len": 48
+      "max_text_len": 48,
+      "cond_norm": false
     },
     "base": {
       "mode": "mask",
@@ -551,7 +559,8 @@ export const SCHEMA = {
       "mlp_ratio": 4,
       "codebook_size": 4096,
       "code_dim": 32,
-      "max_text_len": 64
+      "max_text_len": 64,
+      "cond_norm": false
     }
   },
   "tokens": {
@@ -610,6 +619,8 @@ export interface Config {
   code_dim: number;
   /** text bytes T per caption or prompt (default 32; integer in [1, 1048576]) */
   max_text_len: number;
+  /** LayerNorm at the connector's output (conn.norm, gain starting at 0.02): the condition starts at its position rows' scale (default false) */
+  cond_norm: boolean;
 }
 
 /** The engine's trainer options, flat, as stored in checkpoints (lib/model.ts maps the public nested form onto them). */

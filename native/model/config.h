@@ -28,6 +28,7 @@ struct ModelConfig {
   int64_t width = 64, depth = 2, heads = 4, mlp_ratio = 4;
   int64_t codebook_size = 64, code_dim = 8;
   int64_t max_text_len = 32;
+  bool cond_norm = false;  // conn.norm after conn.fc2 (SPEC §3)
 
   // Derived geometry.
   int64_t grid() const { return image_size / gen_patch; }

@@ -55,6 +55,8 @@ void ParamLayout::build(const ModelConfig& c) {
   add_norm("conn.ln", c.und_width);
   add_linear("conn.fc1", c.und_width, W, std);
   add_linear("conn.fc2", W, W, std);
+  // Its gain starts at the embeddings' scale, so c starts beside gen.pos_cond, not 50× it (SPEC §3).
+  if (c.cond_norm) add_norm("conn.norm", W, kCondNormInitGain);
   // VQ tokenizer (discrete modes).
   if (c.discrete()) {
     add_linear("vq.enc", c.patch_dim(), c.code_dim, std);
@@ -126,8 +128,8 @@ void ParamLayout::add_linear(const std::string& prefix, int64_t in, int64_t out,
   add(prefix + ".bias", {out}, ParamKind::Bias);
 }
 
-void ParamLayout::add_norm(const std::string& prefix, int64_t dim) {
-  add(prefix + ".weight", {dim}, ParamKind::NormWeight);
+void ParamLayout::add_norm(const std::string& prefix, int64_t dim, float gain) {
+  add(prefix + ".weight", {dim}, ParamKind::NormWeight, gain);
   add(prefix + ".bias", {dim}, ParamKind::NormBias);
 }
 
@@ -181,8 +183,8 @@ void init_params(const ParamLayout& layout, uint64_t seed, float* params) {
         for (int64_t j = 0; j < p.numel; ++j) dst[j] = (2.0f * dst[j] - 1.0f) * bound;
         break;
       }
-      case ParamKind::NormWeight:
-        for (int64_t j = 0; j < p.numel; ++j) dst[j] = 1.0f;
+      case ParamKind::NormWeight:  // init_std holds the starting gain
+        for (int64_t j = 0; j < p.numel; ++j) dst[j] = p.init_std;
         break;
       default:
         for (int64_t j = 0; j < p.numel; ++j) dst[j] = 0.0f;

@@ -12,6 +12,9 @@
 
 namespace reca::model {
 
+// conn.norm's starting gain: the N(0, 0.02²) embeddings' and position rows' scale (SPEC §8).
+constexpr float kCondNormInitGain = 0.02f;
+
 enum class ParamKind { LinearWeight, Bias, NormWeight, NormBias, Embedding, PosTable, Codebook };
 
 struct ParamInfo {
@@ -20,7 +23,7 @@ struct ParamInfo {
   int64_t offset = 0;  // floats from the start of the flat buffer
   int64_t numel = 0;
   ParamKind kind = ParamKind::Bias;
-  float init_std = 0;  // N(0, init_std) for weights / embeddings / pos tables
+  float init_std = 0;  // N(0, init_std) for weights / embeddings / pos tables; a norm's starting gain
   // Weight decay applies to 2-D Linear weights only (SPEC §6).
   bool decays() const { return kind == ParamKind::LinearWeight; }
   // "und", "conn", "vq" or "gen": the freeze groups.
@@ -69,7 +72,7 @@ class ParamLayout {
  private:
   void add(const std::string& name, std::vector<int64_t> shape, ParamKind kind, float std = 0);
   void add_linear(const std::string& prefix, int64_t in, int64_t out, float std);
-  void add_norm(const std::string& prefix, int64_t dim);
+  void add_norm(const std::string& prefix, int64_t dim, float gain = 1.0f);
   void add_blocks(const std::string& prefix, int64_t depth, int64_t width, int64_t mlp_ratio);
 
   ParamLayout(const ModelConfig& cfg, LayoutSize* measuring);

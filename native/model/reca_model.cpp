@@ -14,6 +14,7 @@ struct RecaModel::CondCache {
   StackShape shape;
   const float* u = nullptr;          // features [B·N_u, W_u]
   float *ln = nullptr, *mean = nullptr, *rstd = nullptr, *f1 = nullptr, *g1 = nullptr;
+  float *f2 = nullptr, *mean2 = nullptr, *rstd2 = nullptr;  // conn.norm's input and stats (cond_norm)
 };
 
 namespace {
@@ -100,20 +101,30 @@ const float* RecaModel::condition_forward(const float* img, int64_t B, CondCache
   const auto w = block_views(layout_, "und.blocks", cfg_.und_depth, params_);
   if (cache) c.blocks.assign(static_cast<size_t>(k), BlockCache{});
   c.u = stack_forward(be_, arena, w, k, c.shape, c.h0, cache ? c.blocks.data() : nullptr);
-  // Connector: c = fc2(gelu(fc1(ln(u)))).
+  // Connector: c = fc2(gelu(fc1(ln(u)))), then conn.norm when the config has it.
   c.ln = arena.floats(R * Wu), c.mean = arena.floats(R), c.rstd = arena.floats(R);
   be_.layernorm_forward(c.ln, c.mean, c.rstd, c.u, p("conn.ln.weight"), p("conn.ln.bias"), R, Wu);
   c.f1 = arena.floats(R * W), c.g1 = arena.floats(R * W);
   be_.linear_gelu_forward(c.f1, c.g1, c.ln, p("conn.fc1.weight"), p("conn.fc1.bias"), R, Wu, W);
   float* out = arena.floats(R * W);
   be_.linear_forward(out, c.g1, p("conn.fc2.weight"), p("conn.fc2.bias"), R, W, W);
-  return out;
+  if (!cfg_.cond_norm) return out;
+  c.f2 = out, c.mean2 = arena.floats(R), c.rstd2 = arena.floats(R);
+  float* normed = arena.floats(R * W);
+  be_.layernorm_forward(normed, c.mean2, c.rstd2, c.f2, p("conn.norm.weight"), p("conn.norm.bias"), R, W);
+  return normed;
 }
 
 void RecaModel::condition_backward(const CondCache& c, const float* dc, int64_t B, float* grads,
                                    const Trainable& tr, Arena& arena) {
   const int64_t Nu = cfg_.num_und_tokens(), Wu = cfg_.und_width, W = cfg_.width, R = B * Nu;
   if (!tr.conn && !tr.und) return;
+  if (cfg_.cond_norm) {  // back through conn.norm to fc2's output
+    float* df2 = arena.zeros(R * W);
+    be_.layernorm_backward(df2, g(grads, "conn.norm.weight", tr), g(grads, "conn.norm.bias", tr), dc,
+                           c.f2, p("conn.norm.weight"), c.mean2, c.rstd2, R, W);
+    dc = df2;
+  }
   float* df1 = arena.floats(R * W);
   be_.linear_backward_gelu(df1, g(grads, "conn.fc2.weight", tr), g(grads, "conn.fc2.bias", tr), dc,
                            c.g1, p("conn.fc2.weight"), c.f1, R, W, W);

@@ -114,6 +114,10 @@ const Schema<ModelConfig>& config_schema() {
           RECA_INT(C, "codebook_size", codebook_size, 1, kMaxDim, "VQ codes K (discrete modes)"),
           RECA_INT(C, "code_dim", code_dim, 1, kMaxDim, "VQ code dimension (discrete modes)"),
           RECA_INT(C, "max_text_len", max_text_len, 1, kMaxDim, "text bytes T per caption or prompt"),
+          // Absent in checkpoints written before it existed: those models have no conn.norm.
+          absent_is_default(RECA_BOOL(C, "cond_norm", cond_norm,
+                                      "LayerNorm at the connector's output (conn.norm, gain starting "
+                                      "at 0.02): the condition starts at its position rows' scale")),
       }};
   return s;
 }

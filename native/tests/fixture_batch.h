@@ -27,7 +27,8 @@ inline void load_fixture_params(const SafetensorsFile& f, model::RecaModel& m) {
 }
 
 // The fixture's batch (images, text, and the mask / flow draws it has) and a
-// micro-batch pointing into it; `mb.task` is left for the caller.
+// micro-batch pointing into it; `mb.task` is left for the caller. A fixture with
+// several batches names them `<task>.batch.*`: pass `prefix` "<task>.batch.".
 struct FixtureBatch {
   int64_t B = 0;
   std::vector<uint8_t> images, masked;
@@ -36,28 +37,29 @@ struct FixtureBatch {
   model::MicroBatch mb;
 };
 
-inline void read_fixture_batch(const SafetensorsFile& f, const model::ModelConfig& c, FixtureBatch& out) {
-  const int64_t B = f.get("batch.images").shape[0], S = c.image_size, N = c.num_image_tokens();
+inline void read_fixture_batch(const SafetensorsFile& f, const model::ModelConfig& c, FixtureBatch& out,
+                               const std::string& prefix = "batch.") {
+  const int64_t B = f.get(prefix + "images").shape[0], S = c.image_size, N = c.num_image_tokens();
   out.B = B;
   out.images.resize(static_cast<size_t>(B * S * S * 3));
-  f.read_raw("batch.images", StDtype::U8, {B, S, S, 3}, out.images.data());
+  f.read_raw(prefix + "images", StDtype::U8, {B, S, S, 3}, out.images.data());
   out.mb.B = B;
   out.mb.images = out.images.data();
-  if (f.find("batch.text")) {
+  if (f.find(prefix + "text")) {
     out.text.resize(static_cast<size_t>(B * c.max_text_len));
-    f.read_raw("batch.text", StDtype::I32, {B, c.max_text_len}, out.text.data());
+    f.read_raw(prefix + "text", StDtype::I32, {B, c.max_text_len}, out.text.data());
     out.mb.text = out.text.data();
   }
-  if (f.find("batch.masked")) {
+  if (f.find(prefix + "masked")) {
     out.masked.resize(static_cast<size_t>(B * N));
-    f.read_raw("batch.masked", StDtype::U8, {B, N}, out.masked.data());
+    f.read_raw(prefix + "masked", StDtype::U8, {B, N}, out.masked.data());
     out.mb.masked = out.masked.data();
   }
-  if (f.find("batch.t")) {
+  if (f.find(prefix + "t")) {
     out.t.resize(static_cast<size_t>(B));
     out.noise.resize(static_cast<size_t>(B * N * c.patch_dim()));
-    f.read_f32("batch.t", {B}, out.t.data());
-    f.read_f32("batch.noise", {B, N, c.patch_dim()}, out.noise.data());
+    f.read_f32(prefix + "t", {B}, out.t.data());
+    f.read_f32(prefix + "noise", {B, N, c.patch_dim()}, out.noise.data());
     out.mb.t = out.t.data();
     out.mb.noise = out.noise.data();
   }

@@ -88,3 +88,78 @@ RECA_TEST(tokenizer_condition_needs_dividing_grids) {
   }
   expect_true(refused, "condition 'tokenizer' on 6x6 tokens over a 4x4 understanding grid is refused");
 }
+
+// conn.norm (cond_norm, SPEC §3) against the PyTorch reference: fixtures from
+// make_condition_fixtures.py, one reca and one i2t pass with everything trainable
+// (the reca pass scales the gradient into c by cond_grad_scale, the i2t pass does
+// not), so the gradient crosses the LayerNorm into the connector and encoder.
+RECA_TEST(condition_norm_matches_pytorch) {
+  for (const char* mode : {"ar", "mask", "flow"}) {
+    const std::string file = std::string(RECA_SOURCE_DIR) + "/test/fixtures/condnorm_" + mode + ".safetensors";
+    const SafetensorsFile f = SafetensorsFile::open(file);
+    const std::string meta = f.metadata().at("reca.case");
+    RecaModel model(ModelConfig::from_json(f.metadata().at("reca.config")), cpu_backend());
+    const ModelConfig& c = model.config();
+    expect_true(c.cond_norm && model.layout().find("conn.norm.weight") != nullptr,
+                std::string(mode) + ": the fixture's model has conn.norm");
+    load_fixture_params(f, model);
+    Trainable all;
+    all.und = all.conn = all.vq = all.gen = true;
+    for (const char* task : {"reca", "i2t"}) {
+      const std::string what = std::string("condnorm_") + mode + " " + task;
+      FixtureBatch fb;
+      read_fixture_batch(f, c, fb, std::string(task) + ".batch.");
+      fb.mb.task = std::string(task) == "reca" ? Task::Reca : Task::I2t;
+      Arena arena(model.backend());
+      std::vector<float> cond(static_cast<size_t>(fb.B * c.num_und_tokens() * c.width));
+      model.embed(fb.images.data(), fb.B, cond.data(), arena);
+      std::vector<float> want_c(cond.size());
+      f.read_f32(std::string(task) + ".aux.c", {fb.B, c.num_und_tokens(), c.width}, want_c.data());
+      const double c_err = rel_l2(cond.data(), want_c.data(), static_cast<int64_t>(cond.size()));
+      expect_true(c_err <= 1e-5, what + ": c rel-L2 error " + std::to_string(c_err));
+      std::vector<float> grads(static_cast<size_t>(model.layout().total()), 0.0f);
+      const PassResult r = model.generator_pass(fb.mb, grads.data(), all, 1.0f,
+                                                static_cast<float>(case_number(meta, "cond_grad_scale")), arena);
+      const double want = case_number(meta, std::string(task) + "_loss");
+      expect_true(std::fabs(r.loss - want) <= 2e-6 * std::fabs(want),
+                  what + ": loss " + std::to_string(r.loss) + " vs reference " + std::to_string(want));
+      double worst = 0;
+      for (const auto& p : model.layout().params()) {
+        std::vector<float> ref(static_cast<size_t>(p.numel), 0.0f);
+        if (f.find(std::string(task) + ".grad." + p.name)) f.read_f32(std::string(task) + ".grad." + p.name, p.shape, ref.data());
+        const double err = rel_l2(grads.data() + p.offset, ref.data(), p.numel);
+        worst = std::max(worst, err);
+        expect_true(err <= 1e-4, what + ": grad " + p.name + " rel-L2 error " + std::to_string(err));
+      }
+      double gain_grad = 0;  // the gain must get a real gradient, not a vacuous match of zeros
+      const ParamInfo& gw = model.layout().at("conn.norm.weight");
+      for (int64_t i = 0; i < gw.numel; ++i) gain_grad += std::fabs(grads[static_cast<size_t>(gw.offset + i)]);
+      expect_true(gain_grad > 0, what + ": conn.norm.weight gets a gradient");
+      std::printf("    %-16s loss %.9f (ref %.9f), c %.1e, worst grad rel-L2 %.2e\n", what.c_str(), r.loss,
+                  want, c_err, worst);
+    }
+  }
+}
+
+// A config without the field (checkpoints written before it existed) has no conn.norm.
+RECA_TEST(condition_norm_absent_means_off) {
+  ModelConfig c = ModelConfig::preset("tiny", Mode::Mask);
+  std::string json = c.to_json();
+  expect_true(json.find("\"cond_norm\":false") != std::string::npos, "to_json writes cond_norm: " + json);
+  const size_t at = json.find(",\"cond_norm\":false");
+  expect_true(at != std::string::npos, "cond_norm is the last field");
+  json.erase(at, std::string(",\"cond_norm\":false").size());
+  const ModelConfig old = ModelConfig::from_json(json);
+  expect_true(!old.cond_norm, "an absent cond_norm reads as false");
+  RecaModel m(old, cpu_backend());
+  expect_true(m.layout().find("conn.norm.weight") == nullptr, "no conn.norm without cond_norm");
+  c.cond_norm = true;
+  RecaModel with(c, cpu_backend());
+  with.init(7);
+  const ParamInfo& gain = with.layout().at("conn.norm.weight");
+  std::vector<float> host(static_cast<size_t>(with.layout().total()));
+  with.get_params(host.data());
+  bool all_start = true;
+  for (int64_t i = 0; i < gain.numel; ++i) all_start = all_start && host[static_cast<size_t>(gain.offset + i)] == 0.02f;
+  expect_true(all_start, "conn.norm.weight starts at 0.02 (SPEC §8)");
+}

@@ -83,8 +83,7 @@ def check_file(path):
     tensors, meta, dtypes = read_safetensors(path)
     if meta.get("reca.format") != "reca-fixture-1":
         fail(path, f"reca.format = {meta.get('reca.format')!r}")
-    cfg = json.loads(meta["reca.config"])
-    R.validate_config(cfg)
+    cfg = R.config_from_json(meta["reca.config"])
     if list(cfg) != R.CONFIG_FIELDS or cfg != R.make_config("tiny", cfg["mode"]):
         fail(path, "reca.config is not the tiny preset in SPEC field order")
     case = json.loads(meta["reca.case"])
@@ -191,7 +190,9 @@ def check_sampling(path):
 def main():
     d = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "test", "fixtures")
     sampling = os.path.join(d, SAMPLING_FIXTURE)
-    files = sorted(f for f in glob.glob(os.path.join(d, "*.safetensors")) if os.path.basename(f) != SAMPLING_FIXTURE)
+    condition = sorted(f for f in glob.glob(os.path.join(d, "cond*_*.safetensors")))
+    files = sorted(f for f in glob.glob(os.path.join(d, "*.safetensors"))
+                   if os.path.basename(f) != SAMPLING_FIXTURE and f not in condition)
     want = [f"{m}_{t}.safetensors" for m in R.MODES for t in R.TASKS] + ["ar_vq.safetensors", "mask_vq.safetensors"]
     names = [os.path.basename(f) for f in files]
     if sorted(names) != sorted(want):
@@ -200,7 +201,28 @@ def main():
         check_file(f)
     if os.path.exists(sampling):
         check_sampling(sampling)
-    print(f"{len(files)} fixtures ok" + (" and the sampling fixture" if os.path.exists(sampling) else ""))
+    check_condition_fixtures(condition)
+    print(f"{len(files)} fixtures ok" + (" and the sampling fixture" if os.path.exists(sampling) else "")
+          + f", {len(condition)} condition fixtures")
+
+
+def check_condition_fixtures(paths):
+    """The condition-pathway fixtures are rebuilt by their script and must be the same tensors."""
+    import make_condition_fixtures as MC
+    want = [f"{kind}_{m}.safetensors" for kind in ("condition", "condnorm") for m in R.MODES]
+    if sorted(os.path.basename(p) for p in paths) != sorted(want):
+        raise SystemExit(f"FAIL condition fixture set: have {[os.path.basename(p) for p in paths]}, want {sorted(want)}")
+    for p in paths:
+        kind, mode = os.path.basename(p)[:-len(".safetensors")].split("_")
+        tensors, meta, _ = read_safetensors(p)
+        rebuilt, rmeta, _ = (MC.build if kind == "condition" else MC.build_cond_norm)(mode)
+        if set(tensors) != set(rebuilt) or rmeta["reca.config"] != meta["reca.config"]:
+            fail(p, "keys or config differ from make_condition_fixtures.py's")
+        worst = max(float(np.max(np.abs(tensors[k].astype(np.float64) - rebuilt[k].astype(np.float64)), initial=0))
+                    for k in tensors)
+        if worst > 1e-6 or json.loads(meta["reca.case"]) != json.loads(rmeta["reca.case"]):
+            fail(p, f"differs from a rebuild by {worst:.2e}")
+        print(f"ok  {os.path.basename(p):28s} rebuilt, max |diff| {worst:.1e}")
 
 
 if __name__ == "__main__":

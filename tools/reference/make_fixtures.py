@@ -37,7 +37,7 @@ TASK_INDEX = {"reca": 0, "t2i": 1, "i2t": 2, "vq": 3}
 
 def fixture_params(cfg, seed):
     """SPEC §8 init, then a perturbation so that no term is trivially zero or one:
-    biases ~ N(0, 0.02), LN weights 1 + N(0, 0.1), LN biases ~ N(0, 0.05), and the codebook
+    biases ~ N(0, 0.02), LN weights 1 + N(0, 0.1) (conn.norm's 0.02·(1 + N(0, 0.1))), LN biases ~ N(0, 0.05), and the codebook
     ~ N(0, 0.1) (the scale of encoder outputs, like a codebook seeded from them, so codes
     are well separated). Drawn in float64, stored as float32."""
     p = R.init_params(cfg, seed, dtype=torch.float64)
@@ -48,6 +48,8 @@ def fixture_params(cfg, seed):
             p[name] = torch.randn(shape, generator=g, dtype=torch.float64) * 0.02
         elif kind == "ln_weight":
             p[name] = 1.0 + torch.randn(shape, generator=g, dtype=torch.float64) * 0.1
+        elif kind == "cond_gain":  # conn.norm.weight: its own starting gain, perturbed alike
+            p[name] = R.COND_NORM_INIT_GAIN * (1.0 + torch.randn(shape, generator=g, dtype=torch.float64) * 0.1)
         elif kind == "ln_bias":
             p[name] = torch.randn(shape, generator=g, dtype=torch.float64) * 0.05
         elif kind == "codebook":

@@ -29,17 +29,23 @@ CONFIG_FIELDS = [
     "mode", "image_size", "gen_patch", "und_image_size", "und_patch",
     "und_width", "und_depth", "und_heads", "und_select_layer",
     "width", "depth", "heads", "mlp_ratio", "codebook_size", "code_dim", "max_text_len",
+    "cond_norm",
 ]
+# conn.norm's starting gain (§8): the scale of the N(0, 0.02²) rows the condition is added to.
+COND_NORM_INIT_GAIN = 0.02
 PRESETS = {
     "tiny": dict(mode="mask", image_size=16, gen_patch=4, und_image_size=8, und_patch=2,
                  und_width=32, und_depth=2, und_heads=2, und_select_layer=-1,
-                 width=64, depth=2, heads=4, mlp_ratio=4, codebook_size=64, code_dim=8, max_text_len=32),
+                 width=64, depth=2, heads=4, mlp_ratio=4, codebook_size=64, code_dim=8, max_text_len=32,
+                 cond_norm=False),
     "small": dict(mode="mask", image_size=32, gen_patch=4, und_image_size=16, und_patch=4,
                   und_width=128, und_depth=4, und_heads=4, und_select_layer=-1,
-                  width=256, depth=6, heads=8, mlp_ratio=4, codebook_size=512, code_dim=16, max_text_len=48),
+                  width=256, depth=6, heads=8, mlp_ratio=4, codebook_size=512, code_dim=16, max_text_len=48,
+                  cond_norm=False),
     "base": dict(mode="mask", image_size=64, gen_patch=4, und_image_size=32, und_patch=4,
                  und_width=384, und_depth=6, und_heads=6, und_select_layer=-1,
-                 width=768, depth=12, heads=12, mlp_ratio=4, codebook_size=4096, code_dim=32, max_text_len=64),
+                 width=768, depth=12, heads=12, mlp_ratio=4, codebook_size=4096, code_dim=32, max_text_len=64,
+                 cond_norm=False),
 }
 MODES = ("ar", "mask", "flow")
 TASKS = ("reca", "t2i", "i2t")
@@ -62,6 +68,18 @@ def validate_config(cfg):
     assert cfg["und_image_size"] % cfg["und_patch"] == 0
     assert cfg["width"] % cfg["heads"] == 0 and cfg["und_width"] % cfg["und_heads"] == 0
     assert -cfg["und_depth"] <= cfg["und_select_layer"] <= -1
+    assert isinstance(cfg["cond_norm"], bool)
+
+
+def config_from_json(text):
+    """A stored `reca.config`, in §1 field order; `cond_norm` absent (files written before it
+    existed) is false."""
+    raw = json.loads(text)
+    raw.setdefault("cond_norm", False)
+    cfg = OrderedDict((k, raw[k]) for k in CONFIG_FIELDS if k in raw)
+    cfg.update((k, v) for k, v in raw.items() if k not in cfg)
+    validate_config(cfg)
+    return cfg
 
 
 def config_json(cfg):
@@ -111,7 +129,8 @@ def _blocks(shapes, prefix, depth, width, mlp_ratio):
 
 def param_spec(cfg):
     """OrderedDict name -> (shape, kind). kind is one of linear, linear_out (attn.proj,
-    mlp.fc2: smaller init), bias, ln_weight, ln_bias, embed, pos, codebook.
+    mlp.fc2: smaller init), bias, ln_weight, ln_bias, cond_gain (conn.norm.weight,
+    starting at COND_NORM_INIT_GAIN), embed, pos, codebook.
     Only the tensors the mode uses exist (vq.*, gen.img_embed only in discrete modes;
     gen.img_in, gen.t_embed only in flow)."""
     g = geometry(cfg)
@@ -126,6 +145,9 @@ def param_spec(cfg):
     _ln(s, "conn.ln", Wu)
     _linear(s, "conn.fc1", Wu, W)
     _linear(s, "conn.fc2", W, W)
+    if cfg["cond_norm"]:
+        s["conn.norm.weight"] = ((W,), "cond_gain")
+        s["conn.norm.bias"] = ((W,), "ln_bias")
     if discrete:
         C, K = cfg["code_dim"], cfg["codebook_size"]
         _linear(s, "vq.enc", g["D"], C)
@@ -172,6 +194,8 @@ def init_params(cfg, seed, dtype=torch.float32):
             t = (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1) / K
         elif kind == "ln_weight":
             t = torch.ones(shape, dtype=torch.float64)
+        elif kind == "cond_gain":
+            t = torch.full(shape, COND_NORM_INIT_GAIN, dtype=torch.float64)
         else:  # bias, ln_bias
             t = torch.zeros(shape, dtype=torch.float64)
         out[name] = t.to(dtype)
@@ -273,7 +297,9 @@ def und_features(p, cfg, img):
 
 
 def connector(p, u):
-    return linear(p, "conn.fc2", gelu(linear(p, "conn.fc1", layer_norm(p, "conn.ln", u))))
+    """§3: c = fc2(gelu(fc1(ln(u)))), then LN(c) by conn.norm when the model has it."""
+    c = linear(p, "conn.fc2", gelu(linear(p, "conn.fc1", layer_norm(p, "conn.ln", u))))
+    return layer_norm(p, "conn.norm", c) if "conn.norm.weight" in p else c
 
 
 def embed(p, cfg, images_u8, dtype=torch.float32):

@@ -261,6 +261,6 @@ def load_params(path):
     import safetensors_np as ST
 
     arrs, meta, _ = ST.read_safetensors(path)
-    cfg = json.loads(meta["reca.config"])
+    cfg = R.config_from_json(meta["reca.config"])
     return R.params_from_numpy({k: v.astype(np.float32) for k, v in arrs.items()
                                 if not k.startswith(("optim.", "ema."))}, cfg), cfg

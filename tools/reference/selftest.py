@@ -90,6 +90,10 @@ def test_pieces():
     u = torch.randn(2, 4, cfg["und_width"], dtype=torch.float64, requires_grad=True)
     cn = [n for n in p if n.startswith("conn.")]
     check("gradcheck connector", gradcheck(lambda u, *ws: R.connector(dict(zip(cn, ws)), u), (u, *[p[n] for n in cn])))
+    pn = rand_params(dict(micro_cfg("mask"), cond_norm=True), 3)
+    cn = [n for n in pn if n.startswith("conn.")]
+    check("gradcheck connector with conn.norm", "conn.norm.weight" in cn and gradcheck(
+        lambda u, *ws: R.connector(dict(zip(cn, ws)), u), (u, *[pn[n] for n in cn])))
     fc = rand_params(micro_cfg("flow"), 2)
     tn = [n for n in fc if n.startswith("gen.t_embed.")]
     for n in tn:

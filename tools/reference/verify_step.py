@@ -66,6 +66,7 @@ def load_dir(d):
         cfg = json.loads(pmeta["reca.config"])
     if cfg is None:
         malformed("no config in result.json or params metadata")
+    cfg.setdefault("cond_norm", False)  # dumps written before the field existed
     cfg = {k: cfg[k] for k in R.CONFIG_FIELDS} if all(k in cfg for k in R.CONFIG_FIELDS) else malformed(
         f"config lacks {[k for k in R.CONFIG_FIELDS if k not in cfg]}")
     R.validate_config(cfg)

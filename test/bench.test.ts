@@ -17,7 +17,7 @@ import { cliPath, root } from './helpers';
 const TINY: Config = {
   mode: 'mask', image_size: 16, gen_patch: 4, und_image_size: 8, und_patch: 2, und_width: 32, und_depth: 2,
   und_heads: 2, und_select_layer: -1, width: 64, depth: 2, heads: 4, mlp_ratio: 4, codebook_size: 64, code_dim: 8,
-  max_text_len: 32,
+  max_text_len: 32, cond_norm: false,
 };
 
 describe('step FLOP count', () => {

@@ -276,12 +276,9 @@ function checkSameSchedule(file: string, saved: Record<string, unknown>, options
   }
 }
 
-/** Conn.norm's starting gain (SPEC §8; the engine's kCondNormInitGain). */
-export const COND_NORM_INIT_GAIN = 0.02;
-
 /**
  * `init`'s model, given conn.norm when `condNorm` asks for it and the checkpoint has
- * none: every stored parameter kept, conn.norm at its initial value (gain 0.02, bias 0).
+ * none: every stored parameter kept, conn.norm as the engine initialises it (SPEC §8).
  */
 async function loadInit(init: string, condNorm: boolean, device: Device | undefined): Promise<Model> {
   const model = await Model.load(init, { device });
@@ -292,16 +289,21 @@ async function loadInit(init: string, condNorm: boolean, device: Device | undefi
     await model.save(plain, { dtype: 'float32' });
     model.dispose();
     const { metadata, tensors } = readSafetensors(plain);
-    const width = model.config.width;
+    const config = { ...model.config, cond_norm: true };
+    // The layer's starting values come from the engine's own init of that config.
+    const fresh: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+    {
+      using blank = await Model.create({ preset: 'tiny', config });
+      for (const name of ['conn.norm.weight', 'conn.norm.bias']) {
+        using t = await blank.parameter(name);
+        fresh[name] = { dtype: 'F32', shape: t.shape, data: t.toArray() };
+      }
+    }
     const out: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
     for (const [name, t] of tensors) {
       out[name] = t as { dtype: 'F32'; shape: number[]; data: Float32Array };
-      if (name === 'conn.fc2.bias') {  // layout order: conn.norm follows conn.fc2
-        out['conn.norm.weight'] = { dtype: 'F32', shape: [width], data: new Float32Array(width).fill(COND_NORM_INIT_GAIN) };
-        out['conn.norm.bias'] = { dtype: 'F32', shape: [width], data: new Float32Array(width) };
-      }
+      if (name === 'conn.fc2.bias') Object.assign(out, fresh);  // layout order: conn.norm follows conn.fc2
     }
-    const config = { ...(JSON.parse(metadata['reca.config']) as Record<string, unknown>), cond_norm: true };
     const normed = path.join(tmpDir, 'cond-norm.safetensors');
     await writeSafetensors(normed, out, { ...metadata, 'reca.config': JSON.stringify(config) });
     return await Model.load(normed, { device });

@@ -15,7 +15,7 @@ import { loadImageFolder, readPng } from '../lib/images';
 import { readSafetensors, readSafetensorsMetadata } from '../lib/safetensors';
 import { CATEGORIES } from '../lib/shapes/world';
 import { RECON_PER_CATEGORY } from '../lib/cli/demo';
-import { COND_NORM_INIT_GAIN, EVAL_STEPS, pretrain } from '../lib/workflows';
+import { EVAL_STEPS, pretrain } from '../lib/workflows';
 import { cliPath, root } from './helpers';
 
 interface Run {
@@ -247,8 +247,11 @@ describe('jobs on a tiny model', () => {
       using b = await normed.parameter(name);
       expect(Buffer.from(b.toArray().buffer).equals(Buffer.from(a.toArray().buffer))).toBe(true);
     }
+    const GAIN = 0.02;  // SPEC §8: conn.norm.weight starts at 0.02, its bias at 0
     using gain = await normed.parameter('conn.norm.weight');
-    expect([...gain.toArray()].every((v) => v === Math.fround(COND_NORM_INIT_GAIN))).toBe(true);
+    using bias = await normed.parameter('conn.norm.bias');
+    expect([...gain.toArray()].every((v) => v === Math.fround(GAIN))).toBe(true);
+    expect([...bias.toArray()].every((v) => v === 0)).toBe(true);
     // The oracle: the old connector's output through a LayerNorm (eps 1e-5) with gain 0.02, bias 0, in float64.
     const S = old.config.image_size;
     const img = { data: Uint8Array.from({ length: 2 * S * S * 3 }, (_, i) => (i * 37 + 11) % 256), shape: [2, S, S, 3] };
@@ -260,7 +263,7 @@ describe('jobs on a tiny model', () => {
       const row = x.subarray(r * W, (r + 1) * W);
       const mean = row.reduce((a, v) => a + v, 0) / W;
       const variance = row.reduce((a, v) => a + (v - mean) ** 2, 0) / W;
-      for (let j = 0; j < W; j++) worst = Math.max(worst, Math.abs(y[r * W + j] - COND_NORM_INIT_GAIN * (row[j] - mean) / Math.sqrt(variance + 1e-5)));
+      for (let j = 0; j < W; j++) worst = Math.max(worst, Math.abs(y[r * W + j] - GAIN * (row[j] - mean) / Math.sqrt(variance + 1e-5)));
     }
     expect(worst).toBeLessThan(1e-6);
     // From the CLI: a fresh model with it, a continued one with it, and a resumed run may not change it.

@@ -5,9 +5,19 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import sharp from 'sharp';
+import type SharpFactory from 'sharp';
 
 import { RecaError } from './errors';
+
+let sharpFactory: typeof SharpFactory | undefined;
+/**
+ * sharp (libvips, about 20 MB) is loaded on first use, so that commands which never read or
+ * write an image file (pretraining on the built-in world, for one) start without it.
+ */
+function sharp(...args: Parameters<typeof SharpFactory>): ReturnType<typeof SharpFactory> {
+  sharpFactory ??= require('sharp') as typeof SharpFactory;
+  return sharpFactory(...args);
+}
 
 export interface ImageFolderOptions {
   /** Output side S: the short side is resized to S ('cover'), then center-cropped to S x S RGB. */

@@ -1,19 +1,16 @@
 // Can the image be read back from the RecA condition by a linear map?
 // (benchmarks/RESULTS.md, "Where reconstruction loses the shape").
-//   node benchmarks/condition_readback.js MODEL [FIT_IMAGES] [JSON]
-// A ridge regression, fitted on FIT_IMAGES uncaptioned renders (default 4000, the RecA data:
-// every prompt's layouts, seed 1), maps one understanding cell's features to that cell's
-// full-resolution pixels (cell = image_size / grid pixels square, RGB). Two inputs, each
-// read back the same way: the cell's pooled pixels (what the understanding encoder is given,
-// docs/SPEC.md §3) and the condition c_n at that cell (model.embed). The ShapesEval eval
-// renders (232 prompts × 2) are then decoded cell by cell and scored against their own
-// prompts, as the demo scores reconstructions. The decoder is linear and sees one cell, so
-// its score is a lower bound on what the pathway carries; the gap between the two rows is
-// what the encoder and connector lose (or hide non-linearly). Each input is read back twice:
-// one cell's features to that cell's pixels, and every cell's features to the whole image
-// (kernel ridge, the first 2000 fit renders).
-// Then a lone object: 3000 renders of the single-object prompts (2200 fit, 800 held out), its
-// shape and colour classified from every cell's features at once (one-hot kernel ridge, argmax).
+//   [RECA_THREADS=N] node benchmarks/condition_readback.js MODEL [FIT_IMAGES] [JSON]
+// Two inputs are compared: each understanding cell's pooled pixels (what the encoder is
+// given, docs/SPEC.md §3) and the condition c_n at that cell (model.embed).
+// 1. Read-back: ridge regressions fitted on FIT_IMAGES uncaptioned renders (default 4000;
+//    every prompt's layouts, seed 1, as the RecA data) map (a) one cell's features to that
+//    cell's full-resolution pixels and (b) every cell's features to the whole image (kernel
+//    ridge on the first 2000). The ShapesEval eval renders (232 prompts × 2) are decoded and
+//    scored against their own prompts, as the demo scores reconstructions. The decoders are
+//    linear, so a score is a lower bound on what the input carries.
+// 2. A lone object: 3000 renders of the single-object prompts (2200 fit, 800 held out), its
+//    shape and colour classified from every cell's features at once (one-hot kernel ridge).
 const fs = require('fs');
 const { Model, Tensor, ops, setThreads } = require('../dist');
 const { ShapesWorld, COLORS, SHAPES, Rng, allPrompts, layoutScene, renderScene } = require('../dist/shapes/world.js');

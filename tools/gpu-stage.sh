@@ -12,8 +12,8 @@
 #   bash tools/gpu-stage.sh --park | --unpark
 #       move test/fixtures/ and models/ (about 62 MB) out of the checkout, to
 #       ../reca-parked/, and back. When the copy of the working tree a remote run takes is
-#       capped (64 MiB, say), the tracked tree alone nearly fills it: park before the run,
-#       unpark after.
+#       capped (64 MiB, say), the tracked tree alone nearly fills it: stage first (the
+#       stage copies the models it names), park, run, unpark.
 #
 # sharp (libvips, about 20 MB) is not staged: commands that read or write image files (a
 # folder of images, the demo's PNG grids) need it; pretraining on the built-in world does not.

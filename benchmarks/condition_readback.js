@@ -16,8 +16,8 @@ const { Model, Tensor, ops, setThreads } = require('../dist');
 const { ShapesWorld, COLORS, SHAPES, Rng, allPrompts, layoutScene, renderScene } = require('../dist/shapes/world.js');
 const { evalSet, renderEvalImages, scoreImages } = require('../dist/shapes/eval.js');
 
-/** Solve (A + λI) w = b for symmetric positive definite A (D×D, in place), several right-hand sides b (D×K). */
-function choleskySolve(a, b, D, K) {
+/** A = L Lᵀ for symmetric positive definite A (D×D): L is written over A's lower triangle. */
+function choleskyFactor(a, D) {
   for (let j = 0; j < D; j++) {
     let s = a[j * D + j];
     for (let k = 0; k < j; k++) s -= a[j * D + k] ** 2;
@@ -29,6 +29,11 @@ function choleskySolve(a, b, D, K) {
       a[i * D + j] = t / d;
     }
   }
+}
+
+/** Solve A w = b for symmetric positive definite A (D×D, factored in place), several right-hand sides b (D×K, overwritten). */
+function choleskySolve(a, b, D, K) {
+  choleskyFactor(a, D);
   for (let c = 0; c < K; c++) {
     for (let i = 0; i < D; i++) { let t = b[i * K + c]; for (let k = 0; k < i; k++) t -= a[i * D + k] * b[k * K + c]; b[i * K + c] = t / a[i * D + i]; }
     for (let i = D - 1; i >= 0; i--) { let t = b[i * K + c]; for (let k = i + 1; k < D; k++) t -= a[k * D + i] * b[k * K + c]; b[i * K + c] = t / a[i * D + i]; }
@@ -101,18 +106,7 @@ function fitWhole(x, y, n, F, K, lambda = 1e-2) {
   const g = Float64Array.from(gram.toArray());
   gram.dispose();
   for (let i = 0; i < n; i++) g[i * n + i] += lambda * F;
-  // g = L Lᵀ; then L⁻¹ in place of the upper triangle's storage (a fresh array).
-  for (let j = 0; j < n; j++) {
-    let s = g[j * n + j];
-    for (let k = 0; k < j; k++) s -= g[j * n + k] ** 2;
-    const d = Math.sqrt(s);
-    g[j * n + j] = d;
-    for (let i = j + 1; i < n; i++) {
-      let t = g[i * n + j];
-      for (let k = 0; k < j; k++) t -= g[i * n + k] * g[j * n + k];
-      g[i * n + j] = t / d;
-    }
-  }
+  choleskyFactor(g, n); // g = L Lᵀ
   const inv = new Float64Array(n * n); // L⁻¹, lower triangular
   for (let c = 0; c < n; c++) {
     inv[c * n + c] = 1 / g[c * n + c];
@@ -166,6 +160,17 @@ async function main() {
   const evalImages = renderEvalImages(items, S);
   const fitCells = cellPixels(fitBatch.images, fitImages, c), evalCells = cellPixels(evalImages, items.length, c);
   const fitCond = await features(model, fitBatch.images, fitImages), evalCond = await features(model, evalImages, items.length);
+  // A lone object's shape and colour from every cell at once.
+  const singles = allPrompts().filter((p) => p.category === 'single');
+  const lone = 3000, loneFit = 2200, loneImages = new Uint8Array(lone * S * S * 3), shape = [], colour = [];
+  const rng = new Rng(11);
+  for (let i = 0; i < lone; i++) {
+    const scene = layoutScene(singles[rng.int(singles.length)], S, rng);
+    renderScene(scene, S, loneImages, i * S * S * 3);
+    shape.push(SHAPES.indexOf(scene.objects[0].shape));
+    colour.push(COLORS.findIndex((k) => k.name === scene.objects[0].color));
+  }
+  const loneCond = await features(model, loneImages, lone);
   model.dispose();
   const K = cell * cell * 3, rows = fitImages * N;
   const inputs = { 'pooled input': [fitCells.pooled, evalCells.pooled, c.und_patch ** 2 * 3], condition: [fitCond, evalCond, c.width] };
@@ -201,18 +206,6 @@ async function main() {
     report(name, 'all cells -> whole image', N * F, Uint8Array.from(v, toBytes));
   }
   // A lone object's shape and colour from every cell at once.
-  const singles = allPrompts().filter((p) => p.category === 'single');
-  const lone = 3000, loneFit = 2200, loneImages = new Uint8Array(lone * S * S * 3), shape = [], colour = [];
-  const rng = new Rng(11);
-  for (let i = 0; i < lone; i++) {
-    const scene = layoutScene(singles[rng.int(singles.length)], S, rng);
-    renderScene(scene, S, loneImages, i * S * S * 3);
-    shape.push(SHAPES.indexOf(scene.objects[0].shape));
-    colour.push(COLORS.findIndex((k) => k.name === scene.objects[0].color));
-  }
-  const again = await Model.load(file);
-  const loneCond = await features(again, loneImages, lone);
-  again.dispose();
   const lonePooled = cellPixels(loneImages, lone, c).pooled;
   result.loneObject = { images: lone, fit: loneFit, accuracy: {} };
   for (const [name, x, F] of [['pooled input', lonePooled, N * c.und_patch ** 2 * 3], ['condition', loneCond, N * c.width]]) {

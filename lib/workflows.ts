@@ -287,9 +287,9 @@ async function loadInit(init: string, condNorm: boolean, device: Device | undefi
   try {
     const plain = path.join(tmpDir, 'plain.safetensors');
     await model.save(plain, { dtype: 'float32' });
+    const config = { ...model.config, cond_norm: true };
     model.dispose();
     const { metadata, tensors } = readSafetensors(plain);
-    const config = { ...model.config, cond_norm: true };
     // The layer's starting values come from the engine's own init of that config.
     const fresh: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
     {

@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { info } from '../lib';
+import { info, Model } from '../lib';
 import { main } from '../lib/cli';
 import { cycleOf } from '../lib/cli/options';
 import { cliPath, root } from './helpers';
@@ -140,6 +140,31 @@ describe('cli', () => {
     expect(cycleOf({ cycle: '2,1,1' })).toEqual([2, 1, 1]);
     expect(cycleOf({})).toBeUndefined();
     for (const bad of ['2', '2,1,1,1', '0,2', '2,-1', 'a,b']) expect(() => cycleOf({ cycle: bad })).toThrow(/--cycle takes R,I or R,I,T/);
+  });
+
+  test('reca train --freeze trains only the groups left out; unknown groups are refused', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-freeze-'));
+    try {
+      const out = path.join(dir, 'conn-only.safetensors');
+      const base = path.join(root, 'models', 'tiny-mask.safetensors');
+      const r = await recaInProcess('train', '--model', base, '--freeze', 'und,vq,gen', '--cond-grad-scale', '1', '--cycle', '1,1', '--steps', '2', '--batch', '2', '--threads', '1', '--out', out);
+      expect(r.code).toBe(0);
+      using before = await Model.load(base);
+      using after = await Model.load(out);
+      const changed = async (name: string) => {
+        const a = (await before.parameter(name)).toArray(), b = (await after.parameter(name)).toArray();
+        return a.some((v, i) => v !== b[i]);
+      };
+      for (const name of before.parameterNames()) {
+        if (name.startsWith('gen.') || name.startsWith('und.') || name.startsWith('vq.')) expect([name, await changed(name)]).toEqual([name, false]);
+      }
+      expect(await changed('conn.fc1.weight')).toBe(true);
+      const bad = await recaInProcess('train', '--model', base, '--freeze', 'und,bogus', '--steps', '1', '--batch', '2', '--out', path.join(dir, 'x.safetensors'));
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toMatch(/^reca: E_INVALID_ARGUMENT: freeze: unknown group 'bogus'/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('--help for each command', async () => {

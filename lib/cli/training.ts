@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import { RecaError } from '../errors';
 import { fixed } from '../format';
 import { SCHEMA } from '../generated/schema';
-import { Model, type Config, type Mode, type Preset, type Recipe } from '../model';
+import { Model, type Config, type Mode, type ParamGroup, type Preset, type Recipe } from '../model';
 import { posttrain, POSTTRAIN_DEFAULTS, pretrain, PRETRAIN_DEFAULTS, pretrainStateOf } from '../workflows';
 import { applyThreads, dataFrom, deviceOf, mkdirFor, modelFrom, presetOf, trainingProgress } from './common';
 import { launchedRank } from '../distributed';
@@ -27,6 +27,7 @@ import {
   cycleOf,
   MATMUL_PRECISION,
   trainerFlagsOf,
+  type Values,
 } from './options';
 
 export const PRETRAIN: CommandSpec = {
@@ -181,12 +182,22 @@ and batches as one run straight through (same --steps, --batch, --seed, --data).
     { name: 'save-every', kind: 'int', value: 'N', min: 1, help: 'also save every N steps' },
     { name: 'stop-at', kind: 'int', value: 'N', min: 1, help: 'stop and save after step N (resume later with --resume)' },
     { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the draws and the data' },
+    { name: 'freeze', kind: 'string', value: 'GROUPS', default: "the recipe's: reca und,conn,vq; reca+i2t vq", help: "parameter groups that stay fixed, comma-separated (und, conn, vq, gen), or 'none'" },
+    { name: 'cond-grad-scale', kind: 'number', value: 'X', min: 0, default: 0.1, help: 'scale of the reca gradient into the understanding embeddings (matters only when conn or und trains)' },
     THREADS,
     MATMUL_PRECISION,
     ...DISTRIBUTED_OPTIONS,
     { ...JSON_FLAG, help: 'print a JSON summary' },
   ],
 };
+
+/** --freeze: 'none' or comma-separated groups (the trainer rejects unknown ones with E_INVALID_ARGUMENT). */
+function freezeOf(values: Values): ParamGroup[] | undefined {
+  const spec = str(values, 'freeze');
+  if (spec === undefined) return undefined;
+  if (spec === 'none') return [];
+  return spec.split(',').map((g) => g.trim()) as ParamGroup[];
+}
 
 export async function cmdTrain(args: string[]): Promise<void> {
   const { values, help } = parseCommand(TRAIN, args);
@@ -212,7 +223,7 @@ export async function cmdTrain(args: string[]): Promise<void> {
   if (captionData && !captionData.captioned) throw new UsageError(`--caption-data ${captionSpec} has no captions (captions.jsonl): the image-to-text steps need them`);
   const progress = trainingProgress(`train ${recipe}`, steps);
   const t0 = Date.now();
-  const results = await posttrain(model, { recipe, steps, batch, lr, seed, data, captionData, cycle: cycleOf(values), resume, save: out, saveEvery: num(values, 'save-every'), stopAt: num(values, 'stop-at'), onStep: progress.hook, trainer: trainerFlagsOf(values) });
+  const results = await posttrain(model, { recipe, steps, batch, lr, seed, data, captionData, cycle: cycleOf(values), resume, save: out, saveEvery: num(values, 'save-every'), stopAt: num(values, 'stop-at'), onStep: progress.hook, trainer: { ...trainerFlagsOf(values), freeze: freezeOf(values), condGradScale: num(values, 'cond-grad-scale') } });
   progress.bar.done({ loss: fixed(progress.last(), 4) });
   const done = results.length ? results[results.length - 1].step : steps;
   const summary = { out, recipe, steps: done, of: steps, batch, lr, data: data?.description ?? 'shapes world images (every category, no captions)', captionData: captionData?.description ?? null, loss: progress.last(), seconds: (Date.now() - t0) / 1000 };

@@ -18,6 +18,7 @@
 const fs = require('fs');
 const { Model, Tensor, ops, setThreads } = require('../dist');
 const { ShapesWorld } = require('../dist/shapes/world.js');
+const { choleskySolve } = require('./linalg');
 
 const PAD = 256, BOS = 257, IMG_BEGIN = 259, IMG_END = 260;
 
@@ -185,22 +186,7 @@ function ridgeMap(x, y, W, fitRows, rows, lambda) {
   for (let p = 0; p < W; p++) trace += a[p * D + p];
   for (let p = 0; p < D; p++) for (let q = p + 1; q < D; q++) a[p * D + q] = a[q * D + p];
   for (let p = 0; p < W; p++) a[p * D + p] += lambda * trace / W;
-  // Cholesky solve in float64.
-  for (let j = 0; j < D; j++) {
-    let s = a[j * D + j];
-    for (let k = 0; k < j; k++) s -= a[j * D + k] ** 2;
-    const d = Math.sqrt(Math.max(s, 1e-12));
-    a[j * D + j] = d;
-    for (let i = j + 1; i < D; i++) {
-      let t = a[i * D + j];
-      for (let k = 0; k < j; k++) t -= a[i * D + k] * a[j * D + k];
-      a[i * D + j] = t / d;
-    }
-  }
-  for (let c = 0; c < W; c++) {
-    for (let i = 0; i < D; i++) { let t = rhs[i * W + c]; for (let k = 0; k < i; k++) t -= a[i * D + k] * rhs[k * W + c]; rhs[i * W + c] = t / a[i * D + i]; }
-    for (let i = D - 1; i >= 0; i--) { let t = rhs[i * W + c]; for (let k = i + 1; k < D; k++) t -= a[k * D + i] * rhs[k * W + c]; rhs[i * W + c] = t / a[i * D + i]; }
-  }
+  choleskySolve(a, rhs, D, W);
   const out = new Float64Array(rows.length * W);
   rows.forEach((r, o) => {
     for (let k = 0; k < W; k++) {

@@ -18,9 +18,10 @@
 const fs = require('fs');
 const { Model, Tensor, ops, setThreads } = require('../dist');
 const { ShapesWorld } = require('../dist/shapes/world.js');
+const { SCHEMA, fieldDefault } = require('../dist/generated/schema.js');
 const { choleskySolve } = require('./linalg');
 
-const PAD = 256, BOS = 257, IMG_BEGIN = 259, IMG_END = 260;
+const { pad: PAD, bos: BOS, imgBegin: IMG_BEGIN, imgEnd: IMG_END } = SCHEMA.tokens;
 
 function layerNorm(x, rows, W, gain, bias) {
   const out = new Float32Array(rows * W);
@@ -124,9 +125,13 @@ function conditionInput(p, cfg, text, c, nu) {
   return { x, visible, L };
 }
 
-function centre(rows, n, W) {
+function meanRow(rows, n, W) {
   const mean = new Float64Array(W);
   for (let r = 0; r < n; r++) for (let j = 0; j < W; j++) mean[j] += rows[r * W + j] / n;
+  return mean;
+}
+
+function centre(rows, n, W, mean = meanRow(rows, n, W)) {
   const out = new Float64Array(n * W);
   for (let r = 0; r < n; r++) for (let j = 0; j < W; j++) out[r * W + j] = rows[r * W + j] - mean[j];
   return out;
@@ -215,7 +220,7 @@ async function main() {
   const world = new ShapesWorld({ imageSize: S, split: 'all', seed: 3 });
   const batch = world.batch(n, 0);
   const c = (await model.embed({ data: batch.images, shape: batch.shape })).toArray();
-  const template = 'describe the image';
+  const template = fieldDefault(SCHEMA.trainer, 'template');
   const distinct = [...new Set(batch.captions)];
   const own = batch.captions.map((t) => distinct.indexOf(t));
   const chunk = 50, recaPooled = [], t2iPooled = [];
@@ -240,14 +245,14 @@ async function main() {
     const x = cat(recaPooled[l]), yDistinct = cat(t2iPooled[l]);
     const y = new Float64Array(n * W);
     for (let i = 0; i < n; i++) y.set(yDistinct.subarray(own[i] * W, (own[i] + 1) * W), i * W);
-    const zeroShot = top1(unit(centre(x, n, W), n, W), unit(centre(yDistinct, distinct.length, W), distinct.length, W), own, n, distinct.length, W);
+    // The captions' vectors, centred on their mean and unit length: the keys of both retrievals.
+    const keyMean = meanRow(yDistinct, distinct.length, W);
+    const keys = unit(centre(yDistinct, distinct.length, W, keyMean), distinct.length, W);
+    const zeroShot = top1(unit(centre(x, n, W), n, W), keys, own, n, distinct.length, W);
     let fittedHits = 0;
-    const keys = unit(centre(yDistinct, distinct.length, W), distinct.length, W);
-    const yMean = new Float64Array(W);
-    for (let k = 0; k < distinct.length; k++) for (let j = 0; j < W; j++) yMean[j] += yDistinct[k * W + j] / distinct.length;
     for (let fold = 0; fold < 2; fold++) {
       const test = half[1 - fold], mapped = ridgeMap(x, y, W, half[fold], test, 1e-3);
-      for (let o = 0; o < test.length; o++) for (let j = 0; j < W; j++) mapped[o * W + j] -= yMean[j];
+      for (let o = 0; o < test.length; o++) for (let j = 0; j < W; j++) mapped[o * W + j] -= keyMean[j];
       fittedHits += top1(unit(mapped, test.length, W), keys, test.map((i) => own[i]), test.length, distinct.length, W) * test.length;
     }
     const row = { layer: l, zeroShotTop1: zeroShot, fittedTop1: fittedHits / n, cka: cka(x, y, n, W) };
@@ -257,6 +262,7 @@ async function main() {
   const result = { model: modelPath, images: n, distinctCaptions: distinct.length, chance: 1 / distinct.length, template, layers, seconds: (Date.now() - started) / 1000 };
   console.log(`${n} images, ${distinct.length} distinct captions (chance ${(1 / distinct.length).toFixed(4)}), ${result.seconds.toFixed(0)} s`);
   if (jsonPath) fs.writeFileSync(jsonPath, JSON.stringify(result, null, 2) + '\n');
+  for (const t of Object.values(p.tensors)) t.dispose();
   model.dispose();
 }
 

@@ -142,23 +142,30 @@ describe('cli', () => {
     for (const bad of ['2', '2,1,1,1', '0,2', '2,-1', 'a,b']) expect(() => cycleOf({ cycle: bad })).toThrow(/--cycle takes R,I or R,I,T/);
   });
 
-  test('reca train --freeze trains only the groups left out; unknown groups are refused', async () => {
+  test('reca train --freeze trains only the groups left out, --cond-grad-scale scales what reaches them; unknown groups are refused', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reca-freeze-'));
     try {
       const out = path.join(dir, 'conn-only.safetensors');
       const base = path.join(root, 'models', 'tiny-mask.safetensors');
-      const r = await recaInProcess('train', '--model', base, '--freeze', 'und,vq,gen', '--cond-grad-scale', '1', '--cycle', '1,1', '--steps', '2', '--batch', '2', '--threads', '1', '--out', out);
-      expect(r.code).toBe(0);
+      const connOnly = (scale: string, file: string) =>
+        recaInProcess('train', '--model', base, '--freeze', 'und,vq,gen', '--cond-grad-scale', scale, '--cycle', '1,0', '--steps', '2', '--batch', '2', '--threads', '1', '--out', file);
+      expect((await connOnly('1', out)).code).toBe(0);
       using before = await Model.load(base);
       using after = await Model.load(out);
-      const changed = async (name: string) => {
-        const a = (await before.parameter(name)).toArray(), b = (await after.parameter(name)).toArray();
+      const changed = async (m: Model, name: string) => {
+        const a = (await before.parameter(name)).toArray(), b = (await m.parameter(name)).toArray();
         return a.some((v, i) => v !== b[i]);
       };
       for (const name of before.parameterNames()) {
-        if (name.startsWith('gen.') || name.startsWith('und.') || name.startsWith('vq.')) expect([name, await changed(name)]).toEqual([name, false]);
+        if (name.startsWith('gen.') || name.startsWith('und.') || name.startsWith('vq.')) expect([name, await changed(after, name)]).toEqual([name, false]);
       }
-      expect(await changed('conn.fc1.weight')).toBe(true);
+      expect(await changed(after, 'conn.fc1.weight')).toBe(true);
+      expect(await changed(after, 'conn.ln.weight')).toBe(true);
+      // Scale 0: the reca steps send the connector no gradient, so its undecayed LayerNorm stays put.
+      const zero = path.join(dir, 'scale-0.safetensors');
+      expect((await connOnly('0', zero)).code).toBe(0);
+      using unscaled = await Model.load(zero);
+      expect(await changed(unscaled, 'conn.ln.weight')).toBe(false);
       const bad = await recaInProcess('train', '--model', base, '--freeze', 'und,bogus', '--steps', '1', '--batch', '2', '--out', path.join(dir, 'x.safetensors'));
       expect(bad.code).toBe(1);
       expect(bad.stderr).toMatch(/^reca: E_INVALID_ARGUMENT: freeze: unknown group 'bogus'/);

@@ -314,6 +314,12 @@ export interface TrainerOptions {
   condDropout?: number;
   /** Scale of the gradient into the understanding embeddings on the reca task (default 0.1). */
   condGradScale?: number;
+  /**
+   * Weight of the condition-alignment loss (SPEC §5; default 0 = off): each
+   * image's reca condition block against its caption's t2i one, contrasted over
+   * the micro-batch. Needs captions.
+   */
+  alignWeight?: number;
   /** Groups that get no gradient (default from the recipe). */
   freeze?: ParamGroup[];
   /** Seed of every training draw (default 0). */
@@ -371,7 +377,7 @@ const GROUPS: readonly ParamGroup[] = ['und', 'conn', 'vq', 'gen'];
 const TRAINER_KEYS = new Set([
   'tasks', 'recipe', 'microBatch', 'optimizer', 'schedule', 'maxGradNorm', 'ema', 'condDropout',
   'condGradScale', 'freeze', 'seed', 'template', 'templates', 'codeRestart', 'nonFinite', 'shards', 'distributed',
-  'condition', 'matmulPrecision',
+  'condition', 'matmulPrecision', 'alignWeight',
 ]);
 
 function checkKeys(o: object, allowed: readonly string[], what: string): void {
@@ -441,6 +447,7 @@ export function resolveTrainerOptions(options: TrainerOptions): NativeTrainerOpt
   out.ema = o.ema;
   out.condDropout = o.condDropout;
   out.condGradScale = o.condGradScale;
+  out.alignWeight = o.alignWeight;
   out.seed = o.seed;
   out.template = o.template;
   if (recipe !== 'tokenizer') out.templates = o.templates ?? (o.template !== undefined ? 'fixed' : 'paraphrases');

@@ -203,6 +203,8 @@ export interface PretrainOptions {
    * not its draws or learning rates).
    */
   matmulPrecision?: 'fp32' | 'bf16';
+  /** Trainer option alignWeight of the t2i+i2t stage (default 0: off). */
+  alignWeight?: number;
   /** Write a resumable checkpoint (float32, with the stage's trainer) here every `saveEvery` steps and at each stage's end. */
   save?: string;
   saveEvery?: number;
@@ -361,6 +363,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
           optimizer: { lr: o.lr },
           schedule: { warmup: Math.min(200, Math.floor(o.steps / 5)), kind: 'cosine', totalSteps: o.steps, minLr: o.lr / 10 },
           seed: (o.seed ?? 0) + 1,
+          ...(o.alignWeight ? { alignWeight: o.alignWeight } : {}),
           ...bothStages,
         },
       });

@@ -333,6 +333,24 @@ describe('Model and Trainer', () => {
     expect(() => new Trainer(m, { recipe: 'tokenizer', tasks: { reca: 1 } })).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
   });
 
+  test('alignWeight adds the condition-alignment loss, with the t2i task or alone; it needs captions', async () => {
+    using m = await Model.create({ mode: 'mask', seed: 2 });
+    using img = imageTensor(3, 16, 4);
+    using both = new Trainer(m, { recipe: 'reca+i2t', tasks: { t2i: 1 }, alignWeight: 0.5, seed: 1 });
+    expect(both.options).toMatchObject({ alignWeight: 0.5, weightT2i: 1 });
+    const r = await both.step({ images: img, captions: CAPTIONS });
+    expect(Object.keys(r.losses).sort()).toEqual(['align', 't2i']);
+    // B = 3 distinct captions: the loss starts near ln 3 (cosines of an untrained model are close).
+    expect(r.losses.align).toBeGreaterThan(0.5 * Math.log(3));
+    expect(r.losses.align).toBeLessThan(2 * Math.log(3));
+    expect(r.loss).toBeCloseTo(r.losses.t2i + 0.5 * r.losses.align, 6);
+    using alone = new Trainer(m, { recipe: 'reca+i2t', tasks: {}, alignWeight: 1 });
+    const r2 = await alone.step({ images: img, captions: CAPTIONS });
+    expect(Object.keys(r2.losses)).toEqual(['align']);
+    expect((await rejects(alone.step({ images: img }), 'E_INVALID_ARGUMENT')).message).toMatch(/captions/);
+    expect(() => new Trainer(m, { recipe: 'reca+i2t', alignWeight: -1 })).toThrow(expect.objectContaining({ code: 'E_INVALID_ARGUMENT' }));
+  });
+
   test.each<Mode>(['ar', 'mask', 'flow'])('%s: sampling gives uint8 [B, S, S, 3]; caption gives strings', async (mode) => {
     using m = await Model.create({ mode, seed: 4 });
     using img = imageTensor(2, 16, 6);

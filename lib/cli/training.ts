@@ -52,6 +52,7 @@ and were continued with --init (every command: benchmarks/RESULTS.md, "Base mode
     { name: 'und-image-size', kind: 'int', value: 'N', min: 1, help: "understanding input side in pixels (default: the preset's; the image size itself gives the weaker-bottleneck base of `reca demo --ablation --full-res-base`)" },
     { name: 'gen-patch', kind: 'int', value: 'P', min: 1, help: "generator patch side in pixels (default: the preset's; flow: each token is a P×P pixel patch; must divide the image size)" },
     { name: 'cond-norm', kind: 'flag', help: "a LayerNorm at the connector's output (config cond_norm: the condition starts at its position rows' scale); with --init from a model without it, a fresh one is added" },
+    { name: 'align-weight', kind: 'number', value: 'X', min: 0, default: 0, help: "weight of the condition-alignment loss in the t2i + i2t stage: each image's RecA condition against its caption's, contrasted over the batch (0: off)" },
     { name: 'seed', kind: 'int', value: 'S', min: 0, default: 0, help: 'seed of the weights and the data' },
     { name: 'save', kind: 'string', value: 'FILE', help: 'also keep a resumable checkpoint (float32 + optimizer state) here' },
     { name: 'save-every', kind: 'int', value: 'N', min: 1, help: 'write --save every N steps of a stage (and at its end)' },
@@ -130,6 +131,7 @@ export async function cmdPretrain(args: string[]): Promise<void> {
   if (curve) mkdirFor(curve);
   const model = await pretrain({
     device: deviceOf(values), init, condNorm, preset, mode, config, seed, tokenizerSteps, steps, batch, lr, data,
+    alignWeight: num(values, 'align-weight'),
     save, saveEvery: num(values, 'save-every'), resume, stopAt,
     evalEvery, evalOptions: { samplesPerPrompt: 1 },
     onEval: curve && launchedRank() === 0 ? (point) => fs.appendFileSync(curve, `${JSON.stringify({ ...point, seconds: (Date.now() - t0) / 1000, date: new Date().toISOString() })}\n`) : undefined,

@@ -360,6 +360,16 @@ export const SCHEMA = {
       "doc": "scale of the gradient into the understanding embeddings on the reca task"
     },
     {
+      "name": "alignWeight",
+      "kind": "number",
+      "default": 0,
+      "min": 0,
+      "max": 1000000,
+      "minOpen": false,
+      "maxOpen": false,
+      "doc": "weight λ of the condition-alignment loss: each image's reca condition against its caption's t2i condition, contrasted over the micro-batch (0: off; needs captions)"
+    },
+    {
       "name": "codeRestart",
       "kind": "integer",
       "default": 0,
@@ -663,6 +673,8 @@ export interface NativeTrainerOptions {
   condDropout?: number;
   /** scale of the gradient into the understanding embeddings on the reca task (default 0.1; number in [0, 1000000]) */
   condGradScale?: number;
+  /** weight λ of the condition-alignment loss: each image's reca condition against its caption's t2i condition, contrasted over the micro-batch (0: off; needs captions) (default 0; number in [0, 1000000]) */
+  alignWeight?: number;
   /** tokenizer stage: re-seed unused codes every this many steps (0: off) (default 0; integer in [0, 1099511627776]) */
   codeRestart?: number;
   /** a step whose loss, gradient or update is not finite: raise E_NUMERIC, or count it as skipped without an update (state unchanged either way) (default 'error') */

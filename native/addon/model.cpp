@@ -708,7 +708,7 @@ Napi::Value TrainerWrap::Step(const Napi::CallbackInfo& info) {
     }
     const double w_t2i = weights->empty() ? opt.weight_t2i : (*weights)[1];
     const double w_i2t = weights->empty() ? opt.weight_i2t : (*weights)[2];
-    const bool need = !opt.tokenizer && (w_t2i > 0 || w_i2t > 0);
+    const bool need = !opt.tokenizer && (w_t2i > 0 || w_i2t > 0 || opt.align_weight > 0);
     int64_t cut = 0;
     if (!info[1].IsUndefined() && !info[1].IsNull()) {
       cut = read_texts(info[1], images->B, c.max_text_len, captions.get(), "captions");
@@ -716,7 +716,7 @@ Napi::Value TrainerWrap::Step(const Napi::CallbackInfo& info) {
       RECA_CHECK(!need, InvalidArgument,
                  "this trainer's tasks include %s, which need captions: pass {images, captions} "
                  "with one caption per image",
-                 w_t2i > 0 ? "t2i" : "i2t");
+                 w_t2i > 0 ? "t2i" : w_i2t > 0 ? "i2t" : "the alignment loss (alignWeight)");
     }
     if (!need) captions->clear();
     auto stats = std::make_shared<model::StepStats>();
@@ -742,6 +742,7 @@ Napi::Value TrainerWrap::Step(const Napi::CallbackInfo& info) {
           if (!std::isnan(s.loss_reca)) losses.Set("reca", num(s.loss_reca));
           if (!std::isnan(s.loss_t2i)) losses.Set("t2i", num(s.loss_t2i));
           if (!std::isnan(s.loss_i2t)) losses.Set("i2t", num(s.loss_i2t));
+          if (!std::isnan(s.loss_align)) losses.Set("align", num(s.loss_align));
           if (!std::isnan(s.loss_tokenizer)) losses.Set("tokenizer", num(s.loss_tokenizer));
           r.Set("losses", losses);
           r.Set("gradNorm", num(s.grad_norm));

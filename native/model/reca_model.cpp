@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "model/alignment.h"
 
 namespace reca::model {
 
@@ -560,6 +561,125 @@ PassResult RecaModel::generator_pass(const MicroBatch& mb, float* grads, const T
     be_.rows_from_seq(dc, dx, B, L, 2, Nu, W, false);
     if (task == Task::Reca && cond_grad_scale != 1.0f) be_.scale(dc, cond_grad_scale, B * Nu * W);
     condition_backward(cond, dc, B, grads, tr, arena);
+  }
+  return res;
+}
+
+// ---------------------------------------------------------------------------
+// Condition alignment (SPEC §5): the two condition blocks, read alike
+// ---------------------------------------------------------------------------
+PassResult RecaModel::align_pass(const AlignBatch& ab, float* grads, const Trainable& tr,
+                                 float weight, Arena& arena) {
+  const ModelConfig& c = cfg_;
+  const int64_t B = ab.B, S = c.image_size, W = c.width, Nu = c.num_und_tokens();
+  const int64_t T = c.max_text_len, depth = c.depth;
+  RECA_CHECK(B >= 2, InvalidArgument,
+             "the alignment loss contrasts each image with the others of its micro-batch: "
+             "use micro-batches of at least 2 images");
+  uint8_t* bytes = arena.bytes(B * S * S * 3);
+  be_.upload(bytes, ab.images, B * S * S * 3);
+  float* img = arena.floats(B * S * S * 3);
+  be_.image_from_bytes(img, bytes, B * S * S * 3);
+  const bool cond_trainable = grads && (tr.und || tr.conn);
+  CondCache cond;
+  const float* cvec = condition_forward(img, B, cond_trainable ? &cond : nullptr, arena);
+
+  // The condition block of each side: its ids, pad flags, embeddings, states.
+  struct Side {
+    Task task;
+    int64_t L = 0;
+    std::vector<int32_t> ids;
+    std::vector<uint8_t> pad;
+    int32_t* ids_dev = nullptr;
+    uint8_t* pad_dev = nullptr;
+    StackShape shape;
+    std::vector<BlockCache> caches;
+    std::vector<std::vector<double>> pooled;  // per block [B, W]
+    std::vector<int64_t> count;
+  };
+  Side sides[2];
+  sides[0].task = Task::Reca;
+  sides[1].task = Task::T2i;
+  const auto w = block_views(layout_, "gen.blocks", depth, params_);
+  for (int k = 0; k < 2; ++k) {
+    Side& sd = sides[k];
+    const int64_t L = c.cond_len(sd.task), Lfull = c.seq_len(sd.task);
+    sd.L = L;
+    std::vector<int32_t> ids(static_cast<size_t>(B * Lfull));
+    std::vector<uint8_t> pad(static_cast<size_t>(B * Lfull));
+    sequence_ids(sd.task, B, k == 0 ? ab.templates : ab.captions, ids.data(), pad.data());
+    sd.ids.resize(static_cast<size_t>(B * L));
+    sd.pad.resize(static_cast<size_t>(B * L));
+    for (int64_t b = 0; b < B; ++b)  // the condition block only: the first L slots
+      for (int64_t i = 0; i < L; ++i) {
+        sd.ids[b * L + i] = ids[b * Lfull + i];
+        sd.pad[b * L + i] = pad[b * Lfull + i];
+      }
+    sd.ids_dev = arena.ints(B * L);
+    be_.upload(sd.ids_dev, sd.ids.data(), B * L * 4);
+    sd.pad_dev = arena.bytes(B * L);
+    be_.upload(sd.pad_dev, sd.pad.data(), B * L);
+    float* x = arena.zeros(B * L * W);
+    be_.embedding_forward(x, p("gen.tok_embed"), sd.ids_dev, B * L, W);
+    if (sd.task == Task::Reca) be_.rows_to_seq(x, cvec, B, L, 2, Nu, W, false);
+    be_.pos_add_forward(x, p("gen.pos_cond"), B, L, L, W);
+    StackShape& s = sd.shape;
+    s.B = B, s.L = L, s.width = W, s.heads = c.heads, s.hidden = c.mlp_ratio * W;
+    s.cond_len = L, s.target_causal = false, s.key_pad = sd.pad_dev;
+    sd.caches.resize(static_cast<size_t>(depth));
+    stack_forward(be_, arena, w, depth, s, x, sd.caches.data());
+    std::vector<float> states(static_cast<size_t>(B * L * W));
+    sd.pooled.assign(static_cast<size_t>(depth), std::vector<double>(static_cast<size_t>(B * W)));
+    sd.count.resize(static_cast<size_t>(B));
+    for (int64_t l = 0; l < depth; ++l) {
+      be_.download(states.data(), sd.caches[l].out, B * L * W * 4);
+      pool_visible(states.data(), sd.pad.data(), B, L, W, sd.pooled[l].data(), sd.count.data());
+    }
+  }
+  std::vector<uint8_t> same(static_cast<size_t>(B * B));
+  for (int64_t i = 0; i < B; ++i)
+    for (int64_t j = 0; j < B; ++j)
+      same[i * B + j] = std::equal(ab.captions + i * T, ab.captions + (i + 1) * T, ab.captions + j * T);
+  PassResult res;
+  res.count = B;
+  std::vector<std::vector<double>> dpooled[2];
+  for (int k = 0; k < 2; ++k)
+    dpooled[k].assign(static_cast<size_t>(depth), std::vector<double>(static_cast<size_t>(B * W)));
+  double sum = 0;
+  for (int64_t l = 0; l < depth; ++l)
+    sum += info_nce(sides[0].pooled[l].data(), sides[1].pooled[l].data(), same.data(), B, W,
+                    dpooled[0][l].data(), dpooled[1][l].data());
+  res.loss = sum / static_cast<double>(depth);
+  if (!grads || (!tr.gen && !cond_trainable)) return res;
+
+  // Backward: the loss's gradient at every block's output, then down each side.
+  const float scale = weight / static_cast<float>(depth);
+  const auto gw = block_views(layout_, "gen.blocks", depth, tr.gen ? grads : nullptr);
+  for (int k = 0; k < 2; ++k) {
+    Side& sd = sides[k];
+    const int64_t L = sd.L;
+    std::vector<float> host(static_cast<size_t>(B * L * W));
+    std::vector<float*> d_out(static_cast<size_t>(depth));
+    for (int64_t l = 0; l < depth; ++l) {
+      unpool_visible(dpooled[k][l].data(), sd.pad.data(), sd.count.data(), B, L, W, scale,
+                     host.data());
+      d_out[l] = arena.floats(B * L * W);
+      be_.upload(d_out[l], host.data(), B * L * W * 4);
+    }
+    float* dy = d_out[depth - 1];
+    d_out[depth - 1] = nullptr;
+    std::vector<const float*> extra(d_out.begin(), d_out.end());
+    const float* dx = stack_backward(be_, arena, w, gw, depth, sd.shape, sd.caches.data(), dy,
+                                     extra.data());
+    if (tr.gen) {
+      be_.pos_add_backward(g(grads, "gen.pos_cond", tr), dx, B, L, L, W);
+      be_.embedding_backward(g(grads, "gen.tok_embed", tr), dx, sd.ids_dev, B * L, W);
+    }
+    if (sd.task == Task::Reca && cond_trainable) {
+      float* dc = arena.floats(B * Nu * W);
+      be_.rows_from_seq(dc, dx, B, L, 2, Nu, W, false);
+      condition_backward(cond, dc, B, grads, tr, arena);
+    }
   }
   return res;
 }

@@ -43,6 +43,14 @@ struct MicroBatch {
   Condition condition = Condition::Understanding;  // reca task only
 };
 
+// One micro-batch of the condition-alignment loss (SPEC §5).
+struct AlignBatch {
+  int64_t B = 0;
+  const uint8_t* images = nullptr;    // [B, S, S, 3]
+  const int32_t* templates = nullptr; // [B, T]: each image's reca template text
+  const int32_t* captions = nullptr;  // [B, T]: each image's caption
+};
+
 struct PassResult {
   double loss = 0;     // the task's loss (a mean, SPEC §5)
   int64_t count = 0;   // predictions it averages over
@@ -74,6 +82,15 @@ class RecaModel {
   // the understanding embeddings c on the reca task (SPEC §5).
   PassResult generator_pass(const MicroBatch& mb, float* grads, const Trainable& tr,
                             float weight, float cond_grad_scale, Arena& arena);
+  // Condition alignment (SPEC §5): the images' `reca` condition blocks (with
+  // their template texts) and their captions' `t2i` condition blocks run
+  // through the generator alone; at every block's output the states are
+  // pooled over the visible slots and paired by a symmetric InfoNCE, the loss
+  // being the mean over blocks. With grads non-null its gradient times
+  // `weight` accumulates into the trainable groups (gen; conn/und through c,
+  // unscaled).
+  PassResult align_pass(const AlignBatch& ab, float* grads, const Trainable& tr, float weight,
+                        Arena& arena);
   // Tokenizer loss (SPEC §3): mse + codebook + 0.25·commit; grads into vq.* only.
   // codes_out [B·N] and z_out [B·N, C] (host, optional) receive the nearest
   // codes and the encoder outputs (what code restarts re-seed from).

@@ -170,6 +170,11 @@ const Schema<TrainerOptions>& trainer_schema() {
                    "probability of dropping the template or caption (CFG)"),
           RECA_NUM(T, "condGradScale", cond_grad_scale, 0, 1e6, false, false,
                    "scale of the gradient into the understanding embeddings on the reca task"),
+          absent_is_default(RECA_NUM(
+              T, "alignWeight", align_weight, 0, 1e6, false, false,
+              "weight λ of the condition-alignment loss: each image's reca condition against "
+              "its caption's t2i condition, contrasted over the micro-batch (0: off; needs "
+              "captions)")),
           RECA_INT(T, "codeRestart", code_restart_every, 0, kMaxCount,
                    "tokenizer stage: re-seed unused codes every this many steps (0: off)"),
           Field<T>{"nonFinite", FieldKind::Choice, 0, 0, false, false, "error|skip",

@@ -29,8 +29,10 @@ int64_t encode_text(const std::string& s, int64_t max_len, int32_t* out) {
 
 void TrainerOptions::validate() const {
   check_fields(trainer_schema(), *this, ErrorCode::InvalidArgument);
-  RECA_CHECK(tokenizer || weight_reca + weight_t2i + weight_i2t > 0, InvalidArgument,
-             "no task has a positive weight: set weightReca, weightT2i or weightI2t");
+  RECA_CHECK(tokenizer || weight_reca + weight_t2i + weight_i2t + align_weight > 0, InvalidArgument,
+             "no task has a positive weight: set weightReca, weightT2i, weightI2t or alignWeight");
+  RECA_CHECK(!tokenizer || align_weight == 0, InvalidArgument,
+             "the tokenizer stage has no condition to align: leave alignWeight at 0");
   RECA_CHECK(schedule != Schedule::Cosine || total_steps > warmup, InvalidArgument,
              "a cosine schedule needs totalSteps > warmup (got %lld and %lld)",
              static_cast<long long>(total_steps), static_cast<long long>(warmup));
@@ -134,6 +136,8 @@ uint64_t stream_of(int64_t step, Task task, int purpose, int64_t sample = 0) {
   return ((static_cast<uint64_t>(step) * 8 + static_cast<uint64_t>(task)) * 8 + purpose) << 32 |
          static_cast<uint64_t>(sample);
 }
+// The alignment loss's template draws: task slot 3 (after reca 0, t2i 1, i2t 2), purpose 6.
+uint64_t align_stream(int64_t step) { return ((static_cast<uint64_t>(step) * 8 + 3) * 8 + 6) << 32; }
 }  // namespace
 
 // Draws are keyed by each sample's global index, so they do not depend on the
@@ -289,6 +293,23 @@ StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskD
     }
   }
 
+  // The alignment loss's reca templates (task slot 3, purpose 6, as the reca
+  // task's), never dropped; its captions are the batch's.
+  std::vector<int32_t> align_text;
+  if (opts_.align_weight > 0) {
+    RECA_CHECK(batch.captions != nullptr, InvalidArgument,
+               "alignWeight pairs each image with its caption: pass `captions` with the images");
+    align_text.assign(static_cast<size_t>(B * T), tok::kPad);
+    for (int64_t b = 0; b < B; ++b) {
+      if (opts_.templates == Templates::Paraphrases) {
+        const uint32_t u = philox_u32(opts_.seed, align_stream(st.step), static_cast<uint64_t>(global[b]));
+        encode_text(paraphrases_[u % paraphrases_.size()], T, &align_text[b * T]);
+      } else {
+        encode_text(opts_.template_text, T, &align_text[b * T]);
+      }
+    }
+  }
+
   // Tokenizer steps keep the batch's codes and encoder outputs for code upkeep.
   std::vector<int32_t> batch_codes;
   std::vector<float> batch_z;
@@ -300,7 +321,7 @@ StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskD
   // Per local shard: Σ λ·L of each task (reca, t2i, i2t, tokenizer) over its
   // micro-batches. Non-finite losses are judged after every rank has its sum,
   // so that all ranks raise (or skip) together.
-  constexpr int kSlots = 4;
+  constexpr int kSlots = 5;  // reca, t2i, i2t, tokenizer, align
   std::vector<double> shard_loss(static_cast<size_t>(k_shards * kSlots), 0.0);
   for (int64_t j = 0; j < k_shards; ++j) {
     if (j > 0) be.zero(grads_, layout.total() * 4);
@@ -332,6 +353,20 @@ StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskD
               model_.generator_pass(mb, grads_, opts_.trainable, static_cast<float>(weights[k]),
                                     static_cast<float>(opts_.cond_grad_scale), arena_);
           task_loss += weights[k] * r.loss;
+        }
+      }
+      if (opts_.align_weight > 0) {
+        double& align_loss = shard_loss[j * kSlots + 4];
+        for (int64_t b0 = lo; b0 < hi; b0 += mb_size) {
+          const int64_t n = hi - b0 < mb_size ? hi - b0 : mb_size;
+          AlignBatch ab;
+          ab.B = n;
+          ab.images = batch.images + b0 * S * S * 3;
+          ab.templates = align_text.data() + b0 * T;
+          ab.captions = batch.captions + b0 * T;
+          const PassResult r = model_.align_pass(ab, grads_, opts_.trainable,
+                                                 static_cast<float>(opts_.align_weight), arena_);
+          align_loss += opts_.align_weight * r.loss;
         }
       }
     }
@@ -395,6 +430,11 @@ StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskD
       check_finite(totals[k], task_name(tasks[k]));
       *per_task[k] = totals[k] / weights[k];
       st.loss += totals[k];
+    }
+    if (opts_.align_weight > 0) {
+      check_finite(totals[4], "align");
+      st.loss_align = totals[4] / opts_.align_weight;
+      st.loss += totals[4];
     }
     if (used)
       for (int k = 0; k < 3; ++k)

@@ -41,6 +41,10 @@ struct TrainerOptions {
   double ema = 0.0;            // EMA decay; 0: no EMA
   double cond_dropout = 0.1;
   double cond_grad_scale = 0.1;
+  // λ of the condition-alignment loss (SPEC §5; 0 = off): on every
+  // micro-batch, the images' reca condition blocks against their captions'
+  // t2i ones. Needs captions.
+  double align_weight = 0.0;
   // Tokenizer stage: every this many steps, codes no position of the step's
   // batch chose are re-seeded from random encoder outputs of that batch, and
   // their Adam moments cleared (dead-code restart, SPEC §3). 0 = off. It reads
@@ -85,7 +89,7 @@ struct TaskDraws {
 struct StepStats {
   int64_t step = 0;
   double loss = 0;                       // Σ λ·L over micro-batches
-  double loss_reca = NAN, loss_t2i = NAN, loss_i2t = NAN, loss_tokenizer = NAN;
+  double loss_reca = NAN, loss_t2i = NAN, loss_i2t = NAN, loss_tokenizer = NAN, loss_align = NAN;
   double grad_norm = 0, clip_scale = 1, lr = 0;
   int64_t codes_used = -1;      // tokenizer steps: distinct codes the batch chose
   int64_t codes_restarted = 0;  // tokenizer steps: codes re-seeded after this update

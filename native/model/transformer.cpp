@@ -76,7 +76,7 @@ const float* stack_forward(Backend& be, Arena& arena, const std::vector<BlockTen
 
 float* stack_backward(Backend& be, Arena& arena, const std::vector<BlockTensors>& w,
                       const std::vector<BlockTensors>& g, int64_t n, const StackShape& s,
-                      const BlockCache* caches, const float* dy) {
+                      const BlockCache* caches, const float* dy, const float* const* d_block_out) {
   const int64_t R = s.rows(), W = s.width, H = s.hidden;
   // Scratch shared by all blocks; the running gradient ping-pongs between dx_a and dx_b.
   float* df = arena.floats(R * H);
@@ -90,6 +90,7 @@ float* stack_backward(Backend& be, Arena& arena, const std::vector<BlockTensors>
     const BlockTensors& wi = w[static_cast<size_t>(i)];
     const BlockTensors& gi = g[static_cast<size_t>(i)];
     const BlockCache& c = caches[i];
+    if (d_block_out && d_block_out[i]) be.add(dx_a, dx_a, d_block_out[i], R * W);
     const float* dout = dx_a;
     // MLP branch: out = x2 + fc2(gelu(fc1(ln2(x2)))).
     be.linear_backward_gelu(df, gi.fc2_w, gi.fc2_b, dout, c.g, wi.fc2_w, c.f, R, H, W);

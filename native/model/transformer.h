@@ -45,9 +45,12 @@ const float* stack_forward(Backend& be, Arena& arena, const std::vector<BlockTen
 
 // Backward through the same n blocks: dy [rows, W] is the gradient at the output;
 // parameter grads accumulate into g (null pointers skip them); returns the
-// gradient at the input (arena memory).
+// gradient at the input (arena memory). d_block_out (optional, n entries, each
+// [rows, W] or null) adds a loss's gradient at block i's own output to what
+// flows back from above it (a loss on every layer's states).
 float* stack_backward(Backend& be, Arena& arena, const std::vector<BlockTensors>& w,
                       const std::vector<BlockTensors>& g, int64_t n, const StackShape& s,
-                      const BlockCache* caches, const float* dy);
+                      const BlockCache* caches, const float* dy,
+                      const float* const* d_block_out = nullptr);
 
 }  // namespace reca::model

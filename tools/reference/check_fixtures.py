@@ -191,8 +191,9 @@ def main():
     d = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "test", "fixtures")
     sampling = os.path.join(d, SAMPLING_FIXTURE)
     condition = sorted(f for f in glob.glob(os.path.join(d, "cond*_*.safetensors")))
+    align = sorted(f for f in glob.glob(os.path.join(d, "align_*.safetensors")))
     files = sorted(f for f in glob.glob(os.path.join(d, "*.safetensors"))
-                   if os.path.basename(f) != SAMPLING_FIXTURE and f not in condition)
+                   if os.path.basename(f) != SAMPLING_FIXTURE and f not in condition and f not in align)
     want = [f"{m}_{t}.safetensors" for m in R.MODES for t in R.TASKS] + ["ar_vq.safetensors", "mask_vq.safetensors"]
     names = [os.path.basename(f) for f in files]
     if sorted(names) != sorted(want):
@@ -202,8 +203,9 @@ def main():
     if os.path.exists(sampling):
         check_sampling(sampling)
     check_condition_fixtures(condition)
+    check_align_fixtures(align)
     print(f"{len(files)} fixtures ok" + (" and the sampling fixture" if os.path.exists(sampling) else "")
-          + f", {len(condition)} condition fixtures")
+          + f", {len(condition)} condition fixtures, {len(align)} alignment fixtures")
 
 
 def check_condition_fixtures(paths):
@@ -218,6 +220,25 @@ def check_condition_fixtures(paths):
         rebuilt, rmeta, _ = (MC.build if kind == "condition" else MC.build_cond_norm)(mode)
         if set(tensors) != set(rebuilt) or rmeta["reca.config"] != meta["reca.config"]:
             fail(p, "keys or config differ from make_condition_fixtures.py's")
+        worst = max(float(np.max(np.abs(tensors[k].astype(np.float64) - rebuilt[k].astype(np.float64)), initial=0))
+                    for k in tensors)
+        if worst > 1e-6 or json.loads(meta["reca.case"]) != json.loads(rmeta["reca.case"]):
+            fail(p, f"differs from a rebuild by {worst:.2e}")
+        print(f"ok  {os.path.basename(p):28s} rebuilt, max |diff| {worst:.1e}")
+
+
+def check_align_fixtures(paths):
+    """The condition-alignment fixtures are rebuilt by their script and must be the same tensors."""
+    import make_align_fixtures as MA
+    want = [f"align_{m}.safetensors" for m in R.MODES]
+    if sorted(os.path.basename(p) for p in paths) != sorted(want):
+        raise SystemExit(f"FAIL alignment fixture set: have {[os.path.basename(p) for p in paths]}, want {sorted(want)}")
+    for p in paths:
+        mode = os.path.basename(p)[len("align_"):-len(".safetensors")]
+        tensors, meta, _ = read_safetensors(p)
+        rebuilt, rmeta, _ = MA.build(mode)
+        if set(tensors) != set(rebuilt) or rmeta["reca.config"] != meta["reca.config"]:
+            fail(p, "keys or config differ from make_align_fixtures.py's")
         worst = max(float(np.max(np.abs(tensors[k].astype(np.float64) - rebuilt[k].astype(np.float64)), initial=0))
                     for k in tensors)
         if worst > 1e-6 or json.loads(meta["reca.case"]) != json.loads(rmeta["reca.case"]):

@@ -586,10 +586,70 @@ def task_loss(p, cfg, task, batch, dtype=torch.float32, cond_grad_scale=0.1, con
     return loss, info
 
 
+ALIGN_TEMPERATURE = 0.1
+
+
+def condition_block_states(p, cfg, task, text, c=None):
+    """§5 condition alignment: the generator over a condition block alone (condition
+    queries see only condition keys, so it runs without a target block). Returns the
+    output of every block [depth x (B, Lc, W)] and the PAD flags [B, Lc]."""
+    g = geometry(cfg)
+    cond = condition_ids(cfg, task, text)
+    Lc = cond.shape[1]
+    tok = p["gen.tok_embed"][cond.clamp(min=0)]
+    if task == "reca":
+        tok = torch.cat([tok[:, :2], c, tok[:, 2 + g["Nu"]:]], dim=1)
+    x = tok + p["gen.pos_cond"][:Lc]
+    pad = cond == PAD
+    visible = visibility(pad, torch.zeros(cond.shape[0], 0, dtype=torch.bool), False)
+    outs = []
+    for i in range(cfg["depth"]):
+        x = block(p, f"gen.blocks.{i}", x, cfg["heads"], visible)
+        outs.append(x)
+    return outs, pad
+
+
+def info_nce(a, b, same):
+    """Symmetric InfoNCE of pooled states a (images) against b (captions), [B, W]:
+    s_ij = cos(a_i, b_j) / tau; a pair i != j with the same caption (same[i, j]) is in
+    neither softmax. Mean over the 2B rows and columns."""
+    a = a / a.norm(dim=1, keepdim=True)
+    b = b / b.norm(dim=1, keepdim=True)
+    s = (a @ b.t()) / ALIGN_TEMPERATURE
+    eye = torch.eye(s.shape[0], dtype=torch.bool)
+    s = s.masked_fill(same & ~eye, float("-inf"))
+    target = torch.arange(s.shape[0])
+    return 0.5 * (F.cross_entropy(s, target) + F.cross_entropy(s.t(), target))
+
+
+def align_loss(p, cfg, batch, dtype=torch.float32):
+    """§5 condition alignment of one micro-batch: batch["images"], batch["templates"]
+    (each image's reca text) and batch["captions"]. At every block the states are
+    mean-pooled over the non-PAD slots; the loss is the mean over blocks of the InfoNCE
+    between the images' reca blocks and their captions' t2i blocks. The gradient into c
+    is not scaled."""
+    img = images_to_float(batch["images"], dtype)
+    c = connector(p, und_features(p, cfg, img))
+    caps = batch["captions"].long()
+    a_states, a_pad = condition_block_states(p, cfg, "reca", batch["templates"].long(), c)
+    b_states, b_pad = condition_block_states(p, cfg, "t2i", caps)
+    same = (caps[:, None, :] == caps[None, :, :]).all(dim=2)
+
+    def pool(x, pad):
+        keep = (~pad).to(x.dtype)[:, :, None]
+        return (x * keep).sum(dim=1) / keep.sum(dim=1)
+
+    losses = [info_nce(pool(xa, a_pad), pool(xb, b_pad), same) for xa, xb in zip(a_states, b_states)]
+    return torch.stack(losses).mean(), {"c": c, "count": caps.shape[0]}
+
+
 def case_loss(p, cfg, task, batch, dtype=torch.float32, cond_grad_scale=0.1, condition="understanding"):
-    """task in reca/t2i/i2t (the generator step) or 'vq' (the tokenizer loss)."""
+    """task in reca/t2i/i2t (the generator step), 'vq' (the tokenizer loss) or 'align'
+    (the condition-alignment loss)."""
     if task == "vq":
         return vq_loss(p, cfg, batch["images"], dtype)
+    if task == "align":
+        return align_loss(p, cfg, batch, dtype)
     return task_loss(p, cfg, task, batch, dtype, cond_grad_scale, condition)
 
 

@@ -140,9 +140,9 @@ export interface NativeModel {
 export interface NativeStepResult {
   /** Optimizer steps done, this one included. */
   step: number;
-  /** Σ λ·L over the tasks. */
+  /** Σ λ·L over the tasks (and the alignment loss, weighted by alignWeight). */
   loss: number;
-  losses: { reca?: number; t2i?: number; i2t?: number; tokenizer?: number };
+  losses: { reca?: number; t2i?: number; i2t?: number; tokenizer?: number; align?: number };
   /** Global gradient norm before clipping. */
   gradNorm: number;
   /** The factor clipping applied (1: none). */

@@ -343,7 +343,7 @@ describe('Model and Trainer', () => {
     // B = 3 distinct captions: the loss starts near ln 3 (cosines of an untrained model are close).
     expect(r.losses.align).toBeGreaterThan(0.5 * Math.log(3));
     expect(r.losses.align).toBeLessThan(2 * Math.log(3));
-    expect(r.loss).toBeCloseTo(r.losses.t2i + 0.5 * r.losses.align, 6);
+    expect(r.loss).toBeCloseTo(r.losses.t2i! + 0.5 * r.losses.align!, 6);
     using alone = new Trainer(m, { recipe: 'reca+i2t', tasks: {}, alignWeight: 1 });
     const r2 = await alone.step({ images: img, captions: CAPTIONS });
     expect(Object.keys(r2.losses)).toEqual(['align']);

@@ -318,7 +318,7 @@ StepStats Trainer::step_or_throw(const StepBatch& batch, const std::vector<TaskD
     batch_codes.resize(static_cast<size_t>(B * N));
     batch_z.resize(static_cast<size_t>(B * N * C));
   }
-  // Per local shard: Σ λ·L of each task (reca, t2i, i2t, tokenizer) over its
+  // Per local shard: Σ λ·L of each task (reca, t2i, i2t, tokenizer, align) over its
   // micro-batches. Non-finite losses are judged after every rank has its sum,
   // so that all ranks raise (or skip) together.
   constexpr int kSlots = 5;  // reca, t2i, i2t, tokenizer, align

@@ -20,17 +20,6 @@ using namespace reca;
 using namespace reca::model;
 using namespace reca::test;
 
-namespace {
-bool throws(ErrorCode want, const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.code() == want;
-  }
-  return false;
-}
-}  // namespace
-
 RECA_TEST(align_info_nce_gradient_and_closed_form) {
   const int64_t B = 5, W = 7;
   Rand rng(11);

@@ -17,17 +17,6 @@ using namespace reca;
 using namespace reca::model;
 using namespace reca::test;
 
-namespace {
-bool throws(ErrorCode want, const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.code() == want;
-  }
-  return false;
-}
-}  // namespace
-
 RECA_TEST(shard_reducer_sums_in_shard_order) {
   Backend& be = cpu_backend();
   // Element 0 depends on the order: (1e8 + 1) − 1e8 = 0 in float, 1e8 − 1e8 + 1 = 1.

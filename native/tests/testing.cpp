@@ -75,6 +75,15 @@ bool expect_close(const std::string& what, const float* got, const double* want,
   return close_impl(what, got, want, n, rtol, atol);
 }
 
+bool throws(ErrorCode want, const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.code() == want;
+  }
+  return false;
+}
+
 void expect_true(bool cond, const std::string& what) {
   if (!cond) report_failure(what);
 }

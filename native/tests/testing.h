@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/cpu_features.h"
+#include "core/error.h"
 
 namespace reca::test {
 
@@ -68,6 +69,8 @@ bool expect_close(const std::string& what, const float* got, const float* want, 
 bool expect_close(const std::string& what, const float* got, const double* want, int64_t n,
                   double rtol, double atol);
 void expect_true(bool cond, const std::string& what);
+// True when fn throws a reca::Error with code `want` (any other outcome: false).
+bool throws(ErrorCode want, const std::function<void()>& fn);
 void expect_guards(const Guarded& g, const std::string& what);
 
 // Runs fn once per ISA level this CPU supports, with that level active (the

@@ -216,15 +216,21 @@ def check_condition_fixtures(paths):
         raise SystemExit(f"FAIL condition fixture set: have {[os.path.basename(p) for p in paths]}, want {sorted(want)}")
     for p in paths:
         kind, mode = os.path.basename(p)[:-len(".safetensors")].split("_")
-        tensors, meta, _ = read_safetensors(p)
-        rebuilt, rmeta, _ = (MC.build if kind == "condition" else MC.build_cond_norm)(mode)
-        if set(tensors) != set(rebuilt) or rmeta["reca.config"] != meta["reca.config"]:
-            fail(p, "keys or config differ from make_condition_fixtures.py's")
-        worst = max(float(np.max(np.abs(tensors[k].astype(np.float64) - rebuilt[k].astype(np.float64)), initial=0))
-                    for k in tensors)
-        if worst > 1e-6 or json.loads(meta["reca.case"]) != json.loads(rmeta["reca.case"]):
-            fail(p, f"differs from a rebuild by {worst:.2e}")
-        print(f"ok  {os.path.basename(p):28s} rebuilt, max |diff| {worst:.1e}")
+        check_rebuilt(p, (MC.build if kind == "condition" else MC.build_cond_norm)(mode), "make_condition_fixtures.py")
+
+
+def check_rebuilt(p, built, script):
+    """A stored fixture against its script's rebuild (tensors, meta, case): same keys,
+    config and case, every tensor within 1e-6."""
+    tensors, meta, _ = read_safetensors(p)
+    rebuilt, rmeta, _ = built
+    if set(tensors) != set(rebuilt) or rmeta["reca.config"] != meta["reca.config"]:
+        fail(p, f"keys or config differ from {script}'s")
+    worst = max(float(np.max(np.abs(tensors[k].astype(np.float64) - rebuilt[k].astype(np.float64)), initial=0))
+                for k in tensors)
+    if worst > 1e-6 or json.loads(meta["reca.case"]) != json.loads(rmeta["reca.case"]):
+        fail(p, f"differs from a rebuild by {worst:.2e}")
+    print(f"ok  {os.path.basename(p):28s} rebuilt, max |diff| {worst:.1e}")
 
 
 def check_align_fixtures(paths):
@@ -234,16 +240,7 @@ def check_align_fixtures(paths):
     if sorted(os.path.basename(p) for p in paths) != sorted(want):
         raise SystemExit(f"FAIL alignment fixture set: have {[os.path.basename(p) for p in paths]}, want {sorted(want)}")
     for p in paths:
-        mode = os.path.basename(p)[len("align_"):-len(".safetensors")]
-        tensors, meta, _ = read_safetensors(p)
-        rebuilt, rmeta, _ = MA.build(mode)
-        if set(tensors) != set(rebuilt) or rmeta["reca.config"] != meta["reca.config"]:
-            fail(p, "keys or config differ from make_align_fixtures.py's")
-        worst = max(float(np.max(np.abs(tensors[k].astype(np.float64) - rebuilt[k].astype(np.float64)), initial=0))
-                    for k in tensors)
-        if worst > 1e-6 or json.loads(meta["reca.case"]) != json.loads(rmeta["reca.case"]):
-            fail(p, f"differs from a rebuild by {worst:.2e}")
-        print(f"ok  {os.path.basename(p):28s} rebuilt, max |diff| {worst:.1e}")
+        check_rebuilt(p, MA.build(os.path.basename(p)[len("align_"):-len(".safetensors")]), "make_align_fixtures.py")
 
 
 if __name__ == "__main__":

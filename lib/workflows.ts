@@ -261,19 +261,21 @@ export function pretrainStateOf(file: string): { stage: 'tokenizer' | 't2i+i2t';
 /**
  * A resumed pretraining stage must run the schedule it was saved with, or the run
  * would silently differ from a straight one: the learning rate, its warm-up and
- * cosine span, and the seed, as stored in the checkpoint's trainer options.
+ * cosine span, the seed and the alignment weight, as stored in the checkpoint's
+ * trainer options.
  */
 function checkSameSchedule(file: string, saved: Record<string, unknown>, options: TrainerOptions): void {
   const wanted: Record<string, unknown> = {
     lr: options.optimizer?.lr, warmup: options.schedule?.warmup, totalSteps: options.schedule?.totalSteps,
     minLr: options.schedule?.minLr, seed: options.seed === undefined ? undefined : String(options.seed),
+    alignWeight: options.alignWeight ?? 0,
   };
   const differ = Object.entries(wanted).filter(([k, v]) => v !== undefined && saved[k] !== undefined && String(saved[k]) !== String(v));
   if (differ.length > 0) {
     throw new RecaError(
       'E_INVALID_ARGUMENT',
       `${file} was saved by a run with ${differ.map(([k]) => `${k} ${String(saved[k])}`).join(', ')}, but this run has ` +
-        `${differ.map(([k, v]) => `${k} ${String(v)}`).join(', ')}: resume with the options it was started with (--steps, --tokenizer-steps, --lr, --seed)`,
+        `${differ.map(([k, v]) => `${k} ${String(v)}`).join(', ')}: resume with the options it was started with (--steps, --tokenizer-steps, --lr, --seed, --align-weight)`,
     );
   }
 }

@@ -301,6 +301,7 @@ describe('jobs on a tiny model', () => {
     const before = fs.readFileSync(state);
     expectUserError(await reca('pretrain', ...resumeCommon.slice(0, 2), '--steps', '8', '--batch', '3', '--seed', '2', '--resume', state, '--save', state, '--out', split), 1, /totalSteps 6.*this run has totalSteps 8/);
     expectUserError(await reca('pretrain', ...resumeCommon, '--lr', '0.5', '--resume', state, '--save', state, '--out', split), 1, /lr 0\.001.*this run has lr 0\.5/);
+    expectUserError(await reca('pretrain', ...resumeCommon, '--align-weight', '0.1', '--resume', state, '--save', state, '--out', split), 1, /alignWeight 0.*this run has alignWeight 0\.1/);
     expect(fs.readFileSync(state).equals(before)).toBe(true);
     const last = await reca('pretrain', ...resumeCommon, '--resume', state, '--save', state, '--curve', curve, '--eval-every', '2', '--out', split);
     expect(last.code).toBe(0);

@@ -365,7 +365,7 @@ export async function pretrain(options: PretrainOptions = {}): Promise<Model> {
           optimizer: { lr: o.lr },
           schedule: { warmup: Math.min(200, Math.floor(o.steps / 5)), kind: 'cosine', totalSteps: o.steps, minLr: o.lr / 10 },
           seed: (o.seed ?? 0) + 1,
-          ...(o.alignWeight ? { alignWeight: o.alignWeight } : {}),
+          alignWeight: o.alignWeight,
           ...bothStages,
         },
       });

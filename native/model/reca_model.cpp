@@ -588,7 +588,6 @@ PassResult RecaModel::align_pass(const AlignBatch& ab, float* grads, const Train
   struct Side {
     Task task;
     int64_t L = 0;
-    std::vector<int32_t> ids;
     std::vector<uint8_t> pad;
     int32_t* ids_dev = nullptr;
     uint8_t* pad_dev = nullptr;
@@ -608,26 +607,25 @@ PassResult RecaModel::align_pass(const AlignBatch& ab, float* grads, const Train
     std::vector<int32_t> ids(static_cast<size_t>(B * Lfull));
     std::vector<uint8_t> pad(static_cast<size_t>(B * Lfull));
     sequence_ids(sd.task, B, k == 0 ? ab.templates : ab.captions, ids.data(), pad.data());
-    sd.ids.resize(static_cast<size_t>(B * L));
+    std::vector<int32_t> cond_ids(static_cast<size_t>(B * L));
     sd.pad.resize(static_cast<size_t>(B * L));
     for (int64_t b = 0; b < B; ++b)  // the condition block only: the first L slots
       for (int64_t i = 0; i < L; ++i) {
-        sd.ids[b * L + i] = ids[b * Lfull + i];
+        cond_ids[b * L + i] = ids[b * Lfull + i];
         sd.pad[b * L + i] = pad[b * Lfull + i];
       }
     sd.ids_dev = arena.ints(B * L);
-    be_.upload(sd.ids_dev, sd.ids.data(), B * L * 4);
+    be_.upload(sd.ids_dev, cond_ids.data(), B * L * 4);
     sd.pad_dev = arena.bytes(B * L);
     be_.upload(sd.pad_dev, sd.pad.data(), B * L);
     float* x = arena.zeros(B * L * W);
     be_.embedding_forward(x, p("gen.tok_embed"), sd.ids_dev, B * L, W);
     if (sd.task == Task::Reca) be_.rows_to_seq(x, cvec, B, L, 2, Nu, W, false);
     be_.pos_add_forward(x, p("gen.pos_cond"), B, L, L, W);
-    StackShape& s = sd.shape;
-    s.B = B, s.L = L, s.width = W, s.heads = c.heads, s.hidden = c.mlp_ratio * W;
-    s.cond_len = L, s.target_causal = false, s.key_pad = sd.pad_dev;
+    sd.shape = generator_shape(sd.task, B, sd.pad_dev);
+    sd.shape.L = L;  // no target block: every query is a condition query
     sd.caches.resize(static_cast<size_t>(depth));
-    stack_forward(be_, arena, w, depth, s, x, sd.caches.data());
+    stack_forward(be_, arena, w, depth, sd.shape, x, sd.caches.data());
     std::vector<float> states(static_cast<size_t>(B * L * W));
     sd.pooled.assign(static_cast<size_t>(depth), std::vector<double>(static_cast<size_t>(B * W)));
     sd.count.resize(static_cast<size_t>(B));

@@ -21,7 +21,6 @@ sys.path.insert(0, HERE)
 import make_condition_fixtures as MC  # noqa: E402
 import make_fixtures as MF  # noqa: E402
 import reca_ref as R  # noqa: E402
-from safetensors_np import write_safetensors  # noqa: E402
 
 SEED = 4242
 TEMPLATES = ["describe the image", "describe this picture", "caption the scene", "describe the image"]
@@ -55,13 +54,8 @@ def build(mode):
 
 
 def main():
-    out_dir = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "test", "fixtures"))
     torch.set_num_threads(1)
-    for mode in R.MODES:
-        tensors, meta, case = build(mode)
-        path = os.path.join(out_dir, f"align_{mode}.safetensors")
-        write_safetensors(path, tensors, meta)
-        print(f"align_{mode}: loss {case['loss']:.9g} (f64 {case['loss_f64']:.9g}) {os.path.getsize(path) / 1e3:.0f} KB")
+    MC.write_per_mode(MC.fixture_dir(), "align", build)
 
 
 if __name__ == "__main__":

@@ -86,14 +86,24 @@ def build_cond_norm(mode):
     return tensors, meta, case
 
 
-def main():
-    out_dir = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "test", "fixtures"))
-    torch.set_num_threads(1)
+def fixture_dir():
+    """OUT_DIR from the command line, else test/fixtures/."""
+    return os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "test", "fixtures"))
+
+
+def write_per_mode(out_dir, kind, build_fn):
+    """<kind>_<mode>.safetensors from build_fn(mode) for every mode, each with one loss."""
     for mode in R.MODES:
-        tensors, meta, case = build(mode)
-        path = os.path.join(out_dir, f"condition_{mode}.safetensors")
+        tensors, meta, case = build_fn(mode)
+        path = os.path.join(out_dir, f"{kind}_{mode}.safetensors")
         write_safetensors(path, tensors, meta)
-        print(f"condition_{mode}: loss {case['loss']:.9g} (f64 {case['loss_f64']:.9g}) {os.path.getsize(path) / 1e3:.0f} KB")
+        print(f"{kind}_{mode}: loss {case['loss']:.9g} (f64 {case['loss_f64']:.9g}) {os.path.getsize(path) / 1e3:.0f} KB")
+
+
+def main():
+    out_dir = fixture_dir()
+    torch.set_num_threads(1)
+    write_per_mode(out_dir, "condition", build)
     for mode in R.MODES:
         tensors, meta, case = build_cond_norm(mode)
         path = os.path.join(out_dir, f"condnorm_{mode}.safetensors")

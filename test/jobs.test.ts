@@ -14,7 +14,7 @@ import { Model } from '../lib';
 import { loadImageFolder, readPng } from '../lib/images';
 import { readSafetensors, readSafetensorsMetadata } from '../lib/safetensors';
 import { CATEGORIES } from '../lib/shapes/world';
-import { RECON_PER_CATEGORY } from '../lib/cli/demo';
+import { DEMO_SAMPLES, RECON_PER_CATEGORY } from '../lib/cli/demo';
 import { EVAL_STEPS, pretrain } from '../lib/workflows';
 import { cliPath, root } from './helpers';
 
@@ -363,6 +363,23 @@ describe('jobs on a tiny model', () => {
     expect(report.sampler.steps).toBe(EVAL_STEPS);
     expect(report.reconstruction_images).toBe(RECON_PER_CATEGORY * CATEGORIES.length);
     expect(Object.keys(report.reconstruction.after.categories).sort()).toEqual([...CATEGORIES].sort());
+  }, 60000);
+
+  test('demo samples each prompt as often as its base mode affords when --samples is left out', async () => {
+    expect(DEMO_SAMPLES).toEqual({ ar: 8, mask: 2, flow: 2 });
+    const out = path.join(dir, 'demo-ar');
+    const r = await reca('demo', '--preset', 'tiny', '--mode', 'ar', '--steps', '2', '--out', out, '--json');
+    expect(r.code).toBe(0);
+    const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8'));
+    expect(report).toMatchObject({ mode: 'ar', samples_per_prompt: DEMO_SAMPLES.ar });
+    for (const side of ['before', 'after']) {
+      const counts = new Map<string, number>();
+      for (const x of report.samples[side] as { category: string; prompt: string }[]) {
+        counts.set(`${x.category}|${x.prompt}`, (counts.get(`${x.category}|${x.prompt}`) ?? 0) + 1);
+      }
+      expect(new Set(counts.values())).toEqual(new Set([DEMO_SAMPLES.ar]));
+      expect(report.samples[side]).toHaveLength(counts.size * DEMO_SAMPLES.ar);
+    }
   }, 60000);
 
   test('demo --ablation: every arm from the same base and before; its reca arm is the demo itself', async () => {

@@ -60,7 +60,8 @@ export interface AblationSettings {
   batch: number;
   lr: number;
   cycle: PosttrainCycle;
-  samples: number;
+  /** ShapesEval samples per prompt for a mode (the base's mode is known once it is loaded). */
+  samplesFor: (mode: Mode) => number;
   /** The sampler of a mode (the base's mode is known once it is loaded). */
   samplerFor: (mode: Mode) => SampleOptions;
   out: string;
@@ -76,19 +77,20 @@ interface ArmResult {
   paired: Paired;
   trainSeconds: number;
   sampler: SampleOptions;
+  samples: number;
 }
 
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
 
-async function runArm(arm: AblationArm, baseFile: string, before: EvalReport, s: AblationSettings, sampler: SampleOptions): Promise<ArmResult> {
+async function runArm(arm: AblationArm, baseFile: string, before: EvalReport, s: AblationSettings, sampler: SampleOptions, samples: number): Promise<ArmResult> {
   using model = await Model.load(baseFile, { device: s.device });
   const progress = trainingProgress(`${arm.name}`, s.steps);
   const t0 = Date.now();
   await posttrain(model, { steps: s.steps, batch: s.batch, lr: s.lr, seed: 0, cycle: s.cycle, onStep: progress.hook, ...arm.train });
   progress.bar.done({ loss: fixed(progress.last(), 4) });
   const trainSeconds = (Date.now() - t0) / 1000;
-  const after = await evalWithProgress(model, `ShapesEval after (${arm.name})`, s.samples, sampler);
-  return { arm: arm.name, what: arm.what, base: baseFile, before, after: after.report, paired: pairedIntervals(before.samples, after.report.samples, INTERVALS), trainSeconds, sampler };
+  const after = await evalWithProgress(model, `ShapesEval after (${arm.name})`, samples, sampler);
+  return { arm: arm.name, what: arm.what, base: baseFile, before, after: after.report, paired: pairedIntervals(before.samples, after.report.samples, INTERVALS), trainSeconds, sampler, samples };
 }
 
 /** The full-resolution base's image size, refused before any work unless its understanding input is the whole image. */
@@ -111,22 +113,23 @@ export async function runAblation(s: AblationSettings): Promise<void> {
   const fullRes = s.fullResBase ? await checkFullResBase(s.fullResBase) : undefined;
   const arms: ArmResult[] = [];
   // The base is scored once, then freed: every arm loads its own copy.
-  const scoreBase = async (file: string, label: string): Promise<{ before: EvalReport; sampler: SampleOptions }> => {
+  const scoreBase = async (file: string, label: string): Promise<{ before: EvalReport; sampler: SampleOptions; samples: number }> => {
     using base = await Model.load(file, { device: s.device });
     const sampler = s.samplerFor(base.config.mode);
-    return { before: (await evalWithProgress(base, label, s.samples, sampler)).report, sampler };
+    const samples = s.samplesFor(base.config.mode);
+    return { before: (await evalWithProgress(base, label, samples, sampler)).report, sampler, samples };
   };
   log(`reca demo --ablation: base ${s.base}, ${getThreads()} threads, isa ${info().cpu.isa}`);
   const selected = s.arms ?? ABLATION_ARM_IDS.filter((id) => id !== WEAKER_ARM_ID || s.fullResBase);
   const baseArms = ABLATION_ARMS.filter((a) => selected.includes(a.id));
   if (baseArms.length > 0) {
-    const { before, sampler } = await scoreBase(s.base, 'ShapesEval before');
-    for (const arm of baseArms) arms.push(await runArm(arm, s.base, before, s, sampler));
+    const { before, sampler, samples } = await scoreBase(s.base, 'ShapesEval before');
+    for (const arm of baseArms) arms.push(await runArm(arm, s.base, before, s, sampler, samples));
   }
   if (s.fullResBase && fullRes !== undefined && selected.includes(WEAKER_ARM_ID)) {
     const wide = await scoreBase(s.fullResBase, 'ShapesEval before (full-resolution base)');
     const arm = { id: WEAKER_ARM_ID, name: 'weaker bottleneck', what: `RecA from a base whose understanding encoder sees the full ${fullRes}px image`, train: {} };
-    arms.push(await runArm(arm, s.fullResBase, wide.before, s, wide.sampler));
+    arms.push(await runArm(arm, s.fullResBase, wide.before, s, wide.sampler, wide.samples));
   }
   const seconds = (Date.now() - t0) / 1000;
 
@@ -145,7 +148,7 @@ export async function runAblation(s: AblationSettings): Promise<void> {
     batch: s.batch,
     lr: s.lr,
     cycle: s.cycle,
-    samples_per_prompt: s.samples,
+    samples_per_prompt: arms[0]?.samples ?? null,
     sampler: arms[0]?.sampler ?? null,
     seconds,
     machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, threads: getThreads(), isa: info().cpu.isa, node: process.version },

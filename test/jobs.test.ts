@@ -15,7 +15,7 @@ import { loadImageFolder, readPng } from '../lib/images';
 import { readSafetensors, readSafetensorsMetadata } from '../lib/safetensors';
 import { CATEGORIES } from '../lib/shapes/world';
 import { DEMO_SAMPLES, RECON_PER_CATEGORY } from '../lib/cli/demo';
-import { EVAL_STEPS, pretrain } from '../lib/workflows';
+import { EVAL_STEPS, evaluate, pretrain } from '../lib/workflows';
 import { cliPath, root } from './helpers';
 
 interface Run {
@@ -186,6 +186,30 @@ describe('jobs on a tiny model', () => {
     expect([self.estimate, self.lo, self.hi]).toEqual([0, 0, 0]);
     expectUserError(await reca('eval', '--model', mask, '--baseline', path.join(dir, 'absent.safetensors')), 1, /E_IO: checkpoint .*absent.* does not exist/);
   }, 240000);
+
+  test('ShapesEval draws nest: more samples per prompt keep the fewer samples\' images and add new ones', async () => {
+    const model = await Model.load(path.join(root, 'models', 'tiny-ar.safetensors'), { threads: 1 });
+    try {
+      const S = model.config.image_size;
+      const frame = S * S * 3;
+      // chunk 5 does not divide the 18 prompts, so chunks of each sample index end unevenly.
+      const one = await evaluate(model, { samplesPerPrompt: 1, perCategory: 3, chunk: 5 });
+      const three = await evaluate(model, { samplesPerPrompt: 3, perCategory: 3, chunk: 5 });
+      const prompts = one.items.length;
+      expect(three.items).toHaveLength(3 * prompts);
+      let differ = 0;
+      for (let p = 0; p < prompts; p++) {
+        expect(three.items[3 * p].prompt.text).toBe(one.items[p].prompt.text);
+        const first = three.images.subarray(3 * p * frame, (3 * p + 1) * frame);
+        expect(Buffer.from(first).equals(Buffer.from(one.images.subarray(p * frame, (p + 1) * frame)))).toBe(true);
+        if (!Buffer.from(first).equals(Buffer.from(three.images.subarray((3 * p + 1) * frame, (3 * p + 2) * frame)))) differ++;
+      }
+      // A prompt's second sample is a new draw, not a copy of its first.
+      expect(differ).toBeGreaterThan(prompts / 2);
+    } finally {
+      model.dispose();
+    }
+  }, 120000);
 
   test('pretrain then train (resumable) produce loadable checkpoints', async () => {
     const base = path.join(dir, 'pre.safetensors');

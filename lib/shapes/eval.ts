@@ -304,6 +304,8 @@ export function scoreImage(prompt: Prompt, image: Uint8Array, imageSize: number,
 export interface EvalItem {
   prompt: Prompt;
   seed: number;
+  /** Which of its prompt's samples this is (0-based). */
+  sample: number;
 }
 
 function positiveInt(value: number | undefined, name: string, fallback: number): number {
@@ -328,7 +330,7 @@ export function evalSet(options: { samplesPerPrompt?: number; perCategory?: numb
     for (let i = 0; i < cap; i++) {
       const prompt = all[Math.floor((i * all.length) / cap)];
       const base = hashText(`${category}:${prompt.text}`);
-      for (let s = 0; s < samples; s++) items.push({ prompt, seed: mix32(base, s) });
+      for (let s = 0; s < samples; s++) items.push({ prompt, seed: mix32(base, s), sample: s });
     }
   }
   return items;

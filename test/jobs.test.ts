@@ -188,7 +188,7 @@ describe('jobs on a tiny model', () => {
   }, 240000);
 
   test('ShapesEval draws nest: more samples per prompt keep the fewer samples\' images and add new ones', async () => {
-    const model = await Model.load(path.join(root, 'models', 'tiny-ar.safetensors'), { threads: 1 });
+    const model = await Model.load(path.join(root, 'models', 'tiny-ar.safetensors'));
     try {
       const S = model.config.image_size;
       const frame = S * S * 3;

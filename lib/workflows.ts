@@ -606,23 +606,20 @@ export async function evaluate(model: Model, options: EvaluateOptions = {}): Pro
   const images = new Uint8Array(items.length * frame);
   const sampler = { ...defaultSampler(model.config.mode), ...stripUndefined(options.sampler ?? {}) };
   const chunk = options.chunk ?? 48;
-  // evalSet lists each prompt's samples together (item p·samples + s). Generate one sample
-  // index at a time, the prompts in chunks, so that an image depends on its prompt's place,
-  // its sample index and the sampler seed only: --samples 8 draws --samples 2's images and
-  // six more, and a before/after pair shares every draw.
-  const perPrompt = items.reduce((most, it) => Math.max(most, it.sample + 1), 0);
-  const prompts = perPrompt > 0 ? items.length / perPrompt : 0;
+  // Generate one sample index at a time, the prompts in chunks, so that an image depends on
+  // its prompt's place, its sample index and the sampler seed only: --samples 8 draws
+  // --samples 2's images and six more, and a before/after pair shares every draw.
   let done = 0;
-  for (let s = 0; s < perPrompt; s++) {
-    for (let p0 = 0; p0 < prompts; p0 += chunk) {
-      const rows = Math.min(chunk, prompts - p0);
-      const part = Array.from({ length: rows }, (_, r) => items[(p0 + r) * perPrompt + s]);
+  for (let s = 0; done < items.length; s++) {
+    const layer = items.flatMap((it, i) => (it.sample === s ? [i] : []));
+    for (let at = 0; at < layer.length; at += chunk) {
+      const rows = layer.slice(at, at + chunk);
       // One seed per chunk, from its first item's own seed (which names category, text and sample).
-      const seed = BigInt(sampler.seed ?? 0) * 1000003n + BigInt(part[0].seed) * 7919n + BigInt(p0);
-      using out = await model.generate({ ...sampler, prompts: part.map((it) => it.prompt.text), seed });
+      const seed = BigInt(sampler.seed ?? 0) * 1000003n + BigInt(items[rows[0]].seed) * 7919n + BigInt(at);
+      using out = await model.generate({ ...sampler, prompts: rows.map((i) => items[i].prompt.text), seed });
       const drawn = out.toArray();
-      for (let r = 0; r < rows; r++) images.set(drawn.subarray(r * frame, (r + 1) * frame), ((p0 + r) * perPrompt + s) * frame);
-      done += rows;
+      rows.forEach((i, r) => images.set(drawn.subarray(r * frame, (r + 1) * frame), i * frame));
+      done += rows.length;
       options.onProgress?.(done, items.length);
     }
   }
